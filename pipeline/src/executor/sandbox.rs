@@ -1,0 +1,300 @@
+//! The embedded default executor: a bubblewrap sandbox.
+//!
+//! Guarantees (each proven by a test in `tests/e2e/sandbox.rs`):
+//! every namespace unshared, so no network but a private loopback; host
+//! system directories read-only; only the workspace writable; a private
+//! `/tmp`; a cleared environment; an unprivileged uid (when the runner is
+//! root, the launcher drops to `sandbox_uid` before bubblewrap starts, so the
+//! job is not root outside either); `--die-with-parent` and a new session;
+//! cgroup limits joined *before* the job's first instruction.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use tracing::instrument;
+
+use super::cgroup::{Cgroup, CgroupSupport};
+use super::supervise::{Terminator, supervise};
+use super::{ExecutorError, Execution, ExitReason, Executor, JobRequest};
+use crate::log::LogSink;
+use crate::spec::ResourceLimits;
+
+/// Where the workspace appears inside the sandbox.
+pub const SANDBOX_WORKSPACE: &str = "/workspace";
+
+/// Settings of the sandbox executor.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The bubblewrap binary.
+    pub bwrap: PathBuf,
+    /// uid and gid the job runs as when the runner is root (default: nobody, 65534).
+    pub sandbox_uid: u32,
+    /// See `sandbox_uid`.
+    pub sandbox_gid: u32,
+    /// Time between SIGTERM and SIGKILL on timeout or cancel.
+    pub kill_grace: Duration,
+    /// Limits applied when a job sets none.
+    pub default_limits: ResourceLimits,
+    /// Host directories mounted read-only at the same path.
+    pub read_only: Vec<PathBuf>,
+    /// Which cgroups to use.
+    pub cgroups: CgroupSupport,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            bwrap: PathBuf::from("bwrap"),
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+            kill_grace: Duration::from_secs(5),
+            default_limits: ResourceLimits {
+                cpu_millis: None,
+                memory_bytes: Some(4 << 30),
+                pids: Some(4096),
+            },
+            read_only: ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
+            cgroups: CgroupSupport::detect(),
+        }
+    }
+}
+
+/// Runs jobs under bubblewrap.
+#[derive(Debug, Clone)]
+pub struct SandboxExecutor {
+    config: SandboxConfig,
+    as_root: bool,
+}
+
+impl SandboxExecutor {
+    /// Checks that bubblewrap runs here.
+    pub fn new(config: SandboxConfig) -> Result<Self, ExecutorError> {
+        let probe = std::process::Command::new(&config.bwrap)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                ExecutorError::Unavailable(format!(
+                    "cannot run {} ({e}); install it with `apt-get install -y bubblewrap`",
+                    config.bwrap.display()
+                ))
+            })?;
+        if !probe.status.success() {
+            return Err(ExecutorError::Unavailable(format!("{} --version failed", config.bwrap.display())));
+        }
+        let as_root = nix::unistd::geteuid().is_root();
+        Ok(SandboxExecutor { config, as_root })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
+    }
+
+    /// Prepares a workspace for the sandbox user: reachable through every
+    /// parent directory and owned by that user.
+    fn prepare_workspace(&self, workspace: &Path) -> Result<(), ExecutorError> {
+        let err = |reason: String| ExecutorError::Workspace { path: workspace.to_path_buf(), reason };
+        if !workspace.is_dir() {
+            return Err(err("is not a directory".into()));
+        }
+        if !self.as_root {
+            return Ok(());
+        }
+        for ancestor in workspace.ancestors().skip(1) {
+            let meta = std::fs::metadata(ancestor).map_err(|e| err(e.to_string()))?;
+            let traversable = meta.mode() & 0o001 != 0 || meta.uid() == self.config.sandbox_uid;
+            if !traversable {
+                return Err(err(format!(
+                    "the sandbox user {} cannot reach it: {} has mode {:o}; put work directories under a \
+                     traversable path such as /var/tmp (the default) or `chmod o+x` the directory",
+                    self.config.sandbox_uid,
+                    ancestor.display(),
+                    meta.mode() & 0o7777
+                )));
+            }
+        }
+        let (uid, gid) = (Some(self.config.sandbox_uid), Some(self.config.sandbox_gid));
+        for entry in walkdir::WalkDir::new(workspace).follow_links(false) {
+            let entry = entry.map_err(|e| err(e.to_string()))?;
+            std::os::unix::fs::lchown(entry.path(), uid, gid).map_err(|e| err(format!("chown: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn bwrap_args(&self, request: &JobRequest) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "airlock-sandbox",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for dir in &self.config.read_only {
+            match std::fs::symlink_metadata(dir) {
+                // merged-/usr systems: /bin -> usr/bin; recreate the link, don't bind it.
+                Ok(m) if m.file_type().is_symlink() => {
+                    if let Ok(target) = std::fs::read_link(dir) {
+                        args.extend(["--symlink".into(), target.display().to_string(), dir.display().to_string()]);
+                    }
+                }
+                Ok(_) => args.extend(["--ro-bind".into(), dir.display().to_string(), dir.display().to_string()]),
+                Err(_) => {}
+            }
+        }
+        args.extend([
+            "--bind".into(),
+            request.workspace.display().to_string(),
+            SANDBOX_WORKSPACE.into(),
+            "--chdir".into(),
+            SANDBOX_WORKSPACE.into(),
+            "--clearenv".into(),
+        ]);
+        for (k, v) in base_env().into_iter().chain(request.env.clone()) {
+            args.extend(["--setenv".into(), k, v]);
+        }
+        args.push("--".into());
+        args.extend(request.argv.iter().cloned());
+        args
+    }
+
+    fn command(&self, request: &JobRequest, cgroup: &Cgroup) -> Command {
+        let bwrap = self.config.bwrap.display().to_string();
+        let mut cmd = if self.as_root {
+            // The launcher joins the cgroups, then drops to the sandbox user
+            // and execs bubblewrap: the job is limited from its first
+            // instruction and never holds root outside the sandbox.
+            let procs = cgroup.procs_files();
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(r#"n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@""#)
+                .arg("airlock-launcher")
+                .arg(procs.len().to_string())
+                .args(procs.iter().map(|p| p.display().to_string()))
+                .arg("setpriv")
+                .arg(format!("--reuid={}", self.config.sandbox_uid))
+                .arg(format!("--regid={}", self.config.sandbox_gid))
+                .arg("--clear-groups")
+                .arg("--")
+                .arg(bwrap);
+            c
+        } else {
+            Command::new(bwrap)
+        };
+        cmd.args(self.bwrap_args(request))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Own process group: a Ctrl-C at the terminal reaches the runner,
+            // which cancels in order, not the job directly.
+            .process_group(0);
+        cmd
+    }
+
+    fn limits(&self, requested: &ResourceLimits) -> ResourceLimits {
+        let d = &self.config.default_limits;
+        ResourceLimits {
+            cpu_millis: requested.cpu_millis.or(d.cpu_millis),
+            memory_bytes: requested.memory_bytes.or(d.memory_bytes),
+            pids: requested.pids.or(d.pids),
+        }
+    }
+}
+
+/// Minimal environment every job gets before its own `env`.
+fn base_env() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("PATH".into(), "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin".into()),
+        ("HOME".into(), "/tmp".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("CI".into(), "true".into()),
+        ("AIRLOCK".into(), "1".into()),
+    ])
+}
+
+struct SandboxTree<'a> {
+    cgroup: &'a Cgroup,
+    launcher: Option<u32>,
+}
+
+impl Terminator for SandboxTree<'_> {
+    fn signal_tree(&self, signal: Signal) {
+        self.cgroup.signal_all(signal);
+        // Without cgroups, killing bubblewrap is enough: its child dies with
+        // it (--die-with-parent) and the pid namespace takes every descendant.
+        if let Some(pid) = self.launcher.and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+impl Executor for SandboxExecutor {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    #[instrument(skip_all, fields(job = %request.job, attempt = %request.attempt_id))]
+    async fn execute(
+        &self,
+        request: JobRequest,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<Execution, ExecutorError> {
+        self.prepare_workspace(&request.workspace)?;
+        let limits = self.limits(&request.resources);
+        let support = if self.as_root { self.config.cgroups } else { CgroupSupport::Unavailable };
+        if support == CgroupSupport::Unavailable {
+            log.system("[airlock] warning: cgroups unavailable here; memory, pids and cpu limits are not enforced");
+        }
+        let cgroup = Cgroup::create(support, &request.attempt_id, &limits)
+            .map_err(|e| ExecutorError::Limits(e.to_string()))?;
+        let started = SystemTime::now();
+        let child = self.command(&request, &cgroup).spawn().map_err(ExecutorError::Spawn)?;
+        tracing::debug!(pid = child.id(), "sandbox started");
+        let tree = SandboxTree { cgroup: &cgroup, launcher: child.id() };
+        let reason = supervise(child, &log, request.timeout, self.config.kill_grace, &cancel, &tree)
+            .await
+            .map_err(ExecutorError::Spawn)?;
+        let reason = match reason {
+            ExitReason::Exited(0) => reason,
+            ExitReason::TimedOut | ExitReason::Cancelled => reason,
+            _ if cgroup.oom_killed() => {
+                log.system(format!(
+                    "[airlock] killed by the kernel: memory limit of {} MiB exceeded",
+                    limits.memory_bytes.unwrap_or(0) >> 20
+                ));
+                ExitReason::OutOfMemory
+            }
+            ExitReason::Exited(125) if self.as_root => {
+                log.system("[airlock] the launcher could not join the job's cgroups");
+                reason
+            }
+            _ => reason,
+        };
+        cgroup.remove().await;
+        Ok(Execution { reason, started, finished: SystemTime::now() })
+    }
+}
