@@ -3,8 +3,10 @@
 //! pass record that crosses the trust boundary.
 #![forbid(unsafe_code)]
 
+pub mod dag;
 pub mod events;
 pub mod executor;
 pub mod log;
+pub mod outputs;
 pub mod source;
 pub mod spec;
