@@ -2,3 +2,4 @@
 //! bubblewrap sandboxes) on 127.0.0.1 and builds sample repositories.
 
 pub mod git;
+pub mod sandbox;

@@ -1,0 +1,108 @@
+//! Source checkout: bare mirrors of remote repositories, fetched with `gix`.
+//!
+//! Everything here is blocking (gix's network and object database APIs are). Async callers wrap
+//! calls in `tokio::task::spawn_blocking`; for that reason [`SourceCache`] and [`Mirror`] are
+//! `Send + Sync` (a [`Mirror`] holds a [`gix::ThreadSafeRepository`] and makes a thread-local
+//! handle per call).
+//!
+//! Nothing in this module ever checks out a work tree with git's machinery: files are read straight
+//! from commit trees, and [`Mirror::materialise`] writes a tree into a fresh directory itself, so
+//! that a hostile tree (entry names like `..` or `.git`) can be refused before anything is written.
+
+mod cache;
+mod error;
+mod materialise;
+mod mirror;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+pub use self::error::SourceError;
+
+/// A commit id (hex SHA-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommitId(pub gix::ObjectId);
+
+impl fmt::Display for CommitId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for CommitId {
+    type Err = SourceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Only full ids: an abbreviated id is ambiguous until it is looked up in a repository,
+        // which is what `Mirror::resolve` is for.
+        if !is_full_hex_id(s) {
+            return Err(SourceError::InvalidCommitId {
+                input: s.to_owned(),
+            });
+        }
+        gix::ObjectId::from_hex(s.as_bytes())
+            .map(CommitId)
+            .map_err(|_| SourceError::InvalidCommitId {
+                input: s.to_owned(),
+            })
+    }
+}
+
+impl From<gix::ObjectId> for CommitId {
+    fn from(id: gix::ObjectId) -> Self {
+        CommitId(id)
+    }
+}
+
+/// Counts reported by [`Mirror::materialise`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaterialiseStats {
+    /// Regular files and symlinks written.
+    pub files: u64,
+    /// Bytes written: file contents plus symlink targets.
+    pub bytes: u64,
+}
+
+/// What to show a person about a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// First line of the commit message.
+    pub subject: String,
+    /// The author as `Name <email>`.
+    pub author: String,
+}
+
+/// Where bare mirrors of remote repositories live.
+#[derive(Debug, Clone)]
+pub struct SourceCache {
+    root: PathBuf,
+}
+
+/// An opened repository: a bare mirror, or any local repository opened with [`Mirror::open`].
+pub struct Mirror {
+    repo: gix::ThreadSafeRepository,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mirror").field("path", &self.path).finish()
+    }
+}
+
+fn validate_ref_name(name: &str) -> Result<(), SourceError> {
+    gix::refs::FullName::try_from(name)
+        .map(|_| ())
+        .map_err(|err| SourceError::InvalidRev {
+            rev: name.to_owned(),
+            message: err.to_string(),
+        })
+}
+
+fn is_full_hex_id(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

@@ -1,0 +1,155 @@
+//! Writing trees to disk, and refusing hostile ones.
+
+use std::fs;
+use std::path::Path;
+
+use tempfile::TempDir;
+
+use super::{Upstream, git, git_with_input, id};
+use crate::source::{Mirror, SourceError};
+
+#[test]
+fn source_materialise_writes_files_modes_and_symlinks() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let up = Upstream::new();
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let tmp = TempDir::new().unwrap();
+    let dest = tmp.path().join("a/b/work");
+    let stats = mirror.materialise(&id(&up.main), &dest).unwrap();
+    assert_eq!(stats.files, 4, "README, lib.rs, run.sh, link");
+    assert_eq!(
+        stats.bytes,
+        ("hello\n".len()
+            + "pub fn f() {}\n".len()
+            + "#!/bin/sh\necho hi\n".len()
+            + "src/lib.rs".len()) as u64
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("README.md")).unwrap(),
+        "hello\n"
+    );
+    let mode = |p: &str| fs::metadata(dest.join(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("README.md"), 0o644);
+    assert_eq!(mode("src/bin/run.sh"), 0o755);
+    assert_eq!(mode("src/bin"), 0o755);
+    let link = dest.join("link");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("src/lib.rs"));
+    assert!(!dest.join(".git").exists());
+
+    // A non-empty destination is refused.
+    let err = mirror.materialise(&id(&up.main), &dest).unwrap_err();
+    assert!(
+        matches!(err, SourceError::DestinationNotEmpty { .. }),
+        "{err:?}"
+    );
+    // An existing empty directory is fine.
+    let empty = tmp.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    mirror.materialise(&id(&up.main_first), &empty).unwrap();
+    assert_eq!(fs::read_dir(&empty).unwrap().count(), 1);
+}
+
+#[test]
+fn source_materialise_skips_submodules() {
+    let up = Upstream::new();
+    // A tree with a gitlink next to a file.
+    let blob = git(&up.dir, &["rev-parse", "HEAD:README.md"]);
+    let listing = format!(
+        "100644 blob {blob}\tREADME.md\n160000 commit {}\tsub\n",
+        up.main_first
+    );
+    let tree = git_with_input(&up.dir, &["mktree"], Some(listing.as_bytes()));
+    let commit = git(&up.dir, &["commit-tree", "-m", "with submodule", &tree]);
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let tmp = TempDir::new().unwrap();
+    let stats = mirror.materialise(&id(&commit), tmp.path()).unwrap();
+    assert_eq!(stats.files, 1);
+    assert!(!tmp.path().join("sub").exists());
+}
+
+/// Write a tree object from raw entries, bypassing git's own checks.
+fn hostile_tree(dir: &Path, entries: &[(&str, &[u8], &str)]) -> String {
+    let mut bytes = Vec::new();
+    for (mode, name, hex) in entries {
+        bytes.extend_from_slice(mode.as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(name);
+        bytes.push(0);
+        bytes.extend_from_slice(&hex::decode(hex).unwrap());
+    }
+    git_with_input(
+        dir,
+        &["hash-object", "-t", "tree", "--literally", "-w", "--stdin"],
+        Some(&bytes),
+    )
+}
+
+#[test]
+fn source_materialise_refuses_hostile_trees() {
+    let up = Upstream::new();
+    let blob = git_with_input(&up.dir, &["hash-object", "-w", "--stdin"], Some(b"pwned\n"));
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let names: [&[u8]; 6] = [b"..", b".", b".git", b".GiT", b"a/b", b""];
+    for name in names {
+        // Put the bad entry one level down, after a harmless file, so that writing "as we
+        // go" would already have created something.
+        let inner = hostile_tree(&up.dir, &[("100644", name, &blob)]);
+        let outer = hostile_tree(
+            &up.dir,
+            &[
+                ("100644", b"aaa-harmless", &blob),
+                ("40000", b"dir", &inner),
+            ],
+        );
+        let commit = git(&up.dir, &["commit-tree", "-m", "evil", &outer]);
+        let tmp = TempDir::new().unwrap();
+        let dest = tmp.path().join("dest");
+        let err = mirror.materialise(&id(&commit), &dest).unwrap_err();
+        assert!(
+            matches!(err, SourceError::UnsafePath { .. }),
+            "{:?}: {err:?}",
+            String::from_utf8_lossy(name)
+        );
+        if !name.is_empty() {
+            assert!(
+                err.to_string()
+                    .contains(&String::from_utf8_lossy(name).to_string()),
+                "{err}"
+            );
+        }
+        // Nothing at all was written, inside or outside dest.
+        let listing: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert!(listing.is_empty(), "{listing:?}");
+    }
+
+    // A top-level ".." next to a real file, the classic escape.
+    let tree = hostile_tree(&up.dir, &[("100644", b"..", &blob)]);
+    let commit = git(&up.dir, &["commit-tree", "-m", "evil", &tree]);
+    let tmp = TempDir::new().unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    let err = mirror.materialise(&id(&commit), &dest).unwrap_err();
+    assert!(err.to_string().contains("\"..\""), "{err}");
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0);
+
+    // Duplicate names (a symlink and a directory called "x") are refused too.
+    let sub = hostile_tree(&up.dir, &[("100644", b"f", &blob)]);
+    let link_target = git_with_input(&up.dir, &["hash-object", "-w", "--stdin"], Some(b"/etc"));
+    let tree = hostile_tree(
+        &up.dir,
+        &[("120000", b"x", &link_target), ("40000", b"x", &sub)],
+    );
+    let commit = git(&up.dir, &["commit-tree", "-m", "evil", &tree]);
+    let tmp = TempDir::new().unwrap();
+    let err = mirror
+        .materialise(&id(&commit), &tmp.path().join("d"))
+        .unwrap_err();
+    assert!(matches!(err, SourceError::UnsafePath { .. }), "{err:?}");
+}
