@@ -1,2 +1,51 @@
-//! placeholder
-fn main(){}
+//! `ci-cluster`: Airlock's untrusted plane. It runs the pipeline stored in
+//! each change and reports back; it holds no signing key and never connects
+//! to the trusted side.
+#![forbid(unsafe_code)]
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Airlock CI cluster (untrusted plane): runs each change's pipeline in a sandbox.
+#[derive(Parser)]
+#[command(name = "ci-cluster", version, about, long_about = None, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a repository's pipeline locally, in the same sandbox CI uses.
+    ///
+    /// Runs the committed state at --rev (uncommitted changes are not seen,
+    /// exactly as in CI). Exit status: 0 every selected job passed, 1 a job
+    /// did not pass, 2 usage, source or pipeline error.
+    Run(commands::run::RunArgs),
+    /// Check a pipeline file; prints every problem as file:line:col. Exit 2 when invalid.
+    Validate(commands::validate::ValidateArgs),
+    /// Print the JSON Schema of the pipeline file (for editors).
+    Schema,
+}
+
+fn main() -> ExitCode {
+    // rustls with aws-lc-rs is the only TLS stack; install it before anything dials out.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => commands::run::main(args),
+        Command::Validate(args) => commands::validate::main(args),
+        Command::Schema => commands::validate::schema(),
+    }
+}

@@ -2,4 +2,5 @@
 //! bubblewrap sandboxes) on 127.0.0.1 and builds sample repositories.
 
 pub mod git;
+pub mod sample;
 pub mod sandbox;

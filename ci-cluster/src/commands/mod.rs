@@ -1,0 +1,7 @@
+//! One module per subcommand.
+
+pub mod run;
+pub mod validate;
+
+/// Exit status for usage, source and pipeline errors.
+pub const EXIT_USAGE: u8 = 2;
