@@ -3,11 +3,9 @@
 //! to the trusted side.
 #![forbid(unsafe_code)]
 
-mod commands;
-mod progress;
-
 use std::process::ExitCode;
 
+use ci_cluster::cli;
 use clap::{Parser, Subcommand};
 
 /// Airlock CI cluster (untrusted plane): runs each change's pipeline in a sandbox.
@@ -25,9 +23,9 @@ enum Command {
     /// Runs the committed state at --rev (uncommitted changes are not seen,
     /// exactly as in CI). Exit status: 0 every selected job passed, 1 a job
     /// did not pass, 2 usage, source or pipeline error.
-    Run(commands::run::RunArgs),
+    Run(cli::run::RunArgs),
     /// Check a pipeline file; prints every problem as file:line:col. Exit 2 when invalid.
-    Validate(commands::validate::ValidateArgs),
+    Validate(cli::validate::ValidateArgs),
     /// Print the JSON Schema of the pipeline file (for editors).
     Schema,
 }
@@ -44,8 +42,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => commands::run::main(args),
-        Command::Validate(args) => commands::validate::main(args),
-        Command::Schema => commands::validate::schema(),
+        Command::Run(args) => cli::run::main(args),
+        Command::Validate(args) => cli::validate::main(args),
+        Command::Schema => cli::validate::schema(),
     }
 }

@@ -193,7 +193,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ("SOURCE_DATE_EPOCH".to_string(), commit_time.to_string()),
     ]);
     let engine = Engine::new(executor, config);
-    let printer = tokio::spawn(crate::progress::follow(engine.subscribe(), plan.jobs.len()));
+    let printer = tokio::spawn(super::progress::follow(engine.subscribe(), plan.jobs.len()));
     let cancel = CancellationToken::new();
     let on_ctrl_c = cancel.clone();
     tokio::spawn(async move {

@@ -1,0 +1,354 @@
+//! `ci.toml`: what `ci-cluster serve` listens on, where it keeps its data,
+//! and the projects it serves. Secrets are named (file or environment
+//! variable), never written in the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::event::Forge;
+use crate::secret::{Secret, SecretError, SecretSource};
+
+/// Largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The config file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Database, artifacts, logs and mirrors live here.
+    pub data_dir: PathBuf,
+    /// Base URL of this server as reviewers reach it (links in reports). Default `http://{listen}`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Runs at once across all projects. Default 2.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Where pass records are written for the trusted builder. Default `{data_dir}/outbox`.
+    #[serde(default)]
+    pub outbox_dir: Option<PathBuf>,
+    /// Bearer token for the admin API (manual runs, cancel, re-run).
+    #[serde(default)]
+    pub admin_token: Option<SecretSource>,
+    /// The CI's ed25519 key that signs pass records (proves origin only). Created if missing.
+    #[serde(default)]
+    pub ci_key: Option<PathBuf>,
+    /// Forge credentials.
+    #[serde(default)]
+    pub forges: ForgesFile,
+    /// Projects served.
+    #[serde(default)]
+    pub projects: Vec<ProjectFile>,
+}
+
+fn default_concurrency() -> usize {
+    2
+}
+
+/// Per-forge settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForgesFile {
+    /// GitHub.
+    pub github: Option<GithubFile>,
+    /// GitLab.
+    pub gitlab: Option<GitlabFile>,
+    /// Gerrit.
+    pub gerrit: Option<GerritFile>,
+}
+
+/// GitHub settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubFile {
+    /// Webhook secret (HMAC key of `X-Hub-Signature-256`).
+    pub webhook_secret: SecretSource,
+    /// REST API base, default `https://api.github.com`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Token for commit statuses.
+    #[serde(default)]
+    pub api_token: Option<SecretSource>,
+}
+
+/// GitLab settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitlabFile {
+    /// Expected `X-Gitlab-Token`.
+    pub webhook_token: SecretSource,
+    /// REST API base, e.g. `https://gitlab.example.org/api/v4`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Token for commit statuses (`PRIVATE-TOKEN`).
+    #[serde(default)]
+    pub api_token: Option<SecretSource>,
+}
+
+/// Gerrit settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GerritFile {
+    /// Shared secret the webhooks plugin presents (`Authorization: Bearer …` or `?token=`).
+    pub webhook_secret: SecretSource,
+    /// Gerrit base URL for the REST API.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// HTTP user for `/a/` calls.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// HTTP password for `/a/` calls.
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+}
+
+/// A cron schedule.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    /// Cron expression (5 or 6 fields), UTC.
+    pub cron: String,
+    /// Full ref to run.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+}
+
+/// One project.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectFile {
+    /// Name in URLs and the UI.
+    pub name: String,
+    /// Forge kind.
+    pub forge: Forge,
+    /// The name the forge uses (Gerrit project, GitHub `owner/name`, GitLab path). Default: `name`.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// Canonical Git URL the CI fetches from.
+    pub git_url: String,
+    /// Ref globs whose passing runs produce pass records, e.g. `refs/heads/main`.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// Runs of this project at once. Default 1.
+    #[serde(default = "default_project_concurrency")]
+    pub concurrency: usize,
+    /// Whether to report results to the forge. Default true.
+    #[serde(default = "default_true")]
+    pub report: bool,
+    /// Cron schedules.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleFile>,
+}
+
+fn default_project_concurrency() -> usize {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Why the config is unusable. Never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Too large.
+    #[error("{0} is larger than 1 MiB")]
+    TooLarge(PathBuf),
+    /// Not valid TOML for this schema (the message has line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message with position.
+        message: String,
+    },
+    /// Semantically wrong.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A named secret could not be loaded.
+    #[error("{path}: {source}")]
+    Secret {
+        /// The file.
+        path: PathBuf,
+        /// Which secret.
+        #[source]
+        source: SecretError,
+    },
+}
+
+/// The config with secrets loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// As written.
+    pub file: ConfigFile,
+    /// Base URL for links.
+    pub public_url: String,
+    /// Pass-record outbox.
+    pub outbox_dir: PathBuf,
+    /// Admin token.
+    pub admin_token: Option<Secret>,
+    /// GitHub webhook secret and API token.
+    pub github: Option<(Secret, Option<Secret>)>,
+    /// GitLab webhook token and API token.
+    pub gitlab: Option<(Secret, Option<Secret>)>,
+    /// Gerrit webhook secret and HTTP password.
+    pub gerrit: Option<(Secret, Option<Secret>)>,
+}
+
+impl Config {
+    /// Reads, validates and loads secrets.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge(path.to_path_buf()));
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text (`path` is used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let mut names = std::collections::HashSet::new();
+        for p in &file.projects {
+            if !names.insert(p.name.as_str()) {
+                return Err(invalid(format!("project '{}' is declared twice", p.name)));
+            }
+            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(invalid(format!("project name '{}' must be letters, digits, '-', '_' or '.'", p.name)));
+            }
+            for pattern in &p.protected {
+                globset::Glob::new(pattern)
+                    .map_err(|e| invalid(format!("project '{}': protected pattern '{pattern}': {e}", p.name)))?;
+            }
+            for s in &p.schedules {
+                if !s.git_ref.starts_with("refs/") {
+                    return Err(invalid(format!("project '{}': schedule ref '{}' must be a full ref", p.name, s.git_ref)));
+                }
+            }
+            let needs = match p.forge {
+                Forge::Github => file.forges.github.is_none().then_some("github"),
+                Forge::Gitlab => file.forges.gitlab.is_none().then_some("gitlab"),
+                Forge::Gerrit => file.forges.gerrit.is_none().then_some("gerrit"),
+                Forge::Manual | Forge::Schedule => None,
+            };
+            if let Some(forge) = needs {
+                return Err(invalid(format!("project '{}' uses {forge} but [forges.{forge}] is missing", p.name)));
+            }
+        }
+        let secret = |s: &SecretSource| s.load().map_err(|source| ConfigError::Secret { path: path.to_path_buf(), source });
+        let optional = |s: &Option<SecretSource>| s.as_ref().map(secret).transpose();
+        let public_url = file.public_url.clone().unwrap_or_else(|| format!("http://{}", file.listen));
+        Ok(Config {
+            public_url: public_url.trim_end_matches('/').to_string(),
+            outbox_dir: file.outbox_dir.clone().unwrap_or_else(|| file.data_dir.join("outbox")),
+            admin_token: optional(&file.admin_token)?,
+            github: file.forges.github.as_ref().map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.api_token)?))).transpose()?,
+            gitlab: file.forges.gitlab.as_ref().map(|g| Ok((secret(&g.webhook_token)?, optional(&g.api_token)?))).transpose()?,
+            gerrit: file.forges.gerrit.as_ref().map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.password)?))).transpose()?,
+            file,
+        })
+    }
+
+    /// The project a forge event names.
+    pub fn project_for(&self, forge: Forge, repository: &str) -> Option<&ProjectFile> {
+        self.file
+            .projects
+            .iter()
+            .find(|p| p.forge == forge && p.repository.as_deref().unwrap_or(&p.name) == repository)
+    }
+
+    /// The project with this name.
+    pub fn project(&self, name: &str) -> Option<&ProjectFile> {
+        self.file.projects.iter().find(|p| p.name == name)
+    }
+}
+
+impl ProjectFile {
+    /// Whether runs on `git_ref` produce pass records.
+    pub fn is_protected(&self, git_ref: &str) -> bool {
+        self.protected.iter().any(|p| {
+            globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .build()
+                .map(|g| g.compile_matcher().is_match(git_ref))
+                .unwrap_or(false)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example(dir: &Path) -> String {
+        std::fs::write(dir.join("admin"), "admin-s3cret\n").expect("write");
+        std::fs::write(dir.join("gerrit"), "gerrit-s3cret").expect("write");
+        format!(
+            r#"
+listen = "127.0.0.1:8080"
+data_dir = "/var/lib/airlock-ci"
+admin_token = {{ file = "{admin}" }}
+
+[forges.gerrit]
+webhook_secret = {{ file = "{gerrit}" }}
+url = "http://127.0.0.1:8081"
+user = "airlock-ci"
+
+[[projects]]
+name = "greet"
+forge = "gerrit"
+git_url = "git://127.0.0.1:9418/greet.git"
+protected = ["refs/heads/main", "refs/tags/v*"]
+schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
+"#,
+            admin = dir.join("admin").display(),
+            gerrit = dir.join("gerrit").display()
+        )
+    }
+
+    #[test]
+    fn loads_and_never_shows_secrets() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Config::parse(Path::new("ci.toml"), &example(dir.path())).expect("valid");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches(b"admin-s3cret")));
+        let p = c.project_for(Forge::Gerrit, "greet").expect("project");
+        assert!(p.is_protected("refs/heads/main") && p.is_protected("refs/tags/v1.2") && !p.is_protected("refs/heads/dev"));
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = Config::parse(Path::new("ci.toml"), "listen = 5\n").expect_err("bad");
+        assert!(e.to_string().contains("ci.toml") && e.to_string().contains("line 1"), "{e}");
+        let missing = example(dir.path()).replace("[forges.gerrit]", "[forges.gitlab_typo]");
+        assert!(Config::parse(Path::new("ci.toml"), &missing).is_err());
+        let e = Config::parse(
+            Path::new("ci.toml"),
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/x\"\nadmin_token = { env = \"AIRLOCK_TEST_UNSET_VAR\" }\n",
+        )
+        .expect_err("unset");
+        assert!(e.to_string().contains("AIRLOCK_TEST_UNSET_VAR is not set"), "{e}");
+    }
+}

@@ -1,0 +1,111 @@
+//! The one shape every forge event is normalised to before it is stored.
+
+use airlock_pipeline::spec::EventKind;
+use serde::{Deserialize, Serialize};
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forge {
+    /// Gerrit webhooks plugin.
+    Gerrit,
+    /// GitHub webhook.
+    Github,
+    /// GitLab webhook.
+    Gitlab,
+    /// `ci-cluster trigger` or `POST /api/v1/projects/{p}/runs`.
+    Manual,
+    /// A cron schedule from the config.
+    Schedule,
+}
+
+impl Forge {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forge::Gerrit => "gerrit",
+            Forge::Github => "github",
+            Forge::Gitlab => "gitlab",
+            Forge::Manual => "manual",
+            Forge::Schedule => "schedule",
+        }
+    }
+}
+
+/// What the CI does with an accepted event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Run the pipeline at `commit`.
+    Run,
+    /// Cancel every queued or running run of `change` (abandoned, closed).
+    CancelChange,
+}
+
+/// A change under review: Gerrit change + patchset, GitHub pull request, GitLab merge request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// Gerrit change number, PR number or MR iid, as text.
+    pub number: String,
+    /// Gerrit patchset number; for GitHub and GitLab 0 (a new head supersedes by commit).
+    pub patchset: u32,
+    /// Link to the change on the forge, if the payload had one.
+    pub url: Option<String>,
+}
+
+/// Where the verdict goes back to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "forge", rename_all = "lowercase")]
+pub enum ReportTarget {
+    /// `POST /a/changes/{change}/revisions/{revision}/review`.
+    Gerrit {
+        /// Change number (or `project~number`).
+        change: String,
+        /// Revision (commit id or patchset number).
+        revision: String,
+    },
+    /// `POST /repos/{repo}/statuses/{sha}`.
+    Github {
+        /// `owner/name`.
+        repo: String,
+        /// Commit.
+        sha: String,
+    },
+    /// `POST /projects/{project_id}/statuses/{sha}`.
+    Gitlab {
+        /// Numeric project id.
+        project_id: u64,
+        /// Commit.
+        sha: String,
+    },
+    /// Nothing to report to (manual and scheduled runs).
+    None,
+}
+
+/// An authenticated, normalised forge event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgeEvent {
+    /// Source.
+    pub forge: Forge,
+    /// The repository as the forge names it (Gerrit project, GitHub `owner/name`,
+    /// GitLab `path_with_namespace`); matched against the configured projects.
+    pub repository: String,
+    /// De-duplication key, unique per forge: a replay with the same key creates nothing.
+    pub delivery: String,
+    /// Run or cancel.
+    pub intent: Intent,
+    /// Kind for `when.events` (change, push, tag...).
+    pub kind: EventKind,
+    /// Full ref: `refs/changes/34/1234/2`, `refs/heads/main`, `refs/pull/5/head`, `refs/tags/v1`.
+    pub git_ref: String,
+    /// 40-hex commit id to run (empty for `CancelChange`).
+    pub commit: String,
+    /// The change, for change events.
+    pub change: Option<Change>,
+    /// Commit subject or change title, for people.
+    pub title: String,
+    /// Who caused it.
+    pub author: String,
+    /// Where to report.
+    pub report: ReportTarget,
+}

@@ -1,0 +1,9 @@
+//! Airlock's untrusted plane: forge intake, durable runs, reporting back and
+//! pass records. It runs anyone's code (in the sandbox), so it holds no
+//! signing key and never connects to the trusted side.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod event;
+pub mod secret;

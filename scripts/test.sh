@@ -1,0 +1,14 @@
+#!/bin/sh
+# The whole test suite: unit tests beside the code and end-to-end tests that
+# start real components (bubblewrap sandboxes with cgroup limits, git daemon
+# on 127.0.0.1). Installs what it needs first.
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/install-deps.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+    # One process per test: memory and process-table assertions stay honest.
+    exec cargo nextest run --workspace --no-fail-fast
+else
+    exec cargo test --workspace --no-fail-fast
+fi
