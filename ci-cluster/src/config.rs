@@ -241,6 +241,9 @@ impl Config {
                     .map_err(|e| invalid(format!("project '{}': protected pattern '{pattern}': {e}", p.name)))?;
             }
             for s in &p.schedules {
+                if let Err(e) = s.cron.parse::<croner::Cron>() {
+                    return Err(invalid(format!("project '{}': schedule '{}': {e}", p.name, s.cron)));
+                }
                 if !s.git_ref.starts_with("refs/") {
                     return Err(invalid(format!("project '{}': schedule ref '{}' must be a full ref", p.name, s.git_ref)));
                 }

@@ -6,4 +6,8 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod intake;
+pub mod report;
 pub mod secret;
+pub mod serve;
+pub mod store;

@@ -28,6 +28,10 @@ enum Command {
     Validate(cli::validate::ValidateArgs),
     /// Print the JSON Schema of the pipeline file (for editors).
     Schema,
+    /// Serve webhooks, run every change's pipeline and report back (see README).
+    Serve(ci_cluster::serve::ServeArgs),
+    /// Ask a running server for a manual run of a ref (needs the admin token).
+    Trigger(cli::trigger::TriggerArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +49,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::main(args),
         Command::Validate(args) => cli::validate::main(args),
         Command::Schema => cli::validate::schema(),
+        Command::Serve(args) => ci_cluster::serve::main(args),
+        Command::Trigger(args) => cli::trigger::main(args),
     }
 }

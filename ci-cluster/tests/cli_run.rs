@@ -130,7 +130,7 @@ fn ctrl_c_cancels_the_run_and_kills_the_jobs() {
     let repo = airlock_tests::git::SampleRepo::init(tmp.path().join("repo"));
     repo.write(".pipeline/config.yaml", "version: 1\njobs:\n  slow:\n    run: echo started; sleep 4242\n  after:\n    needs: [slow]\n    run: echo never\n");
     repo.commit("slow pipeline");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
         .args(["run", "--repo", &repo.dir().display().to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

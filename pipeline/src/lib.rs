@@ -8,5 +8,6 @@ pub mod events;
 pub mod executor;
 pub mod log;
 pub mod outputs;
+pub mod record;
 pub mod source;
 pub mod spec;

@@ -1,6 +1,7 @@
 //! Harness for Airlock's end-to-end tests: starts real components (git daemon,
 //! bubblewrap sandboxes) on 127.0.0.1 and builds sample repositories.
 
+pub mod forge;
 pub mod git;
 pub mod sample;
 pub mod sandbox;

@@ -2,6 +2,7 @@
 
 pub mod progress;
 pub mod run;
+pub mod trigger;
 pub mod validate;
 
 /// Exit status for usage, source and pipeline errors.

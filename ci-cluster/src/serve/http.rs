@@ -1,0 +1,233 @@
+//! The HTTP surface: forge webhooks, the admin API, health.
+//!
+//! Every refusal is a JSON `{"error": reason, "message": ...}` and stores
+//! nothing. An accepted event is committed to the store before the 2xx.
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::state::{AppState, now_ms};
+use crate::event::{Forge, ForgeEvent, Intent};
+use crate::intake::{self, Intake, IntakeError};
+use crate::store::Accepted;
+
+/// Largest webhook or API body accepted; checked while reading, before parsing.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/hooks/github", post(github_hook))
+        .route("/hooks/gitlab", post(gitlab_hook))
+        .route("/hooks/gerrit", post(gerrit_hook))
+        .route("/api/v1/projects/{project}/runs", post(trigger_run))
+        .route("/api/v1/runs/{id}", get(get_run))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// A refusal: status, machine reason, human message.
+pub struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Refusal { status, reason, message: message.into() }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        tracing::info!(status = self.status.as_u16(), reason = self.reason, "refused");
+        (self.status, Json(json!({"error": self.reason, "message": self.message}))).into_response()
+    }
+}
+
+impl From<IntakeError> for Refusal {
+    fn from(e: IntakeError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        Refusal::new(status, e.reason(), e.to_string())
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "internal error");
+    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+}
+
+/// Reads the body with the size limit applied while reading.
+async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body larger than {MAX_BODY_BYTES} bytes"))
+    })
+}
+
+async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let body = limited_body(body).await?;
+        let (secret, _) = state
+            .config
+            .github
+            .as_ref()
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "GitHub is not configured"))?;
+        let intake = intake::github::parse(&headers, &body, secret)?;
+        accept(&state, Forge::Github, intake).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let result = async {
+        let body = limited_body(body).await?;
+        let (token, _) = state
+            .config
+            .gitlab
+            .as_ref()
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "GitLab is not configured"))?;
+        let intake = intake::gitlab::parse(&headers, &body, token)?;
+        accept(&state, Forge::Gitlab, intake).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn gerrit_hook(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery, body: Body) -> Response {
+    let result = async {
+        let body = limited_body(body).await?;
+        let (secret, _) = state
+            .config
+            .gerrit
+            .as_ref()
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "Gerrit is not configured"))?;
+        let presented = intake::gerrit::presented_token(&headers, query.as_deref());
+        let intake = intake::gerrit::parse(presented.as_deref(), &body, secret)?;
+        accept(&state, Forge::Gerrit, intake).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Stores an authenticated event (or says why it is ignored).
+async fn accept(state: &AppState, forge: Forge, intake: Intake) -> Result<Response, Refusal> {
+    let event = match intake {
+        Intake::Ignored(why) => {
+            return Ok((StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": why}))).into_response());
+        }
+        Intake::Event(event) => event,
+    };
+    let project = state
+        .config
+        .project_for(forge, &event.repository)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project serves {} repository '{}'", forge.as_str(), event.repository)))?
+        .name
+        .clone();
+    store_event(state, &project, event).await
+}
+
+async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Result<Response, Refusal> {
+    let store = state.store.clone();
+    let (p, e) = (project.to_string(), event.clone());
+    let accepted = tokio::task::spawn_blocking(move || store.accept_event(&p, &e, now_ms()))
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+    match accepted {
+        Accepted::Duplicate => {
+            Ok((StatusCode::OK, Json(json!({"status": "duplicate", "delivery": event.delivery}))).into_response())
+        }
+        Accepted::New { event_id, run, cancel_running } => {
+            for id in &cancel_running {
+                state.cancel_local(*id);
+            }
+            if run.is_some() {
+                state.runs_queued.notify_one();
+            }
+            tracing::info!(project, event_id, run = ?run, intent = ?event.intent, git_ref = %event.git_ref, "event accepted");
+            let status = if event.intent == Intent::Run { "queued" } else { "cancelled" };
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": status, "event": event_id, "run": run, "cancelled": cancel_running})),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(token) = &state.config.admin_token else {
+        return Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "no admin token is configured"));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token.matches(presented.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required"))
+    }
+}
+
+/// Body of a manual run request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    /// Full ref to run, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+}
+
+async fn trigger_run(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        require_admin(&state, &headers)?;
+        let body = limited_body(body).await?;
+        let request: TriggerRequest = serde_json::from_slice(&body)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("expected {{\"ref\": \"refs/...\"}}: {e}")))?;
+        let project = state
+            .config
+            .project(&project)
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project '{project}'")))?
+            .clone();
+        let event = super::trigger::manual_event(&state, &project, &request.git_ref, Forge::Manual)
+            .await
+            .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", e.to_string()))?;
+        store_event(&state, &project.name, event).await
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn get_run(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    let store = state.store.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        Ok(match store.run(id)? {
+            Some(run) => Some((run, store.jobs(id)?, store.reports(id)?)),
+            None => None,
+        })
+    })
+    .await;
+    match found {
+        Ok(Ok(Some((run, jobs, reports)))) => Json(json!({"run": run, "jobs": jobs, "reports": reports})).into_response(),
+        Ok(Ok(None)) => Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")).into_response(),
+        Ok(Err(e)) => internal(e).into_response(),
+        Err(e) => internal(e).into_response(),
+    }
+}

@@ -1,0 +1,57 @@
+//! Pass records: one per publishable job that passed on a protected ref,
+//! signed with the CI's origin key and written to the one-way outbox. The
+//! CI never connects to the trusted side; the trusted builder pulls.
+
+use airlock_pipeline::dag::RunReport;
+use airlock_pipeline::events::JobState;
+use airlock_pipeline::record::{DirOutbox, OriginKey, OutputDigest, Outbox, PASS_RECORD_VERSION, PassRecord};
+use airlock_pipeline::spec::Pipeline;
+use sha2::{Digest, Sha256};
+
+use crate::config::ProjectFile;
+use crate::store::RunId;
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// Writes the pass records of a passed run; returns the outbox names written.
+pub fn write_pass_records(
+    outbox: &DirOutbox,
+    key: &OriginKey,
+    project: &ProjectFile,
+    run: RunId,
+    git_ref: &str,
+    commit: &str,
+    pipeline: &Pipeline,
+    report: &RunReport,
+) -> Result<Vec<String>, airlock_pipeline::record::RecordError> {
+    let mut written = Vec::new();
+    for job in &report.jobs {
+        let publishes = pipeline.job(&job.name).is_some_and(|spec| spec.publish.is_some());
+        if !publishes || job.state != JobState::Passed {
+            continue;
+        }
+        let record = PassRecord {
+            version: PASS_RECORD_VERSION,
+            project: project.name.clone(),
+            git_url: project.git_url.clone(),
+            git_ref: git_ref.to_string(),
+            commit: commit.to_string(),
+            job: job.name.clone(),
+            pipeline_sha256: pipeline.file_sha256.clone(),
+            outputs: job
+                .outputs
+                .iter()
+                .map(|o| OutputDigest { path: o.path.clone(), sha256: o.sha256.clone(), size: o.size })
+                .collect(),
+            log_sha256: hex::encode(Sha256::digest(job.log.to_text().as_bytes())),
+            ci_run_id: run.to_string(),
+            started_at: rfc3339(job.started_ms.unwrap_or(0)),
+            finished_at: rfc3339(job.finished_ms.or(job.started_ms).unwrap_or(0)),
+        };
+        let signed = key.sign(&record)?;
+        written.push(outbox.put(&signed, &format!("{}-{}-run{run}", project.name, job.name))?);
+    }
+    Ok(written)
+}

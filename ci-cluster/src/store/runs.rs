@@ -1,0 +1,308 @@
+//! Intake and the queue: accepting events, superseding and cancelling runs,
+//! claiming the next run fairly, admin re-runs.
+
+use airlock_pipeline::spec::EventKind;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::codec::{get_json, short_commit, to_i64, to_json};
+use super::query::{load_run, require_run};
+use super::types::{Accepted, ClaimedRun, RunId};
+use super::{Store, StoreError};
+use crate::event::{ForgeEvent, Intent};
+
+/// Reason given to runs of an abandoned or closed change.
+pub const REASON_CHANGE_CLOSED: &str = "change abandoned/closed";
+
+/// Which of a change's runs a cancellation reaches.
+enum Scope<'a> {
+    /// Every run of the change.
+    All,
+    /// Runs of a lower patchset (Gerrit).
+    BelowPatchset(u32),
+    /// Runs of another commit (forges without patchsets: GitHub, GitLab).
+    OtherCommit(&'a str),
+}
+
+/// What the new run is made from.
+struct NewRun<'a> {
+    event_id: i64,
+    project: &'a str,
+    git_ref: &'a str,
+    commit: &'a str,
+    kind: EventKind,
+    change_number: Option<&'a str>,
+    patchset: Option<u32>,
+    reason: Option<&'a str>,
+}
+
+fn insert_run(conn: &Connection, run: &NewRun<'_>, now_ms: u64) -> Result<RunId, StoreError> {
+    conn.execute(
+        "INSERT INTO runs (event_id, project, git_ref, commit_id, kind, change_number, patchset,
+                           status, reason, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?9)",
+        params![
+            run.event_id,
+            run.project,
+            run.git_ref,
+            run.commit,
+            run.kind.as_str(),
+            run.change_number,
+            run.patchset,
+            run.reason,
+            to_i64(now_ms)
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Cancels the change's queued runs older than `before` in `scope` at once and
+/// flags its running ones; returns every running run in scope (flagged now or
+/// earlier: asking a runner to stop twice is harmless, missing one is not).
+fn cancel_change_runs(
+    conn: &Connection,
+    project: &str,
+    change_number: &str,
+    before: RunId,
+    scope: &Scope<'_>,
+    reason: &str,
+    now_ms: u64,
+) -> Result<Vec<RunId>, StoreError> {
+    let (below, other_commit) = match scope {
+        Scope::All => (None, None),
+        Scope::BelowPatchset(n) => (Some(*n), None),
+        Scope::OtherCommit(c) => (None, Some(*c)),
+    };
+    // One condition for every scope, so each statement binds the same five
+    // parameters: NULL switches a clause off.
+    let scope_sql = "project = ?1 AND change_number = ?2 AND id < ?3
+        AND (?4 IS NULL OR COALESCE(patchset, 0) < ?4)
+        AND (?5 IS NULL OR commit_id <> ?5)";
+    let now = to_i64(now_ms);
+    let args = params![project, change_number, before, below, other_commit];
+    let cancelled = format!(
+        "UPDATE runs SET status = 'cancelled', reason = ?6, finished_ms = ?7 WHERE status = 'queued' AND {scope_sql}"
+    );
+    let mut with_reason: Vec<&dyn rusqlite::ToSql> = args.to_vec();
+    with_reason.push(&reason);
+    with_reason.push(&now);
+    conn.execute(&cancelled, with_reason.as_slice())?;
+    // The first reason stays: it says why the cancel was asked for.
+    let flag = format!(
+        "UPDATE runs SET cancel_requested = 1, reason = ?6
+         WHERE status = 'running' AND cancel_requested = 0 AND {scope_sql}"
+    );
+    conn.execute(&flag, &with_reason[..6])?;
+    let running = format!("SELECT id FROM runs WHERE status = 'running' AND {scope_sql} ORDER BY id");
+    let mut stmt = conn.prepare(&running)?;
+    let ids = stmt.query_map(args, |r| r.get(0))?.collect::<rusqlite::Result<Vec<RunId>>>()?;
+    Ok(ids)
+}
+
+impl Store {
+    /// Stores an accepted event in one transaction, committed before return.
+    ///
+    /// A (forge, delivery) pair seen before returns [`Accepted::Duplicate`] and
+    /// changes nothing. `Intent::Run` queues a run; for a change event, older
+    /// runs of the same (project, change) with a lower patchset (or, for
+    /// patchset-0 forges, another commit) are superseded: queued ones become
+    /// `Cancelled`, running ones are flagged and returned in `cancel_running`.
+    /// `Intent::CancelChange` does the same to every run of the change and
+    /// queues nothing.
+    pub fn accept_event(&self, project: &str, event: &ForgeEvent, now_ms: u64) -> Result<Accepted, StoreError> {
+        let body = to_json(event)?;
+        let intent = match event.intent {
+            Intent::Run => "run",
+            Intent::CancelChange => "cancel_change",
+        };
+        let change_number = event.change.as_ref().map(|c| c.number.as_str());
+        let patchset = event.change.as_ref().map(|c| c.patchset);
+        self.write(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
+                                     change_number, patchset, body, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (forge, delivery) DO NOTHING",
+                params![
+                    event.forge.as_str(),
+                    event.delivery,
+                    project,
+                    intent,
+                    event.kind.as_str(),
+                    event.git_ref,
+                    event.commit,
+                    change_number,
+                    patchset,
+                    body,
+                    to_i64(now_ms)
+                ],
+            )?;
+            if inserted == 0 {
+                return Ok(Accepted::Duplicate);
+            }
+            let event_id = tx.last_insert_rowid();
+            let (run, cancel_running) = match (event.intent, &event.change) {
+                (Intent::Run, change) => {
+                    let new = NewRun {
+                        event_id,
+                        project,
+                        git_ref: &event.git_ref,
+                        commit: &event.commit,
+                        kind: event.kind,
+                        change_number,
+                        patchset,
+                        reason: None,
+                    };
+                    let id = insert_run(tx, &new, now_ms)?;
+                    let cancel = match change {
+                        Some(change) if event.kind == EventKind::Change => {
+                            let (scope, reason) = if change.patchset > 0 {
+                                let n = change.patchset;
+                                (Scope::BelowPatchset(n), format!("superseded by patchset {n}"))
+                            } else {
+                                let short = short_commit(&event.commit);
+                                (Scope::OtherCommit(&event.commit), format!("superseded by {short}"))
+                            };
+                            cancel_change_runs(tx, project, &change.number, id, &scope, &reason, now_ms)?
+                        }
+                        _ => Vec::new(),
+                    };
+                    (Some(id), cancel)
+                }
+                (Intent::CancelChange, Some(change)) => {
+                    let all = cancel_change_runs(
+                        tx,
+                        project,
+                        &change.number,
+                        RunId::MAX,
+                        &Scope::All,
+                        REASON_CHANGE_CLOSED,
+                        now_ms,
+                    )?;
+                    (None, all)
+                }
+                // Nothing to cancel without a change; the event is still kept.
+                (Intent::CancelChange, None) => (None, Vec::new()),
+            };
+            Ok(Accepted::New { event_id, run, cancel_running })
+        })
+    }
+
+    /// Claims the next queued run and marks it `Running` (attempt + 1,
+    /// `started_ms`) in the same transaction.
+    ///
+    /// Nothing is claimed while `global_limit` runs are running. Among
+    /// projects with a queued run and fewer running runs than
+    /// `project_limit(project)`, the one claimed longest ago (or never) goes
+    /// first, then its oldest queued run: a busy project cannot starve others.
+    pub fn claim_next(
+        &self,
+        global_limit: usize,
+        project_limit: &dyn Fn(&str) -> usize,
+        now_ms: u64,
+    ) -> Result<Option<ClaimedRun>, StoreError> {
+        self.write(|tx| {
+            let running: i64 = tx.query_row("SELECT COUNT(*) FROM runs WHERE status = 'running'", [], |r| r.get(0))?;
+            if usize::try_from(running).unwrap_or(usize::MAX) >= global_limit {
+                return Ok(None);
+            }
+            let mut stmt = tx.prepare(
+                "SELECT q.project, q.first_id, COALESCE(c.last_claim_seq, 0) AS seq, COALESCE(n.running, 0)
+                 FROM (SELECT project, MIN(id) AS first_id FROM runs WHERE status = 'queued' GROUP BY project) q
+                 LEFT JOIN project_claims c ON c.project = q.project
+                 LEFT JOIN (SELECT project, COUNT(*) AS running FROM runs WHERE status = 'running'
+                            GROUP BY project) n ON n.project = q.project
+                 ORDER BY seq, q.first_id",
+            )?;
+            let candidates = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, RunId>(1)?, r.get::<_, i64>(3)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let chosen = candidates
+                .into_iter()
+                .find(|(project, _, running)| usize::try_from(*running).unwrap_or(usize::MAX) < project_limit(project));
+            let Some((project, id, _)) = chosen else { return Ok(None) };
+            tx.execute(
+                "UPDATE runs SET status = 'running', attempt = attempt + 1, started_ms = ?2, finished_ms = NULL
+                 WHERE id = ?1",
+                params![id, to_i64(now_ms)],
+            )?;
+            tx.execute(
+                "INSERT INTO project_claims (project, last_claim_seq, last_claim_ms)
+                 VALUES (?1, (SELECT COALESCE(MAX(last_claim_seq), 0) + 1 FROM project_claims), ?2)
+                 ON CONFLICT (project) DO UPDATE SET last_claim_seq = excluded.last_claim_seq,
+                                                     last_claim_ms = excluded.last_claim_ms",
+                params![project, to_i64(now_ms)],
+            )?;
+            let claimed = tx.query_row(
+                "SELECT r.id, r.event_id, r.project, r.git_ref, r.commit_id, r.attempt, e.body
+                 FROM runs r JOIN events e ON e.id = r.event_id WHERE r.id = ?1",
+                [id],
+                |r| {
+                    Ok(ClaimedRun {
+                        id: r.get(0)?,
+                        event_id: r.get(1)?,
+                        project: r.get(2)?,
+                        git_ref: r.get(3)?,
+                        commit: r.get(4)?,
+                        attempt: r.get(5)?,
+                        event: get_json(r, 6)?,
+                    })
+                },
+            )?;
+            Ok(Some(claimed))
+        })
+    }
+
+    /// Whether a cancel was requested for the run (runners poll this).
+    pub fn cancel_requested(&self, run: RunId) -> Result<bool, StoreError> {
+        self.read(|tx| {
+            let flag: Option<bool> =
+                tx.query_row("SELECT cancel_requested FROM runs WHERE id = ?1", [run], |r| r.get(0)).optional()?;
+            flag.ok_or_else(|| StoreError::NotFound(format!("run {run}")))
+        })
+    }
+
+    /// Cancels a run: a queued one becomes `Cancelled` at once, a running one
+    /// is flagged (its runner stops it and calls `finish_run`). Returns
+    /// whether anything changed (false for a final or already-flagged run).
+    pub fn request_cancel(&self, run: RunId, reason: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let changed = tx.execute(
+                "UPDATE runs SET status = 'cancelled', reason = ?2, finished_ms = ?3
+                 WHERE id = ?1 AND status = 'queued'",
+                params![run, reason, to_i64(now_ms)],
+            )? + tx.execute(
+                "UPDATE runs SET cancel_requested = 1, reason = ?2
+                 WHERE id = ?1 AND status = 'running' AND cancel_requested = 0",
+                params![run, reason],
+            )?;
+            if changed == 0 {
+                require_run(tx, run)?;
+            }
+            Ok(changed > 0)
+        })
+    }
+
+    /// Admin re-run: queues a new run for the same event, ref and commit.
+    /// Returns `None` while the run is still queued or running (a second copy
+    /// would only duplicate it).
+    pub fn requeue(&self, run: RunId, now_ms: u64) -> Result<Option<RunId>, StoreError> {
+        self.write(|tx| {
+            let old = load_run(tx, run)?.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+            if !old.status.is_final() {
+                return Ok(None);
+            }
+            let reason = format!("re-run of run {run}");
+            let new = NewRun {
+                event_id: old.event_id,
+                project: &old.project,
+                git_ref: &old.git_ref,
+                commit: &old.commit,
+                kind: old.kind,
+                change_number: old.change_number.as_deref(),
+                patchset: old.patchset,
+                reason: Some(&reason),
+            };
+            Ok(Some(insert_run(tx, &new, now_ms)?))
+        })
+    }
+}
