@@ -394,6 +394,11 @@ fn after_kill_9_every_event_gets_a_run_and_every_run_exactly_one_report() {
     std::thread::sleep(Duration::from_millis(1500));
     server.kill9();
     server.spawn();
+    let started = Instant::now();
+    while !server.log_text().contains("recovered after a restart: re-queued [") {
+        assert!(started.elapsed() < Duration::from_secs(10), "no recovery after kill -9:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for run in &runs {
         let status = server.wait_final(*run, Duration::from_secs(120))["run"]["status"].clone();
         assert_eq!(status, "passed", "run {run}:\n{}", server.log_text());
@@ -449,4 +454,19 @@ fn manual_runs_need_the_admin_token() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued run 1"));
     assert_eq!(server.wait_final(1, Duration::from_secs(90))["run"]["status"], "passed");
+}
+
+#[test]
+fn cron_schedules_queue_runs() {
+    let world = World::new();
+    let server = Server::start(&world.config(r#"schedules = [{ cron = "*/2 * * * * *", ref = "refs/heads/main" }]"#), &world.root.join("data"));
+    let started = Instant::now();
+    while server.run(1)["run"].is_null() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no scheduled run:\n{}", server.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = server.wait_final(1, Duration::from_secs(90));
+    assert_eq!(run["run"]["status"], "passed", "{run:#}");
+    assert_eq!(run["run"]["kind"], "schedule", "{run:#}");
+    assert_eq!(run["run"]["project"], "greet-gh");
 }
