@@ -25,6 +25,12 @@ pub struct ConfigFile {
     #[serde(default)]
     pub public_url: Option<String>,
     /// Runs at once across all projects. Default 2.
+    ///
+    /// `0` means intake only: webhooks are authenticated and events stored
+    /// (and their runs queued) as usual, but the runner claims nothing, so
+    /// queued runs wait for a server started with a limit above 0. Used to
+    /// measure intake alone (`benches/intake.rs`), or to keep accepting
+    /// events while execution is paused.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     /// Where pass records are written for the trusted builder. Default `{data_dir}/outbox`.

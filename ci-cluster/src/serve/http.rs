@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::state::{AppState, now_ms};
+use super::state::AppState;
 use crate::event::{Forge, ForgeEvent, Intent};
 use crate::intake::{self, Intake, IntakeError};
 use crate::store::Accepted;
@@ -135,16 +135,15 @@ async fn accept(state: &AppState, forge: Forge, intake: Intake) -> Result<Respon
     store_event(state, &project, event).await
 }
 
+/// Commits the event (batched with concurrent ones, see `intake_writer`)
+/// and only then answers.
 async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Result<Response, Refusal> {
-    let store = state.store.clone();
-    let (p, e) = (project.to_string(), event.clone());
-    let accepted = tokio::task::spawn_blocking(move || store.accept_event(&p, &e, now_ms()))
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
+    // What the answer and the log line need; the event itself moves to the writer.
+    let (delivery, intent, git_ref) = (event.delivery.clone(), event.intent, event.git_ref.clone());
+    let accepted = state.intake.accept(project.to_string(), event).await.map_err(internal)?;
     match accepted {
         Accepted::Duplicate => {
-            Ok((StatusCode::OK, Json(json!({"status": "duplicate", "delivery": event.delivery}))).into_response())
+            Ok((StatusCode::OK, Json(json!({"status": "duplicate", "delivery": delivery}))).into_response())
         }
         Accepted::New { event_id, run, cancel_running } => {
             for id in &cancel_running {
@@ -153,8 +152,8 @@ async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Resu
             if run.is_some() {
                 state.runs_queued.notify_one();
             }
-            tracing::info!(project, event_id, run = ?run, intent = ?event.intent, git_ref = %event.git_ref, "event accepted");
-            let status = if event.intent == Intent::Run { "queued" } else { "cancelled" };
+            tracing::info!(project, event_id, run = ?run, intent = ?intent, git_ref = %git_ref, "event accepted");
+            let status = if intent == Intent::Run { "queued" } else { "cancelled" };
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"status": status, "event": event_id, "run": run, "cancelled": cancel_running})),

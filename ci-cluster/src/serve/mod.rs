@@ -3,6 +3,7 @@
 
 pub mod artifacts;
 pub mod http;
+mod intake_writer;
 mod records;
 mod reports;
 mod runner;
@@ -113,6 +114,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     let addr = listener.local_addr()?;
     let state = AppState {
         config: Arc::new(config),
+        intake: intake_writer::IntakeWriter::start(store.clone()),
         store,
         runs_queued: Default::default(),
         reports_queued: Default::default(),

@@ -40,6 +40,14 @@ pub struct RunnerDeps {
 
 /// Claims and starts runs until shutdown.
 pub async fn run_loop(state: AppState, deps: RunnerDeps) {
+    if state.config.file.concurrency == 0 {
+        // Intake only (see `ConfigFile::concurrency`). `claim_next(0, ..)`
+        // would claim nothing anyway, but each attempt is a write transaction
+        // taken on every queued event, competing with intake for the store.
+        tracing::warn!("concurrency = 0: intake only, queued runs are not executed");
+        state.shutdown.cancelled().await;
+        return;
+    }
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         if state.shutdown.is_cancelled() {
@@ -54,6 +62,11 @@ pub async fn run_loop(state: AppState, deps: RunnerDeps) {
         .await;
         match claimed {
             Ok(Ok(Some(run))) => {
+                // Phase markers ("run claimed", "source fetched", "workspace
+                // materialised", then the executor's "sandbox started"): a
+                // subscriber that timestamps them splits a run's start-up
+                // latency into its phases (benches/latency.rs does).
+                tracing::debug!(run = run.id, "run claimed");
                 let span = info_span!("run", run = run.id, project = %run.project);
                 tasks.spawn(execute(state.clone(), deps.clone(), run).instrument(span));
                 continue;
@@ -145,6 +158,7 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
         Ok(mirror)
     })
     .await??;
+    tracing::debug!(run, "source fetched");
     let commit_id: airlock_pipeline::source::CommitId = event.commit.parse()?;
 
     let bytes = mirror.read_file(&commit_id, spec::PIPELINE_PATH, spec::MAX_PIPELINE_BYTES as u64 + 1)?;
@@ -186,6 +200,7 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
         })
         .await??
     };
+    tracing::debug!(run, "workspace materialised");
 
     let mut config = EngineConfig::new(&work);
     config.concurrency = 2;

@@ -7,6 +7,7 @@ use airlock_pipeline::source::SourceCache;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::intake_writer::IntakeWriter;
 use crate::config::Config;
 use crate::store::{RunId, Store};
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The durable store.
     pub store: Arc<Store>,
+    /// Commits accepted events in batches (group commit) before their 2xx.
+    pub intake: IntakeWriter,
     /// Wakes the runner when a run was queued.
     pub runs_queued: Arc<Notify>,
     /// Wakes the report worker when a report was enqueued.

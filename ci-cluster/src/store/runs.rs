@@ -98,6 +98,88 @@ fn cancel_change_runs(
     Ok(ids)
 }
 
+/// The body of [`Store::accept_event`], inside the caller's transaction, so
+/// that [`Store::accept_events`] can run it once per item of a batch: each
+/// item sees every earlier item of the batch exactly as if it had been
+/// committed on its own (a repeated delivery is a duplicate, a later patchset
+/// supersedes an earlier one's run).
+fn accept_in(tx: &Connection, project: &str, event: &ForgeEvent, now_ms: u64) -> Result<Accepted, StoreError> {
+    let body = to_json(event)?;
+    let intent = match event.intent {
+        Intent::Run => "run",
+        Intent::CancelChange => "cancel_change",
+    };
+    let change_number = event.change.as_ref().map(|c| c.number.as_str());
+    let patchset = event.change.as_ref().map(|c| c.patchset);
+    let inserted = tx.execute(
+        "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
+                             change_number, patchset, body, received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (forge, delivery) DO NOTHING",
+        params![
+            event.forge.as_str(),
+            event.delivery,
+            project,
+            intent,
+            event.kind.as_str(),
+            event.git_ref,
+            event.commit,
+            change_number,
+            patchset,
+            body,
+            to_i64(now_ms)
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(Accepted::Duplicate);
+    }
+    let event_id = tx.last_insert_rowid();
+    let (run, cancel_running) = match (event.intent, &event.change) {
+        (Intent::Run, change) => {
+            let new = NewRun {
+                event_id,
+                project,
+                git_ref: &event.git_ref,
+                commit: &event.commit,
+                kind: event.kind,
+                change_number,
+                patchset,
+                reason: None,
+            };
+            let id = insert_run(tx, &new, now_ms)?;
+            let cancel = match change {
+                Some(change) if event.kind == EventKind::Change => {
+                    let (scope, reason) = if change.patchset > 0 {
+                        let n = change.patchset;
+                        (Scope::BelowPatchset(n), format!("superseded by patchset {n}"))
+                    } else {
+                        let short = short_commit(&event.commit);
+                        (Scope::OtherCommit(&event.commit), format!("superseded by {short}"))
+                    };
+                    cancel_change_runs(tx, project, &change.number, id, &scope, &reason, now_ms)?
+                }
+                _ => Vec::new(),
+            };
+            (Some(id), cancel)
+        }
+        (Intent::CancelChange, Some(change)) => {
+            let all = cancel_change_runs(
+                tx,
+                project,
+                &change.number,
+                RunId::MAX,
+                &Scope::All,
+                REASON_CHANGE_CLOSED,
+                now_ms,
+            )?;
+            (None, all)
+        }
+        // Nothing to cancel without a change; the event is still kept.
+        (Intent::CancelChange, None) => (None, Vec::new()),
+    };
+    Ok(Accepted::New { event_id, run, cancel_running })
+}
+
 impl Store {
     /// Stores an accepted event in one transaction, committed before return.
     ///
@@ -109,82 +191,30 @@ impl Store {
     /// `Intent::CancelChange` does the same to every run of the change and
     /// queues nothing.
     pub fn accept_event(&self, project: &str, event: &ForgeEvent, now_ms: u64) -> Result<Accepted, StoreError> {
-        let body = to_json(event)?;
-        let intent = match event.intent {
-            Intent::Run => "run",
-            Intent::CancelChange => "cancel_change",
-        };
-        let change_number = event.change.as_ref().map(|c| c.number.as_str());
-        let patchset = event.change.as_ref().map(|c| c.patchset);
-        self.write(|tx| {
-            let inserted = tx.execute(
-                "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
-                                     change_number, patchset, body, received_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (forge, delivery) DO NOTHING",
-                params![
-                    event.forge.as_str(),
-                    event.delivery,
-                    project,
-                    intent,
-                    event.kind.as_str(),
-                    event.git_ref,
-                    event.commit,
-                    change_number,
-                    patchset,
-                    body,
-                    to_i64(now_ms)
-                ],
-            )?;
-            if inserted == 0 {
-                return Ok(Accepted::Duplicate);
-            }
-            let event_id = tx.last_insert_rowid();
-            let (run, cancel_running) = match (event.intent, &event.change) {
-                (Intent::Run, change) => {
-                    let new = NewRun {
-                        event_id,
-                        project,
-                        git_ref: &event.git_ref,
-                        commit: &event.commit,
-                        kind: event.kind,
-                        change_number,
-                        patchset,
-                        reason: None,
-                    };
-                    let id = insert_run(tx, &new, now_ms)?;
-                    let cancel = match change {
-                        Some(change) if event.kind == EventKind::Change => {
-                            let (scope, reason) = if change.patchset > 0 {
-                                let n = change.patchset;
-                                (Scope::BelowPatchset(n), format!("superseded by patchset {n}"))
-                            } else {
-                                let short = short_commit(&event.commit);
-                                (Scope::OtherCommit(&event.commit), format!("superseded by {short}"))
-                            };
-                            cancel_change_runs(tx, project, &change.number, id, &scope, &reason, now_ms)?
-                        }
-                        _ => Vec::new(),
-                    };
-                    (Some(id), cancel)
-                }
-                (Intent::CancelChange, Some(change)) => {
-                    let all = cancel_change_runs(
-                        tx,
-                        project,
-                        &change.number,
-                        RunId::MAX,
-                        &Scope::All,
-                        REASON_CHANGE_CLOSED,
-                        now_ms,
-                    )?;
-                    (None, all)
-                }
-                // Nothing to cancel without a change; the event is still kept.
-                (Intent::CancelChange, None) => (None, Vec::new()),
-            };
-            Ok(Accepted::New { event_id, run, cancel_running })
-        })
+        self.write(|tx| accept_in(tx, project, event, now_ms))
+    }
+
+    /// Group commit: stores a batch of accepted events in ONE transaction,
+    /// committed (one WAL fsync) before return.
+    ///
+    /// Item `i` of the result is exactly what `accept_event` would have
+    /// returned for `batch[i]` had the items been accepted one by one, in
+    /// order: a delivery repeated inside the batch is a [`Accepted::Duplicate`],
+    /// a later patchset supersedes the run an earlier item queued, and so on.
+    /// It exists because `synchronous = FULL` makes every commit cost an
+    /// fsync, which caps one-commit-per-event intake at the disk's fsync rate;
+    /// sharing the commit among concurrent deliveries lifts that cap without
+    /// weakening "committed before the 2xx" (callers answer only after this
+    /// returns `Ok`).
+    ///
+    /// All or nothing: if any item fails, nothing of the batch is stored and
+    /// the error is returned (callers that want per-item errors then retry
+    /// the items one by one with `accept_event`).
+    pub fn accept_events(&self, batch: &[(String, ForgeEvent)], now_ms: u64) -> Result<Vec<Accepted>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| batch.iter().map(|(project, event)| accept_in(tx, project, event, now_ms)).collect())
     }
 
     /// Claims the next queued run and marks it `Running` (attempt + 1,

@@ -207,12 +207,27 @@ impl SourceCache {
                 spec: refspecs.join(" "),
                 message: describe(&err, url),
             })?;
-        let connection = remote
-            .connect(gix::remote::Direction::Fetch)
-            .map_err(|err| SourceError::Connect {
-                url: safe_url.clone(),
-                message: describe(&err, url),
-            })?;
+        let connect_error = |message: String| SourceError::Connect {
+            url: safe_url.clone(),
+            message,
+        };
+        let connection = if remote
+            .url(gix::remote::Direction::Fetch)
+            .is_some_and(|u| u.scheme == gix::url::Scheme::Git)
+        {
+            // Same URL checks and protocol version as `connect` (which it would use), then our
+            // own socket: see `connect_git_daemon`.
+            let (daemon_url, version) = remote
+                .sanitized_url_and_version(gix::remote::Direction::Fetch)
+                .map_err(|err| connect_error(describe(&err, url)))?;
+            let transport = connect_git_daemon(&daemon_url, version)
+                .map_err(|err| connect_error(describe(&err, url)))?;
+            remote.to_connection_with_transport(transport)
+        } else {
+            remote
+                .connect(gix::remote::Direction::Fetch)
+                .map_err(|err| connect_error(describe(&err, url)))?
+        };
         let prepare = connection
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|err| SourceError::Connect {
@@ -289,6 +304,67 @@ impl SourceCache {
         );
         drop(lock);
         Ok((mirror, matched))
+    }
+}
+
+/// A `git://` connection as gix makes it, without the 40 ms stalls of Nagle against delayed ACKs.
+///
+/// The pkt-line protocol is written in many small writes on both sides, and each side then
+/// waits for the other's answer: the pattern where Nagle's algorithm on the sender and delayed
+/// ACKs on the receiver (40 ms on Linux) stall each other.
+/// - Our requests: gix (like git) writes every pkt-line in pieces; with Nagle on, each piece
+///   after the first waited for the daemon's delayed ACK. `TCP_NODELAY` sends them at once.
+/// - The daemon's answers: `git daemon` does not set `TCP_NODELAY`, so after its first small
+///   segment (`packfile`) the next one waited for our delayed ACK. Asking for an immediate ACK
+///   before each read (`TCP_QUICKACK`, which the kernel resets by itself, hence every read)
+///   releases it.
+///
+/// Measured against a daemon on the same host (ci-cluster/benches/latency.rs): fetching one new
+/// commit went from about 150 ms to about 20 ms.
+fn connect_git_daemon(
+    url: &gix::Url,
+    version: gix::protocol::transport::Protocol,
+) -> std::io::Result<Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>> {
+    use std::net::{TcpStream, ToSocketAddrs as _};
+    // Credentials are never sent over git://; refuse them as gix does rather than drop them.
+    if url.user().is_some() {
+        return Err(std::io::Error::other(
+            "a git:// URL cannot carry a user name or password",
+        ));
+    }
+    let host = url
+        .host()
+        .ok_or_else(|| std::io::Error::other("the git:// URL has no host"))?;
+    let addr = (host, url.port.unwrap_or(9418))
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the git server's host name did not resolve"))?;
+    // gix's own timeout for this connect.
+    let read = TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
+    read.set_nodelay(true)?;
+    let write = read.try_clone()?;
+    Ok(Box::new(
+        gix::protocol::transport::client::git::blocking_io::Connection::new(
+            QuickAckReader(read),
+            write,
+            version,
+            url.path.clone(),
+            Some((host.to_owned(), url.port)),
+            gix::protocol::transport::client::git::ConnectMode::Daemon,
+            false,
+        ),
+    ))
+}
+
+/// The read half of a git daemon connection; see [`connect_git_daemon`].
+struct QuickAckReader(std::net::TcpStream);
+
+impl std::io::Read for QuickAckReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // Best effort: failing only brings the delayed ACK back.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        self.0.read(buf)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Store tests: each opens a fresh database in a temporary directory.
 
+mod batch;
 mod crash;
 mod intake;
 mod lifecycle;

@@ -73,6 +73,18 @@ fn per_project_and_global_limits_are_respected() {
 }
 
 #[test]
+fn a_global_limit_of_zero_claims_nothing() {
+    // `concurrency = 0` in the config (intake only) relies on this: with no
+    // run running, `0 >= 0` already says "full".
+    let (_dir, store) = open();
+    let run = accept_run(&store, "a", &push("a-0", 1), 1);
+    assert!(store.claim_next(0, &unlimited, 2).expect("claim").is_none());
+    let row = store.run(run).expect("query").expect("run");
+    assert_eq!((row.status, row.attempt, row.started_ms), (RunStatus::Queued, 0, None));
+    assert_eq!(store.claim_next(1, &unlimited, 3).expect("claim").map(|c| c.id), Some(run));
+}
+
+#[test]
 fn claim_marks_the_run_running_and_carries_the_event() {
     let (_dir, store) = open();
     let event = patchset("g-1", "42", 3, 7);
