@@ -140,12 +140,14 @@ impl Cgroup {
 
     /// Kills what is left and removes the groups.
     pub(super) async fn remove(mut self) {
-        for _ in 0..50 {
+        // Exiting processes linger in cgroup.procs for a moment; poll briefly
+        // first (the common case) and back off only for stubborn leftovers.
+        for attempt in 0u64..100 {
             if self.pids().is_empty() {
                 break;
             }
             self.signal_all(Signal::SIGKILL);
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(if attempt < 20 { 1 } else { 20 })).await;
         }
         for (_, dir) in self.dirs.drain(..) {
             if let Err(e) = fs::remove_dir(&dir) {
