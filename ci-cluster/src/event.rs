@@ -4,7 +4,7 @@ use airlock_pipeline::spec::EventKind;
 use serde::{Deserialize, Serialize};
 
 /// Where an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Forge {
     /// Gerrit webhooks plugin.
@@ -33,7 +33,7 @@ impl Forge {
 }
 
 /// What the CI does with an accepted event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Intent {
     /// Run the pipeline at `commit`.
@@ -43,7 +43,7 @@ pub enum Intent {
 }
 
 /// A change under review: Gerrit change + patchset, GitHub pull request, GitLab merge request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     /// Gerrit change number, PR number or MR iid, as text.
     pub number: String,
@@ -54,7 +54,7 @@ pub struct Change {
 }
 
 /// Where the verdict goes back to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "forge", rename_all = "lowercase")]
 pub enum ReportTarget {
     /// `POST /a/changes/{change}/revisions/{revision}/review`.

@@ -3,6 +3,7 @@
 //! signing key and never connects to the trusted side.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod event;
@@ -11,3 +12,4 @@ pub mod report;
 pub mod secret;
 pub mod serve;
 pub mod store;
+pub mod web;

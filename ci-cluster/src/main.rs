@@ -32,6 +32,10 @@ enum Command {
     Serve(ci_cluster::serve::ServeArgs),
     /// Ask a running server for a manual run of a ref (needs the admin token).
     Trigger(cli::trigger::TriggerArgs),
+    /// Read CI results from a running server: `runs list`, `runs get ID`, `runs logs ID [-f]`.
+    ///
+    /// Exit status: 0 done, 1 not found, refused or server unreachable, 2 usage.
+    Runs(cli::runs::RunsArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +55,6 @@ fn main() -> ExitCode {
         Command::Schema => cli::validate::schema(),
         Command::Serve(args) => ci_cluster::serve::main(args),
         Command::Trigger(args) => cli::trigger::main(args),
+        Command::Runs(args) => cli::runs::main(args),
     }
 }

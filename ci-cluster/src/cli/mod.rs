@@ -2,6 +2,7 @@
 
 pub mod progress;
 pub mod run;
+pub mod runs;
 pub mod trigger;
 pub mod validate;
 

@@ -1,4 +1,5 @@
-//! The HTTP surface: forge webhooks, the admin API, health.
+//! The HTTP surface: forge webhooks and health, with the JSON API
+//! (`crate::api`) merged in.
 //!
 //! Every refusal is a JSON `{"error": reason, "message": ...}` and stores
 //! nothing. An accepted event is committed to the store before the 2xx.
@@ -6,11 +7,10 @@
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::state::AppState;
@@ -27,8 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/hooks/github", post(github_hook))
         .route("/hooks/gitlab", post(gitlab_hook))
         .route("/hooks/gerrit", post(gerrit_hook))
-        .route("/api/v1/projects/{project}/runs", post(trigger_run))
-        .route("/api/v1/runs/{id}", get(get_run))
+        .merge(crate::api::routes())
+        .merge(crate::web::routes())
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
@@ -41,9 +41,26 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+    /// A refusal with this status and machine reason.
+    pub(crate) fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
         Refusal { status, reason, message: message.into() }
     }
+
+    /// 404 `not_found`.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Refusal::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 400 `malformed`.
+    pub(crate) fn malformed(message: impl Into<String>) -> Self {
+        Refusal::new(StatusCode::BAD_REQUEST, "malformed", message)
+    }
+}
+
+/// Answers a refused webhook delivery, counting it by reason for `/metrics`.
+fn refuse_delivery(state: &AppState, refusal: Refusal) -> Response {
+    state.metrics.intake_refused(refusal.reason);
+    refusal.into_response()
 }
 
 impl IntoResponse for Refusal {
@@ -60,13 +77,14 @@ impl From<IntakeError> for Refusal {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> Refusal {
+/// 500 `internal`; the details go to the server log only.
+pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "internal error");
     Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
 }
 
 /// Reads the body with the size limit applied while reading.
-async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
+pub(crate) async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
         Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body larger than {MAX_BODY_BYTES} bytes"))
     })
@@ -84,7 +102,7 @@ async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Bo
         accept(&state, Forge::Github, intake).await
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
 }
 
 async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -99,7 +117,7 @@ async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Bo
         accept(&state, Forge::Gitlab, intake).await
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
 }
 
 async fn gerrit_hook(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery, body: Body) -> Response {
@@ -115,7 +133,7 @@ async fn gerrit_hook(State(state): State<AppState>, headers: HeaderMap, RawQuery
         accept(&state, Forge::Gerrit, intake).await
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
 }
 
 /// Stores an authenticated event (or says why it is ignored).
@@ -137,7 +155,7 @@ async fn accept(state: &AppState, forge: Forge, intake: Intake) -> Result<Respon
 
 /// Commits the event (batched with concurrent ones, see `intake_writer`)
 /// and only then answers.
-async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Result<Response, Refusal> {
+pub(crate) async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Result<Response, Refusal> {
     // What the answer and the log line need; the event itself moves to the writer.
     let (delivery, intent, git_ref) = (event.delivery.clone(), event.intent, event.git_ref.clone());
     let accepted = state.intake.accept(project.to_string(), event).await.map_err(internal)?;
@@ -177,56 +195,5 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusa
         Ok(())
     } else {
         Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required"))
-    }
-}
-
-/// Body of a manual run request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerRequest {
-    /// Full ref to run, e.g. `refs/heads/main`.
-    #[serde(rename = "ref")]
-    pub git_ref: String,
-}
-
-async fn trigger_run(
-    State(state): State<AppState>,
-    Path(project): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result = async {
-        require_admin(&state, &headers)?;
-        let body = limited_body(body).await?;
-        let request: TriggerRequest = serde_json::from_slice(&body)
-            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "malformed", format!("expected {{\"ref\": \"refs/...\"}}: {e}")))?;
-        let project = state
-            .config
-            .project(&project)
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project '{project}'")))?
-            .clone();
-        let event = super::trigger::manual_event(&state, &project, &request.git_ref, Forge::Manual)
-            .await
-            .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", e.to_string()))?;
-        store_event(&state, &project.name, event).await
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
-}
-
-async fn get_run(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
-    let store = state.store.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        Ok(match store.run(id)? {
-            Some(run) => Some((run, store.jobs(id)?, store.reports(id)?)),
-            None => None,
-        })
-    })
-    .await;
-    match found {
-        Ok(Ok(Some((run, jobs, reports)))) => Json(json!({"run": run, "jobs": jobs, "reports": reports})).into_response(),
-        Ok(Ok(None)) => Refusal::new(StatusCode::NOT_FOUND, "not_found", format!("no run {id}")).into_response(),
-        Ok(Err(e)) => internal(e).into_response(),
-        Err(e) => internal(e).into_response(),
     }
 }

@@ -21,7 +21,8 @@ use airlock_pipeline::source::SourceCache;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use state::AppState;
+pub use state::{AppState, now_ms};
+pub use trigger::manual_event;
 
 use crate::config::Config;
 use crate::report::{ForgeReporter, GerritClient, GithubClient, GitlabClient};
@@ -121,6 +122,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
         running: Default::default(),
         sources: SourceCache::new(data.join("git")),
         shutdown: stop.clone(),
+        metrics: Default::default(),
     };
 
     let recovery = {

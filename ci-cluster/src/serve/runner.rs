@@ -217,6 +217,11 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
     let report = engine.run(&plan, &src, cancel).await;
     watcher.abort();
     let _ = persister.await;
+    for job in &report.jobs {
+        if let (Some(started), Some(finished)) = (job.started_ms, job.finished_ms) {
+            state.metrics.job_finished(started, finished);
+        }
+    }
 
     // Outputs survive the work directory in the artifact store.
     let (store, artifacts, rep) = (state.store.clone(), deps.artifacts.clone(), report.clone());

@@ -30,6 +30,8 @@ pub struct AppState {
     pub sources: SourceCache,
     /// Stops every task on shutdown.
     pub shutdown: CancellationToken,
+    /// What `/metrics` exports that the store does not know (job durations, refusals).
+    pub metrics: Arc<crate::api::metrics::Metrics>,
 }
 
 impl AppState {

@@ -1,0 +1,89 @@
+//! `GET /runs/{id}/outputs/{sha256}`: an output of that run, as a download.
+//!
+//! Only a digest that is an output of the named run is served (the artifact
+//! store holds every run's outputs; a link names one run's), the digest must
+//! be exactly 64 hex characters before it gets near a path, and the file is
+//! always an attachment, never rendered by the browser.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use tokio::io::AsyncReadExt;
+
+use super::{WebError, read_store};
+use crate::serve::AppState;
+use crate::serve::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::store::RunId;
+
+/// Bytes read per chunk while streaming a file.
+const CHUNK: usize = 64 * 1024;
+
+/// Whether `s` is a sha256 in hex.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A `Content-Disposition` filename from an output path: its last component,
+/// with anything outside a conservative set replaced, so a crafted file name
+/// cannot break out of the header's quotes.
+pub fn download_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let clean: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
+    let clean = clean.trim_start_matches('.').to_string();
+    if clean.is_empty() { "output".into() } else { clean }
+}
+
+/// `GET /runs/{id}/outputs/{sha256}`.
+pub async fn download(State(state): State<AppState>, Path((id, digest)): Path<(RunId, String)>) -> Result<Response, WebError> {
+    if !is_sha256_hex(&digest) {
+        return Err(WebError::not_found("Not a sha256 digest."));
+    }
+    let digest = digest.to_ascii_lowercase();
+    let wanted = digest.clone();
+    let path = read_store(&state, move |store| {
+        Ok(store.jobs(id)?.into_iter().flat_map(|j| j.outputs).find(|o| o.sha256 == wanted).map(|o| o.path))
+    })
+    .await?
+    .ok_or_else(|| WebError::not_found(format!("Run {id} has no output {digest}.")))?;
+    let artifacts = LocalArtifacts::new(state.config.file.data_dir.join("artifacts"));
+    let blob = artifacts.path(&digest).ok_or_else(|| WebError::not_found("The output is no longer stored."))?;
+    let file = tokio::fs::File::open(&blob).await.map_err(WebError::internal)?;
+    let length = file.metadata().await.map_err(WebError::internal)?.len();
+
+    let stream = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; CHUNK];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let disposition = format!("attachment; filename=\"{}\"", download_name(&path));
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(WebError::internal)?);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400, immutable"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_digests_are_checked() {
+        assert!(is_sha256_hex(&"a".repeat(64)));
+        assert!(!is_sha256_hex(&"g".repeat(64)) && !is_sha256_hex("../../etc/passwd") && !is_sha256_hex(""));
+        assert_eq!(download_name("dist/greet.tar.gz"), "greet.tar.gz");
+        assert_eq!(download_name("dist/a\"b\r\n;c.txt"), "a_b___c.txt");
+        assert_eq!(download_name("dist/.."), "output");
+    }
+}
