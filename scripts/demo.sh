@@ -5,7 +5,8 @@
 #      `git daemon`, and votes Verified +1 / -1 on a stand-in Gerrit that prints
 #      every call; the change merges, CI passes on main and writes a signed pass
 #      record into the one-way outbox for the trusted builder.
-# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +2.
+# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +2. On a terminal the servers stay up
+# until Ctrl-C so the UI can be browsed; AIRLOCK_DEMO_ONCE=1 exits when the walk is done.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -133,3 +134,9 @@ say "  public key $(cat "$DEMO/ci-data/keys/ci-origin.key.pub")"
 
 step "done"
 say "CI log: $DEMO/ci.log   stand-in forge log: $DEMO/forge.log   data: $DEMO/ci-data"
+say "the reviewer UI:  http://127.0.0.1:$CI_PORT/   (runs: http://127.0.0.1:$CI_PORT/runs, API: /api/v1/openapi.json)"
+say "from a terminal:  $CI runs list --server http://127.0.0.1:$CI_PORT"
+if [ -t 0 ] && [ -z "${AIRLOCK_DEMO_ONCE:-}" ]; then
+    say "the servers stay up until Ctrl-C (set AIRLOCK_DEMO_ONCE=1 to exit at once)"
+    while :; do sleep 3600; done
+fi
