@@ -16,6 +16,7 @@ use serde_json::json;
 use super::state::AppState;
 use crate::event::{Forge, ForgeEvent, Intent};
 use crate::intake::{self, Intake, IntakeError};
+use crate::secret::Secret;
 use crate::store::Accepted;
 
 /// Largest webhook or API body accepted; checked while reading, before parsing.
@@ -90,50 +91,43 @@ pub(crate) async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
     })
 }
 
-async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+/// The path every webhook shares: the size limit while reading, the forge's
+/// secret, authentication and parsing (by `parse`), then the store.
+async fn handle_hook(
+    state: &AppState,
+    forge: Forge,
+    body: Body,
+    parse: impl FnOnce(&Secret, &[u8]) -> Result<Intake, IntakeError>,
+) -> Response {
     let result = async {
         let body = limited_body(body).await?;
-        let (secret, _) = state
-            .config
-            .github
-            .as_ref()
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "GitHub is not configured"))?;
-        let intake = intake::github::parse(&headers, &body, secret)?;
-        accept(&state, Forge::Github, intake).await
+        let configured = match forge {
+            Forge::Github => state.config.github.as_ref(),
+            Forge::Gitlab => state.config.gitlab.as_ref(),
+            Forge::Gerrit => state.config.gerrit.as_ref(),
+            Forge::Manual | Forge::Schedule => None,
+        };
+        let (secret, _) = configured.ok_or_else(|| {
+            Refusal::new(StatusCode::NOT_FOUND, "not_configured", format!("{} is not configured", forge.as_str()))
+        })?;
+        let intake = parse(secret, &body)?;
+        accept(state, forge, intake).await
     }
     .await;
-    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
+    result.unwrap_or_else(|refusal| refuse_delivery(state, refusal))
+}
+
+async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    handle_hook(&state, Forge::Github, body, |secret, body| intake::github::parse(&headers, body, secret)).await
 }
 
 async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let result = async {
-        let body = limited_body(body).await?;
-        let (token, _) = state
-            .config
-            .gitlab
-            .as_ref()
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "GitLab is not configured"))?;
-        let intake = intake::gitlab::parse(&headers, &body, token)?;
-        accept(&state, Forge::Gitlab, intake).await
-    }
-    .await;
-    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
+    handle_hook(&state, Forge::Gitlab, body, |token, body| intake::gitlab::parse(&headers, body, token)).await
 }
 
 async fn gerrit_hook(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery, body: Body) -> Response {
-    let result = async {
-        let body = limited_body(body).await?;
-        let (secret, _) = state
-            .config
-            .gerrit
-            .as_ref()
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "not_configured", "Gerrit is not configured"))?;
-        let presented = intake::gerrit::presented_token(&headers, query.as_deref());
-        let intake = intake::gerrit::parse(presented.as_deref(), &body, secret)?;
-        accept(&state, Forge::Gerrit, intake).await
-    }
-    .await;
-    result.unwrap_or_else(|refusal| refuse_delivery(&state, refusal))
+    let presented = intake::gerrit::presented_token(&headers, query.as_deref());
+    handle_hook(&state, Forge::Gerrit, body, |secret, body| intake::gerrit::parse(presented.as_deref(), body, secret)).await
 }
 
 /// Stores an authenticated event (or says why it is ignored).
