@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 const GERRIT_SECRET: &str = "gerrit-hook-secret";
 const GITHUB_SECRET: &str = "github-hook-secret";
 const ADMIN_TOKEN: &str = "admin-token-for-tests";
+const GITLAB_TOKEN: &str = "gitlab-hook-token";
 
 /// A running `ci-cluster serve` process with its data directory.
 struct Server {
@@ -145,7 +146,7 @@ impl World {
     }
 
     fn config(&self, extra: &str) -> PathBuf {
-        for (name, value) in [("gerrit-secret", GERRIT_SECRET), ("gerrit-password", "http-pw"), ("github-secret", GITHUB_SECRET), ("github-token", "gh-token"), ("admin", ADMIN_TOKEN)] {
+        for (name, value) in [("gerrit-secret", GERRIT_SECRET), ("gerrit-password", "http-pw"), ("github-secret", GITHUB_SECRET), ("github-token", "gh-token"), ("gitlab-token", GITLAB_TOKEN), ("gitlab-api", "gl-api-token"), ("admin", ADMIN_TOKEN)] {
             std::fs::write(self.root.join(name), value).expect("secret");
         }
         let text = format!(
@@ -164,6 +165,17 @@ password = {{ file = "{root}/gerrit-password" }}
 webhook_secret = {{ file = "{root}/github-secret" }}
 api_url = "{forge}"
 api_token = {{ file = "{root}/github-token" }}
+
+[forges.gitlab]
+webhook_token = {{ file = "{root}/gitlab-token" }}
+api_url = "{forge}/api/v4"
+api_token = {{ file = "{root}/gitlab-api" }}
+
+[[projects]]
+name = "greet-gl"
+forge = "gitlab"
+repository = "example/greet"
+git_url = "{git}"
 
 [[projects]]
 name = "greet"
@@ -469,4 +481,43 @@ fn cron_schedules_queue_runs() {
     assert_eq!(run["run"]["status"], "passed", "{run:#}");
     assert_eq!(run["run"]["kind"], "schedule", "{run:#}");
     assert_eq!(run["run"]["project"], "greet-gh");
+}
+
+#[test]
+fn gitlab_merge_request_gets_running_then_success() {
+    let world = World::new();
+    let server = Server::start(&world.config(""), &world.root.join("data"));
+    let sha = world.repo.head();
+    world.repo.push(&world.bare.display().to_string(), &sha, "refs/merge-requests/7/head");
+    // GitLab's documented Merge Request Hook, pointed at our repository and commit.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gitlab/docs/merge_request.json");
+    let mut payload: Value = serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    payload["project"]["path_with_namespace"] = json!("example/greet");
+    payload["project"]["id"] = json!(42);
+    payload["object_attributes"]["iid"] = json!(7);
+    payload["object_attributes"]["action"] = json!("open");
+    payload["object_attributes"]["last_commit"]["id"] = json!(sha);
+    let body = serde_json::to_vec(&payload).expect("json");
+    let headers = vec![
+        ("x-gitlab-event", "Merge Request Hook".to_string()),
+        ("x-gitlab-token", GITLAB_TOKEN.to_string()),
+        ("x-gitlab-event-uuid", "uuid-1".to_string()),
+        ("content-type", "application/json".to_string()),
+    ];
+    let wrong = vec![("x-gitlab-event", "Merge Request Hook".to_string()), ("x-gitlab-token", "nope".to_string())];
+    assert_eq!(post(&format!("{}/hooks/gitlab", server.base), &wrong, &body).0, 401);
+    let (status, reply) = post(&format!("{}/hooks/gitlab", server.base), &headers, &body);
+    assert_eq!(status, 202, "{reply}");
+    let run = reply["run"].as_i64().expect("run");
+    assert_eq!(server.wait_final(run, Duration::from_secs(90))["run"]["status"], "passed", "{}", server.log_text());
+    let path = format!("/api/v4/projects/42/statuses/{sha}");
+    let requests = world.wait_requests("running then success", |r| r.iter().filter(|q| q.path == path).count() >= 2, Duration::from_secs(30));
+    let states: Vec<String> = requests
+        .iter()
+        .filter(|q| q.path == path)
+        .filter_map(|q| q.json())
+        .map(|j| j["state"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(states, ["running", "success"]);
+    assert!(requests.iter().filter(|q| q.path == path).all(|q| q.header("private-token") == Some("gl-api-token")));
 }
