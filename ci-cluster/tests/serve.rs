@@ -333,7 +333,9 @@ fn forged_and_malformed_requests_are_refused_and_store_nothing() {
 
     let mut forged = github_headers(&body, "pull_request", "d-1");
     forged[3].1 = format!("sha256={}", "0".repeat(64));
-    let cases: Vec<(&str, String, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+    // (name, url, headers, body, expected status, expected reason)
+    type Case<'a> = (&'a str, String, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("forged signature", hooks("github"), forged, body.clone(), 401, "unauthorized"),
         ("signed with another secret", hooks("github"), {
             let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"not-the-secret").expect("hmac");

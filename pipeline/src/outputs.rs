@@ -110,10 +110,8 @@ fn inside(root: &Path, rel: &str) -> Result<PathBuf, OutputError> {
         match component {
             Component::Normal(part) => {
                 path.push(part);
-                if let Ok(meta) = fs::symlink_metadata(&path) {
-                    if meta.file_type().is_symlink() {
-                        return Err(OutputError::Symlink(rel.into()));
-                    }
+                if fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink()) {
+                    return Err(OutputError::Symlink(rel.into()));
                 }
             }
             Component::CurDir => {}

@@ -15,17 +15,29 @@ fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }
 
+/// One passed run, as the pass records describe it.
+pub struct PassedRun<'a> {
+    /// The project.
+    pub project: &'a ProjectFile,
+    /// The run id.
+    pub run: RunId,
+    /// The ref it ran for.
+    pub git_ref: &'a str,
+    /// The commit it ran.
+    pub commit: &'a str,
+    /// The pipeline file at that commit.
+    pub pipeline: &'a Pipeline,
+    /// What the engine reported.
+    pub report: &'a RunReport,
+}
+
 /// Writes the pass records of a passed run; returns the outbox names written.
 pub fn write_pass_records(
     outbox: &DirOutbox,
     key: &OriginKey,
-    project: &ProjectFile,
-    run: RunId,
-    git_ref: &str,
-    commit: &str,
-    pipeline: &Pipeline,
-    report: &RunReport,
+    passed: &PassedRun<'_>,
 ) -> Result<Vec<String>, airlock_pipeline::record::RecordError> {
+    let PassedRun { project, run, git_ref, commit, pipeline, report } = *passed;
     let mut written = Vec::new();
     for job in &report.jobs {
         let publishes = pipeline.job(&job.name).is_some_and(|spec| spec.publish.is_some());

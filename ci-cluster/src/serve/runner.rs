@@ -260,7 +260,11 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
         let (outbox, key, p, rep, pl) = (deps.outbox.clone(), deps.origin_key.clone(), project.clone(), report.clone(), pipeline.clone());
         let (git_ref, commit) = (event.git_ref.clone(), event.commit.clone());
         let written = blocking(move || {
-            super::records::write_pass_records(&outbox, &key, &p, run, &git_ref, &commit, &pl, &rep)
+            super::records::write_pass_records(
+                &outbox,
+                &key,
+                &super::records::PassedRun { project: &p, run, git_ref: &git_ref, commit: &commit, pipeline: &pl, report: &rep },
+            )
         })
         .await??;
         if !written.is_empty() {

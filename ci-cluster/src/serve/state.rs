@@ -37,10 +37,8 @@ pub struct AppState {
 impl AppState {
     /// Cancels a run executing here (no-op for one that is not).
     pub fn cancel_local(&self, run: RunId) {
-        if let Ok(map) = self.running.lock() {
-            if let Some(token) = map.get(&run) {
-                token.cancel();
-            }
+        if let Some(token) = self.running.lock().ok().and_then(|map| map.get(&run).cloned()) {
+            token.cancel();
         }
     }
 }

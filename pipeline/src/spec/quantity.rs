@@ -17,7 +17,7 @@ pub(super) fn cpu_millis(q: &Quantity) -> Result<u64, String> {
             }
         }
     };
-    if !millis.is_finite() || millis < 1.0 || millis > 1_000_000.0 {
+    if !millis.is_finite() || !(1.0..=1_000_000.0).contains(&millis) {
         return Err("CPU must be between 1m and 1000 cores".into());
     }
     Ok(millis.round() as u64)
