@@ -1,10 +1,14 @@
 //! `trusted-builder`: Airlock's trusted plane. It pulls pass records (it
 //! never accepts a connection from the CI cluster), rebuilds hermetically,
-//! signs and attests. Only `--help` and `--version` exist so far; intake,
-//! rebuild, signing and the reconciler land with the trusted-builder issue.
+//! signs and attests. So far only key management exists; intake, rebuild,
+//! signing of images and the reconciler land with the trusted-builder issue.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use trusted_builder::sign::{COSIGN_PASSWORD_ENV, Secret, generate_key_pair};
 
 /// Airlock trusted builder (trusted plane, air-gapped).
 ///
@@ -14,11 +18,66 @@ use clap::Parser;
 /// cluster and takes nothing from it but a hint.
 #[derive(Parser)]
 #[command(name = "trusted-builder", version, about, long_about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
+#[derive(Subcommand)]
+enum Command {
+    /// Manage the signing key (cosign formats).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a P-256 key pair in cosign's formats.
+    ///
+    /// Writes DIR/cosign.key (encrypted private key, mode 0600) and
+    /// DIR/cosign.pub (public key PEM), exactly as `cosign generate-key-pair`
+    /// does; both are usable with cosign. Refuses to overwrite existing files.
+    /// The password comes from COSIGN_PASSWORD, or from --password-file.
+    /// Prints the public key's path and its fingerprint (sha256 of its DER).
+    Generate {
+        /// Directory to write cosign.key and cosign.pub into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Read the key password from this file (one trailing newline is
+        /// ignored) instead of the COSIGN_PASSWORD environment variable.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let _cli = Cli::parse();
-    eprintln!("trusted-builder: no subcommands yet; see `trusted-builder --help`");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trusted-builder: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keys(KeysCommand::Generate { out, password_file }) => {
+            let password = match password_file {
+                Some(f) => Secret::from_file(&f)?,
+                None => Secret::from_env(COSIGN_PASSWORD_ENV).map_err(|e| {
+                    anyhow::anyhow!("{e}; set {COSIGN_PASSWORD_ENV} or pass --password-file")
+                })?,
+            };
+            std::fs::create_dir_all(&out)
+                .map_err(|e| anyhow::anyhow!("could not create {}: {e}", out.display()))?;
+            let pair = generate_key_pair(&out, &password)?;
+            println!("private key: {} (mode 0600)", pair.private_key.display());
+            println!("public key:  {}", pair.public_key.display());
+            println!("fingerprint: {}", pair.key_id);
+            Ok(())
+        }
+    }
 }
