@@ -2,5 +2,11 @@
 //! binary is made of, public so integration tests can drive them directly.
 #![forbid(unsafe_code)]
 
+pub mod attach;
+pub mod audit;
+pub mod intake;
 pub mod oci;
+pub mod provenance;
+pub mod rebuild;
 pub mod sign;
+pub mod verify;

@@ -28,6 +28,25 @@ enum Command {
     /// Manage the signing key (cosign formats).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Verify an image's signature and SLSA provenance with a public key.
+    ///
+    /// Fetches the cosign signature (tag sha256-<hex>.sig) and attestation
+    /// (sha256-<hex>.att) from the image's repository, every blob checked
+    /// against its digest. Exit 0 only when a signature verifies with the key
+    /// and names exactly this digest and repository, AND a DSSE-wrapped SLSA
+    /// v1 statement verifies with the key and has this digest as subject.
+    /// Prints the provenance summary; otherwise the reason, and exit 1.
+    Verify {
+        /// The image, by digest: REGISTRY/REPOSITORY@sha256:<hex>.
+        #[arg(value_name = "IMAGE@sha256:...")]
+        image: String,
+        /// The public key (cosign.pub, PEM).
+        #[arg(long, value_name = "PUB")]
+        key: PathBuf,
+        /// Reach this registry (HOST:PORT) over plain HTTP; repeatable.
+        #[arg(long, value_name = "HOST:PORT")]
+        insecure_registry: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -64,6 +83,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Verify {
+            image,
+            key,
+            insecure_registry,
+        } => verify(&image, &key, insecure_registry),
         Command::Keys(KeysCommand::Generate { out, password_file }) => {
             let password = match password_file {
                 Some(f) => Secret::from_file(&f)?,
@@ -80,4 +104,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn verify(image: &str, key: &std::path::Path, insecure: Vec<String>) -> anyhow::Result<()> {
+    use trusted_builder::oci::{Registry, RegistryConfig};
+    use trusted_builder::verify::{PublicKey, verify_image};
+    let pem = std::fs::read(key)
+        .map_err(|e| anyhow::anyhow!("could not read the public key {}: {e}", key.display()))?;
+    let key = PublicKey::from_pem(&pem)?;
+    let registry = Registry::new(&RegistryConfig { insecure })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let summary = runtime
+        .block_on(verify_image(&registry, image, &key))
+        .map_err(|e| anyhow::anyhow!("verification FAILED for {image}: {e}"))?;
+    println!("{summary}");
+    Ok(())
 }

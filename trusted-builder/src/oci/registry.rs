@@ -79,6 +79,23 @@ fn registry_err(reference: &Reference, err: OciDistributionError) -> OciError {
     }
 }
 
+/// True when the registry said the manifest does not exist (distribution
+/// answers 404 with `MANIFEST_UNKNOWN`; oci-client reports that several ways).
+fn is_not_found(err: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    match err {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound
+            )
+        }),
+        _ => false,
+    }
+}
+
 impl Registry {
     /// A client that uses plain HTTP exactly for `config.insecure`.
     pub fn new(config: &RegistryConfig) -> Result<Self, OciError> {
@@ -171,6 +188,36 @@ impl Registry {
         // oci-client checks too, but this is the trust boundary: check here.
         verify_digest(&reference.whole(), digest, &body)?;
         Ok(body.to_vec())
+    }
+
+    /// Fetches the manifest `repository:tag`, or None when the tag does not
+    /// exist. A tag names no digest, so the bytes are returned with their
+    /// digest and cannot be checked here: callers treat them as untrusted and
+    /// verify what they reference (every blob is then fetched by digest).
+    pub async fn fetch_manifest_by_tag(
+        &self,
+        repository: &str,
+        tag: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, OciError> {
+        let reference = parse_reference(&format!("{repository}:{tag}"))?;
+        self.anonymous(&reference).await;
+        match self
+            .client
+            .pull_manifest_raw(
+                &reference,
+                &RegistryAuth::Anonymous,
+                // cosign itself writes `.sig` manifests with the Docker type.
+                &[MEDIA_TYPE_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST],
+            )
+            .await
+        {
+            Ok((body, _)) => {
+                let digest = super::sha256_digest(&body);
+                Ok(Some((body.to_vec(), digest)))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(registry_err(&reference, e)),
+        }
     }
 
     /// Fetches a blob of `repository` by digest and checks its bytes hash to it.

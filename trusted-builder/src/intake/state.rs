@@ -1,0 +1,99 @@
+//! The durable set of (project, commit, job) the builder has built, so that a replayed pass record
+//! is a no-op. A JSON-lines file appended to and fsynced per entry: tiny, append-only, and
+//! readable by an operator without tools.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::io::{self, BufRead as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One built job.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuiltKey {
+    /// Project name.
+    pub project: String,
+    /// Commit id.
+    pub commit: String,
+    /// Job name.
+    pub job: String,
+}
+
+/// The built set, loaded at open and kept in memory.
+#[derive(Debug)]
+pub struct BuiltState {
+    path: PathBuf,
+    built: Mutex<BTreeSet<BuiltKey>>,
+}
+
+impl BuiltState {
+    /// Opens (or starts) the state file at `path`. A line that does not parse is an error: a
+    /// silently skipped line would let that build be replayed.
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let mut built = BTreeSet::new();
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                for (n, line) in io::BufReader::new(file).lines().enumerate() {
+                    let line = line?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let key: BuiltKey = serde_json::from_str(&line).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{} line {}: {e}", path.display(), n + 1),
+                        )
+                    })?;
+                    built.insert(key);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(BuiltState {
+            path,
+            built: Mutex::new(built),
+        })
+    }
+
+    /// The file this state lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `key` was built. A poisoned lock answers yes: refusing a record is recoverable,
+    /// building one twice is not.
+    pub fn contains(&self, key: &BuiltKey) -> bool {
+        self.built
+            .lock()
+            .map(|set| set.contains(key))
+            .unwrap_or(true)
+    }
+
+    /// Records `key` as built, durably, before returning.
+    pub fn insert(&self, key: &BuiltKey) -> io::Result<()> {
+        let mut set = self
+            .built
+            .lock()
+            .map_err(|_| io::Error::other("built state lock poisoned"))?;
+        if set.contains(key) {
+            return Ok(());
+        }
+        let mut line = serde_json::to_vec(key).map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        file.write_all(&line)?;
+        file.sync_data()?;
+        set.insert(key.clone());
+        Ok(())
+    }
+}
