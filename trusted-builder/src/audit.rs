@@ -47,6 +47,24 @@ pub enum Decision {
         /// The rebuilt outputs.
         outputs: Vec<OutputDigest>,
     },
+    /// An image or artifact manifest was pushed to the registry.
+    Pushed {
+        /// The record's subject.
+        subject: Subject,
+        /// Where it was pushed: `REGISTRY/REPOSITORY:TAG`.
+        image: String,
+        /// The manifest digest (`sha256:<hex>`).
+        digest: String,
+    },
+    /// An image was signed (cosign signature) and its provenance attached.
+    Signed {
+        /// The record's subject.
+        subject: Subject,
+        /// The repository the signature and attestation were pushed to.
+        image: String,
+        /// The signed manifest digest (`sha256:<hex>`).
+        digest: String,
+    },
 }
 
 /// One line of the log.

@@ -8,5 +8,6 @@ pub mod intake;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;
+pub mod serve;
 pub mod sign;
 pub mod verify;

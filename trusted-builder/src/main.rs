@@ -1,7 +1,7 @@
 //! `trusted-builder`: Airlock's trusted plane. It pulls pass records (it
 //! never accepts a connection from the CI cluster), rebuilds hermetically,
-//! signs and attests. So far only key management exists; intake, rebuild,
-//! signing of images and the reconciler land with the trusted-builder issue.
+//! signs and attests. `serve` is the loop; `keys` and `verify` are the tools
+//! around it.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -25,6 +25,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Pull pass records from the outbox, rebuild, push, sign and attest.
+    ///
+    /// Opens NO listening port: the CI cluster cannot push to the builder. The
+    /// builder reads the outbox directory the CI writes (never writes to it),
+    /// takes each new record in name order through intake, the hermetic
+    /// rebuild, image and artifact push, cosign signature and SLSA provenance,
+    /// and writes every decision to its append-only log under data_dir.
+    /// Without --once it polls until SIGINT or SIGTERM.
+    Serve {
+        /// The builder's configuration (builder.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Process the records present now, then exit (non-zero when a
+        /// record could not be published and is left for the next run).
+        #[arg(long)]
+        once: bool,
+    },
     /// Manage the signing key (cosign formats).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -83,6 +100,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve { config, once } => {
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(trusted_builder::serve::serve(&config, once))
+        }
         Command::Verify {
             image,
             key,
@@ -104,6 +128,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Structured logs on stderr, filtered by `RUST_LOG` (default `warn`: the
+/// per-record progress lines are printed anyway).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn verify(image: &str, key: &std::path::Path, insecure: Vec<String>) -> anyhow::Result<()> {

@@ -129,8 +129,14 @@ pub fn assemble(
     if let Some(b) = base {
         blobs.extend(b.layers.iter().cloned());
     }
+    // The layer's digest was computed while it was compressed: no second pass.
     blobs.push(Blob {
-        descriptor: Descriptor::of(MEDIA_TYPE_LAYER_GZIP, &layer.compressed),
+        descriptor: Descriptor {
+            media_type: MEDIA_TYPE_LAYER_GZIP.to_owned(),
+            digest: layer.digest,
+            size: layer.compressed.len() as u64,
+            annotations: None,
+        },
         data: layer.compressed,
     });
     let layers = blobs.iter().map(|b| b.descriptor.clone()).collect();

@@ -5,8 +5,9 @@
 //! mtimes (SOURCE_DATE_EPOCH), and the gzip header (no name, mtime 0, fixed
 //! OS byte and level).
 
-use super::{OciError, sha256_digest};
+use super::OciError;
 use flate2::{Compression, GzBuilder};
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -41,6 +42,43 @@ pub struct Layer {
     pub compressed: Vec<u8>,
     /// `sha256:` of the uncompressed tar (the config's diff_id).
     pub diff_id: String,
+    /// `sha256:` of [`Self::compressed`] (the layer's descriptor digest).
+    pub digest: String,
+}
+
+/// A writer that hashes everything passing through it on the way to `inner`,
+/// so the tar and the gzip are each hashed while they are produced instead of
+/// being buffered and read again.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// The inner writer and `sha256:<hex>` of everything written.
+    fn finish(self) -> (W, String) {
+        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
+        (self.inner, digest)
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Turns an absolute image path into the tar-relative form, refusing
@@ -109,7 +147,12 @@ pub fn build_layer(entries: &BTreeMap<String, LayerEntry>, epoch: i64) -> Result
         let path = path.to_owned();
         move |source| OciError::Io { path, source }
     };
-    let mut tar = tar::Builder::new(Vec::new());
+    // One pass: tar -> sha256 (diff_id) -> gzip -> sha256 (digest) -> bytes.
+    let gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(GZIP_OS_UNKNOWN)
+        .write(HashingWriter::new(Vec::new()), Compression::new(GZIP_LEVEL));
+    let mut tar = tar::Builder::new(HashingWriter::new(gz));
     for (path, entry) in entries {
         // Every header field is set here rather than copied from the host file's
         // metadata; a fresh GNU header leaves uname/gname (and atime/ctime) zeroed.
@@ -136,16 +179,12 @@ pub fn build_layer(entries: &BTreeMap<String, LayerEntry>, epoch: i64) -> Result
             }
         }
     }
-    let raw = tar.into_inner().map_err(io_err("layer tar"))?;
-    let diff_id = sha256_digest(&raw);
-    let mut gz = GzBuilder::new()
-        .mtime(0)
-        .operating_system(GZIP_OS_UNKNOWN)
-        .write(Vec::new(), Compression::new(GZIP_LEVEL));
-    gz.write_all(&raw).map_err(io_err("layer gzip"))?;
-    let compressed = gz.finish().map_err(io_err("layer gzip"))?;
+    // into_inner writes the tar's end-of-archive blocks (through the hasher).
+    let (gz, diff_id) = tar.into_inner().map_err(io_err("layer tar"))?.finish();
+    let (compressed, digest) = gz.finish().map_err(io_err("layer gzip"))?.finish();
     Ok(Layer {
         compressed,
         diff_id,
+        digest,
     })
 }

@@ -1,0 +1,548 @@
+//! `trusted-builder serve`: the builder's loop.
+//!
+//! The builder **opens no listening port**: the CI cluster cannot push anything to it. It pulls
+//! pass records from the outbox (a directory the CI writes and the builder only reads,
+//! [`DirOutbox`]) and, for each record it has not seen before, in name order:
+//!
+//! 1. intake ([`Intake::check`]): size, signature of a trusted CI origin, policy over facts from
+//!    the builder's own mirror; a refusal is logged with its reason;
+//! 2. the hermetic rebuild ([`Rebuilder::rebuild`]) and the comparison with CI's outputs (a
+//!    difference is refused in strict mode);
+//! 3. when the job publishes an image: a deterministic image from the rebuilt outputs, pushed to
+//!    `<image_repository>:<job>-<short commit>`, signed (cosign `.sig`) and attested (SLSA
+//!    provenance in DSSE, `.att`); declared artifacts are pushed as one OCI artifact to
+//!    `<artifacts_repository>:<job>-<short commit>`;
+//! 4. every decision goes to the append-only [`AuditLog`].
+//!
+//! The names of the outbox files dealt with are kept in `processed.jsonl` under the data
+//! directory, so a restart neither rebuilds nor re-logs them. A record whose publishing failed
+//! (registry unreachable, say) is logged as refused "will retry" and left unprocessed: the next
+//! poll takes it again.
+
+pub mod config;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::io::{self, BufRead as _, Write as _};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
+use airlock_pipeline::record::{DirOutbox, OutputDigest, parse_public_key_hex};
+use airlock_pipeline::source::SourceCache;
+use airlock_pipeline::spec::model::{BaseImage, PublishSpec};
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::attach::{attest_image, sign_image};
+use crate::audit::{AuditLog, Decision};
+use crate::intake::{AcceptedRecord, BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
+use crate::oci::{
+    ARTIFACT_TYPE, ImageInputs, Registry, RegistryConfig, ResolvedFile, assemble_artifact,
+    resolve_artifacts,
+};
+use crate::provenance::{ExternalParameters, InternalParameters, ProvenanceInputs, Statement};
+use crate::rebuild::Rebuilder;
+use crate::rebuild::Rebuilt;
+use crate::sign::AnySigner;
+
+pub use self::config::{BuilderConfig, ConfigError, RegistrySection, ServeProject};
+
+/// File under the data directory naming the outbox entries already dealt with.
+pub const PROCESSED_FILE: &str = "processed.jsonl";
+/// The decision log under the data directory.
+pub const DECISIONS_FILE: &str = "decisions.jsonl";
+/// The built state under the data directory.
+pub const BUILT_FILE: &str = "built.jsonl";
+
+/// What became of one outbox entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Rebuilt and published.
+    Built,
+    /// Refused (at intake or after the rebuild); final.
+    Refused,
+    /// Publishing failed; left for the next poll (never persisted).
+    Retry,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessedLine {
+    name: String,
+    outcome: Outcome,
+}
+
+/// The durable set of outbox names dealt with (JSON lines, fsynced per entry).
+#[derive(Debug)]
+pub struct Processed {
+    path: PathBuf,
+    names: BTreeSet<String>,
+}
+
+impl Processed {
+    /// Opens (or starts) the file; a line that does not parse is an error, since skipping it
+    /// would re-process (and re-log) that record.
+    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
+        let path = path.into();
+        let mut names = BTreeSet::new();
+        match std::fs::File::open(&path) {
+            Ok(file) => {
+                for (n, line) in io::BufReader::new(file).lines().enumerate() {
+                    let line = line?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let entry: ProcessedLine = serde_json::from_str(&line).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("{} line {}: {e}", path.display(), n + 1),
+                        )
+                    })?;
+                    names.insert(entry.name);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Processed { path, names })
+    }
+
+    /// Whether `name` was dealt with.
+    pub fn contains(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Records `name` as dealt with, durably.
+    pub fn mark(&mut self, name: &str, outcome: Outcome) -> io::Result<()> {
+        if self.names.contains(name) {
+            return Ok(());
+        }
+        let mut line = serde_json::to_vec(&ProcessedLine {
+            name: name.to_owned(),
+            outcome,
+        })
+        .map_err(io::Error::other)?;
+        line.push(b'\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        file.write_all(&line)?;
+        file.sync_data()?;
+        self.names.insert(name.to_owned());
+        Ok(())
+    }
+}
+
+/// Counts of one pass over the outbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassSummary {
+    /// Records rebuilt and published.
+    pub built: usize,
+    /// Records refused.
+    pub refused: usize,
+    /// Records left for the next poll.
+    pub retry: usize,
+}
+
+/// The running builder.
+pub struct Server {
+    config: BuilderConfig,
+    intake: Arc<Intake>,
+    audit: AuditLog,
+    rebuilder: Rebuilder,
+    registry: Registry,
+    signer: AnySigner,
+    outbox: DirOutbox,
+    processed: Processed,
+}
+
+impl Server {
+    /// Opens everything the configuration names: keys, policy, state, log, sandbox, registry
+    /// client, signer. Fails before touching the outbox if any of it is missing.
+    pub async fn open(config: BuilderConfig) -> anyhow::Result<Self> {
+        let data = &config.data_dir;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+        let mut keys = Vec::new();
+        for path in &config.origin_keys {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read origin key {}", path.display()))?;
+            keys.push(
+                parse_public_key_hex(&text)
+                    .with_context(|| format!("origin key {}", path.display()))?,
+            );
+        }
+        let policy = IntakePolicy::load(config.intake_policy.as_deref())?;
+        let built = BuiltState::open(data.join(BUILT_FILE))
+            .with_context(|| format!("built state in {}", data.display()))?;
+        let intake = Intake::new(
+            config.intake_projects(),
+            keys,
+            SourceCache::new(data.join("mirrors")),
+            policy,
+            built,
+            IntakeSettings {
+                strict_reproducibility: config.strict_reproducibility,
+            },
+        );
+        let audit = AuditLog::open(data.join(DECISIONS_FILE))?;
+        let processed = Processed::open(data.join(PROCESSED_FILE))
+            .with_context(|| format!("processed names in {}", data.display()))?;
+        let executor = SandboxExecutor::new(SandboxConfig::default())
+            .map_err(|e| anyhow::anyhow!("cannot start the sandbox executor: {e}"))?;
+        std::fs::create_dir_all(&config.work_dir).with_context(|| {
+            format!(
+                "cannot create the work directory {}",
+                config.work_dir.display()
+            )
+        })?;
+        let rebuilder = Rebuilder::new(Arc::new(executor), &config.work_dir);
+        let registry = Registry::new(&RegistryConfig {
+            insecure: config.registry.insecure.clone(),
+        })?;
+        let signer = config
+            .signing
+            .open()
+            .await
+            .context("cannot open the signing key")?;
+        let outbox = DirOutbox::new(&config.outbox_dir);
+        Ok(Server {
+            config,
+            intake: Arc::new(intake),
+            audit,
+            rebuilder,
+            registry,
+            signer,
+            outbox,
+            processed,
+        })
+    }
+
+    /// The decision log's path.
+    pub fn audit_path(&self) -> &Path {
+        self.audit.path()
+    }
+
+    /// Polls the outbox until `stop` is cancelled (or once, with `once`).
+    pub async fn run(&mut self, once: bool, stop: CancellationToken) -> anyhow::Result<()> {
+        let interval = Duration::from_secs(self.config.poll_interval_secs);
+        loop {
+            let summary = self.pass(&stop).await?;
+            if once {
+                eprintln!(
+                    "trusted-builder: done: {} built, {} refused, {} to retry",
+                    summary.built, summary.refused, summary.retry
+                );
+                if summary.retry > 0 {
+                    anyhow::bail!(
+                        "{} record(s) could not be published; they stay for the next run",
+                        summary.retry
+                    );
+                }
+                return Ok(());
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    /// One look at the outbox: every new name, in order.
+    pub async fn pass(&mut self, stop: &CancellationToken) -> anyhow::Result<PassSummary> {
+        // The CI creates the outbox with its first record; until then there is nothing to do.
+        if !self.outbox.dir().exists() {
+            tracing::debug!(outbox = %self.outbox.dir().display(), "outbox does not exist yet");
+            return Ok(PassSummary::default());
+        }
+        let names = self
+            .outbox
+            .list()
+            .with_context(|| format!("cannot list the outbox {}", self.outbox.dir().display()))?;
+        let mut summary = PassSummary::default();
+        for name in names {
+            if stop.is_cancelled() {
+                break;
+            }
+            if self.processed.contains(&name) {
+                continue;
+            }
+            let outcome = self.process(&name, stop).await?;
+            match outcome {
+                Outcome::Built => summary.built += 1,
+                Outcome::Refused => summary.refused += 1,
+                Outcome::Retry => summary.retry += 1,
+            }
+            if outcome != Outcome::Retry {
+                self.processed.mark(&name, outcome)?;
+            }
+        }
+        Ok(summary)
+    }
+
+    fn log(&mut self, decision: Decision) -> anyhow::Result<()> {
+        self.audit.append(decision)?;
+        Ok(())
+    }
+
+    fn refuse(
+        &mut self,
+        name: &str,
+        subject: Option<Subject>,
+        reason: String,
+    ) -> anyhow::Result<Outcome> {
+        eprintln!("trusted-builder: {name}: REFUSED: {reason}");
+        tracing::warn!(record = name, %reason, "refused");
+        self.log(Decision::Refused { subject, reason })?;
+        Ok(Outcome::Refused)
+    }
+
+    /// One outbox entry. `Err` only when the builder's own state cannot be written.
+    async fn process(&mut self, name: &str, stop: &CancellationToken) -> anyhow::Result<Outcome> {
+        let bytes = match self.outbox.read(name) {
+            Ok(bytes) => bytes,
+            Err(e) => return self.refuse(name, None, e.to_string()),
+        };
+        let intake = self.intake.clone();
+        let checked = tokio::task::spawn_blocking(move || intake.check(&bytes))
+            .await
+            .context("intake task panicked")?;
+        let accepted = match checked {
+            Ok(accepted) => accepted,
+            Err(refusal) => return self.refuse(name, refusal.subject, refusal.reason),
+        };
+        let subject = Subject::of(&accepted.record);
+        eprintln!(
+            "trusted-builder: {name}: accepted {} {} {} {}",
+            subject.project, subject.git_ref, subject.commit, subject.job
+        );
+        tracing::info!(record = name, project = %subject.project, commit = %subject.commit, job = %subject.job, "accepted");
+        self.log(Decision::Accepted {
+            subject: subject.clone(),
+        })?;
+        let started = chrono::Utc::now();
+        let rebuilt = match self.rebuilder.rebuild(&accepted, stop.child_token()).await {
+            Ok(rebuilt) => rebuilt,
+            Err(e) => return self.refuse(name, Some(subject), e.to_string()),
+        };
+        eprintln!(
+            "trusted-builder: {name}: rebuilt, reproduced: {}",
+            rebuilt.reproduced
+        );
+        tracing::info!(record = name, reproduced = rebuilt.reproduced, differing = ?rebuilt.differing, "built");
+        self.log(Decision::Built {
+            subject: subject.clone(),
+            reproduced: rebuilt.reproduced,
+            differing: rebuilt.differing.clone(),
+            outputs: rebuilt
+                .outputs
+                .iter()
+                .map(|o| OutputDigest {
+                    path: o.path.clone(),
+                    sha256: o.sha256.clone(),
+                    size: o.size,
+                })
+                .collect(),
+        })?;
+        let published = self
+            .publish(name, &accepted, &rebuilt, &subject, started)
+            .await;
+        let _ = std::fs::remove_dir_all(&rebuilt.work_dir);
+        match published {
+            Ok(()) => {
+                self.intake.built().insert(&accepted.built_key())?;
+                eprintln!("trusted-builder: {name}: done");
+                Ok(Outcome::Built)
+            }
+            Err(e) => {
+                let reason = format!("publishing failed (will retry): {e:#}");
+                eprintln!("trusted-builder: {name}: {reason}");
+                tracing::error!(record = name, %reason, "publish failed");
+                self.log(Decision::Refused {
+                    subject: Some(subject),
+                    reason,
+                })?;
+                Ok(Outcome::Retry)
+            }
+        }
+    }
+
+    /// Image (push, sign, attest) and artifacts of one rebuilt record.
+    async fn publish(
+        &mut self,
+        name: &str,
+        accepted: &AcceptedRecord,
+        rebuilt: &Rebuilt,
+        subject: &Subject,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<()> {
+        let record = &accepted.record;
+        let project = self
+            .config
+            .projects
+            .get(&record.project)
+            .with_context(|| format!("project {:?} is not configured", record.project))?
+            .clone();
+        let spec: PublishSpec = accepted
+            .pipeline
+            .job(&record.job)
+            .and_then(|j| j.publish.clone())
+            .with_context(|| format!("job {:?} declares no publish section", record.job))?;
+        let short = &record.commit[..12.min(record.commit.len())];
+        let tag = format!("{}-{short}", record.job);
+        let resolve = |output: &str| {
+            rebuilt
+                .outputs
+                .iter()
+                .find(|o| o.path == output)
+                .map(|o| ResolvedFile {
+                    path: rebuilt.store.blob_path(&o.sha256),
+                    executable: o.executable,
+                })
+        };
+        if let Some(image) = &spec.image {
+            let repository = project.image_repository.as_str();
+            let assembled = self
+                .registry
+                .assemble_image(&ImageInputs {
+                    image,
+                    resolve: &resolve,
+                    source_date_epoch: accepted.commit_time,
+                    source: &record.git_url,
+                    revision: &record.commit,
+                })
+                .await
+                .context("assembling the image")?;
+            let reference = format!("{repository}:{tag}");
+            let digest = self
+                .registry
+                .push(&reference, &assembled)
+                .await
+                .with_context(|| format!("pushing {reference}"))?;
+            eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
+            tracing::info!(record = name, image = %reference, %digest, "pushed");
+            self.log(Decision::Pushed {
+                subject: subject.clone(),
+                image: reference,
+                digest: digest.clone(),
+            })?;
+            sign_image(&self.registry, &self.signer, repository, &digest, None)
+                .await
+                .context("signing the image")?;
+            let statement = Statement::new(&ProvenanceInputs {
+                image_repository: repository.to_owned(),
+                image_digest: digest.clone(),
+                external: ExternalParameters {
+                    repository: record.git_url.clone(),
+                    git_ref: record.git_ref.clone(),
+                    commit: record.commit.clone(),
+                    job: record.job.clone(),
+                },
+                internal: InternalParameters {
+                    source_date_epoch: accepted.commit_time,
+                    strict_reproducibility: accepted.strict_reproducibility,
+                },
+                base_image: match &image.base {
+                    BaseImage::Scratch => None,
+                    BaseImage::Pinned { repository, digest } => {
+                        Some((repository.clone(), digest.clone()))
+                    }
+                },
+                builder_id: self.config.builder_id.clone(),
+                invocation_id: format!(
+                    "{name}@{}",
+                    started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
+                started_on: started,
+                finished_on: chrono::Utc::now(),
+                ci_outputs: record
+                    .outputs
+                    .iter()
+                    .map(|o| (o.path.clone(), format!("sha256:{}", o.sha256)))
+                    .collect::<BTreeMap<_, _>>(),
+                ci_log_digest: format!("sha256:{}", record.log_sha256),
+                reproduced: rebuilt.reproduced,
+            })
+            .context("provenance statement")?;
+            attest_image(
+                &self.registry,
+                &self.signer,
+                repository,
+                &digest,
+                &statement,
+            )
+            .await
+            .context("attaching the provenance")?;
+            eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
+            tracing::info!(record = name, image = %repository, %digest, "signed");
+            self.log(Decision::Signed {
+                subject: subject.clone(),
+                image: repository.to_owned(),
+                digest,
+            })?;
+        }
+        if !spec.artifacts.is_empty() {
+            let files = resolve_artifacts(&spec.artifacts, &resolve)?;
+            let artifact = assemble_artifact(
+                &files,
+                ARTIFACT_TYPE,
+                accepted.commit_time,
+                &record.git_url,
+                &record.commit,
+            )?;
+            let reference = format!("{}:{tag}", project.artifacts_repository());
+            let digest = self
+                .registry
+                .push(&reference, &artifact)
+                .await
+                .with_context(|| format!("pushing {reference}"))?;
+            eprintln!("trusted-builder: {name}: pushed artifacts {reference} {digest}");
+            tracing::info!(record = name, artifact = %reference, %digest, "pushed");
+            self.log(Decision::Pushed {
+                subject: subject.clone(),
+                image: reference,
+                digest,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `trusted-builder serve`: loads `config_path`, then polls (or, with `once`, takes what is
+/// there and returns). Stops on SIGINT or SIGTERM between two records.
+pub async fn serve(config_path: &Path, once: bool) -> anyhow::Result<()> {
+    let config = BuilderConfig::load(config_path)?;
+    let mut server = Server::open(config).await?;
+    eprintln!(
+        "trusted-builder: serving (no listening port); outbox {}, log {}",
+        server.outbox.dir().display(),
+        server.audit_path().display()
+    );
+    let stop = CancellationToken::new();
+    let signals = stop.clone();
+    let watcher = tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+            _ = signals.cancelled() => return,
+        }
+        eprintln!("trusted-builder: shutting down");
+        signals.cancel();
+    });
+    let result = server.run(once, stop.clone()).await;
+    stop.cancel();
+    let _ = watcher.await;
+    result
+}
