@@ -58,7 +58,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-pub use self::outbox::{DirOutbox, Outbox};
+pub use self::outbox::{DirOutbox, Outbox, RecordSource};
 pub use self::sign::{OriginKey, key_id_of, pae, parse_public_key_hex};
 
 /// The record format version this code writes and reads.

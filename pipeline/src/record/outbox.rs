@@ -192,3 +192,31 @@ fn check_name(name: &str) -> Result<(), RecordError> {
     }
     Ok(())
 }
+
+/// The reading end of a one-way transport: the trusted side pulls records
+/// from it; nothing is ever pushed at the trusted side. A directory today;
+/// other one-way transports (a data diode, object storage) implement this.
+pub trait RecordSource: Send + Sync {
+    /// Where the records come from, for messages.
+    fn describe(&self) -> String;
+    /// Names of complete records, in order; empty while the source does not exist yet.
+    fn list(&self) -> Result<Vec<String>, RecordError>;
+    /// One record's bytes, size-limited before anything parses them.
+    fn read(&self, name: &str) -> Result<Vec<u8>, RecordError>;
+}
+
+impl RecordSource for DirOutbox {
+    fn describe(&self) -> String {
+        self.dir().display().to_string()
+    }
+    fn list(&self) -> Result<Vec<String>, RecordError> {
+        // The CI creates the directory with its first record; until then there is nothing to read.
+        if !self.dir().exists() {
+            return Ok(Vec::new());
+        }
+        DirOutbox::list(self)
+    }
+    fn read(&self, name: &str) -> Result<Vec<u8>, RecordError> {
+        DirOutbox::read(self, name)
+    }
+}

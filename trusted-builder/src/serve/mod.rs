@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
-use airlock_pipeline::record::{DirOutbox, OutputDigest, parse_public_key_hex};
+use airlock_pipeline::record::{DirOutbox, OutputDigest, RecordSource, parse_public_key_hex};
 use airlock_pipeline::source::SourceCache;
 use airlock_pipeline::spec::model::{BaseImage, PublishSpec};
 use anyhow::Context as _;
@@ -159,7 +159,7 @@ pub struct Server {
     rebuilder: Rebuilder,
     registry: Registry,
     signer: AnySigner,
-    outbox: DirOutbox,
+    outbox: Box<dyn RecordSource>,
     processed: Processed,
 }
 
@@ -212,7 +212,7 @@ impl Server {
             .open()
             .await
             .context("cannot open the signing key")?;
-        let outbox = DirOutbox::new(&config.outbox_dir);
+        let outbox: Box<dyn RecordSource> = Box::new(DirOutbox::new(&config.outbox_dir));
         Ok(Server {
             config,
             intake: Arc::new(intake),
@@ -257,15 +257,10 @@ impl Server {
 
     /// One look at the outbox: every new name, in order.
     pub async fn pass(&mut self, stop: &CancellationToken) -> anyhow::Result<PassSummary> {
-        // The CI creates the outbox with its first record; until then there is nothing to do.
-        if !self.outbox.dir().exists() {
-            tracing::debug!(outbox = %self.outbox.dir().display(), "outbox does not exist yet");
-            return Ok(PassSummary::default());
-        }
         let names = self
             .outbox
             .list()
-            .with_context(|| format!("cannot list the outbox {}", self.outbox.dir().display()))?;
+            .with_context(|| format!("cannot list the outbox {}", self.outbox.describe()))?;
         let mut summary = PassSummary::default();
         for name in names {
             if stop.is_cancelled() {
@@ -522,7 +517,7 @@ pub async fn serve(config_path: &Path, once: bool) -> anyhow::Result<()> {
     let mut server = Server::open(config).await?;
     eprintln!(
         "trusted-builder: serving (no listening port); outbox {}, log {}",
-        server.outbox.dir().display(),
+        server.outbox.describe(),
         server.audit_path().display()
     );
     let stop = CancellationToken::new();
