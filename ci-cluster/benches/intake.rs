@@ -30,11 +30,18 @@ const SECRET: &str = "bench-webhook-secret";
 const REPOSITORY: &str = "Codertocat/Hello-World";
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// User + system CPU seconds of a process from `/proc/PID/stat` (`self`
@@ -43,9 +50,16 @@ fn cpu_seconds(pid: &str, children: bool) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the parenthesised command name, which may contain spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<u64> = rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect();
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
     // utime, stime, cutime, cstime are fields 14-17 of stat(5): 11-14 here.
-    let ticks = if children { fields.get(13).zip(fields.get(14)) } else { fields.get(11).zip(fields.get(12)) };
+    let ticks = if children {
+        fields.get(13).zip(fields.get(14))
+    } else {
+        fields.get(11).zip(fields.get(12))
+    };
     // USER_HZ is 100 on every Linux build this runs on.
     ticks.map(|(u, s)| (u + s) as f64 / 100.0).unwrap_or(0.0)
 }
@@ -63,12 +77,21 @@ fn machine_state() -> String {
             }
         }
     }
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     format!(
         "{cores} cores, load average {}, compilers running: {}",
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         // `cargo bench` itself is one cargo process.
-        if busy.len() <= 1 { "none besides this cargo".to_string() } else { busy.join(", ") }
+        if busy.len() <= 1 {
+            "none besides this cargo".to_string()
+        } else {
+            busy.join(", ")
+        }
     )
 }
 
@@ -87,10 +110,18 @@ impl Server {
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn ci-cluster serve");
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), log };
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start:\n{}", server.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start:\n{}",
+                server.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -177,16 +208,32 @@ fn wrk(script: &Path, url: &str, connections: u64, seconds: u64, prefix: &str) -
     // One wrk thread: the load generator shares the 2 cores with the server,
     // and a second thread would only take CPU from it.
     let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(script)
         .arg(url)
         .args(["--", prefix])
         .output()
         .expect("run wrk");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "wrk failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let mut run = WrkRun { output: text.clone(), ..Default::default() };
-    let line = text.lines().find(|l| l.starts_with("AIRLOCK ")).expect("the script's summary line");
+    assert!(
+        out.status.success(),
+        "wrk failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut run = WrkRun {
+        output: text.clone(),
+        ..Default::default()
+    };
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("AIRLOCK "))
+        .expect("the script's summary line");
     for pair in line.split_whitespace().skip(1) {
         let (key, value) = pair.split_once('=').expect("key=value");
         let value: u64 = value.parse().expect("number");
@@ -213,10 +260,15 @@ fn main() {
     let connections = env_or("AIRLOCK_BENCH_CONNECTIONS", 64);
 
     // /var/tmp: on disk (a tmpfs /tmp would make fsync free and the figure meaningless).
-    let tmp = tempfile::Builder::new().prefix("airlock-intake-").tempdir_in("/var/tmp").expect("tmp");
+    let tmp = tempfile::Builder::new()
+        .prefix("airlock-intake-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
     let root = tmp.path();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github/go-scm/push.json");
-    let body = std::fs::read(&fixture).unwrap_or_else(|e| panic!("cannot read {}: {e}", fixture.display()));
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github/go-scm/push.json");
+    let body = std::fs::read(&fixture)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", fixture.display()));
     let body_file = root.join("push.json");
     std::fs::write(&body_file, &body).expect("body");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("hmac");
@@ -258,22 +310,31 @@ report = false
 
     // One delivery by hand first: proves the setup (signature, project) is
     // right, so the figure below is not a figure of 401s or 404s.
-    let probe = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt").block_on(async {
-        reqwest::Client::new()
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-github-event", "push")
-            .header("x-github-hook-id", "4242")
-            .header("x-github-delivery", "probe")
-            .header("x-hub-signature-256", &signature)
-            .body(body.clone())
-            .send()
-            .await
-            .expect("probe delivery")
-            .status()
-            .as_u16()
-    });
-    assert_eq!(probe, 202, "the probe delivery was not accepted:\n{}", server.log_text());
+    let probe = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("x-github-event", "push")
+                .header("x-github-hook-id", "4242")
+                .header("x-github-delivery", "probe")
+                .header("x-hub-signature-256", &signature)
+                .body(body.clone())
+                .send()
+                .await
+                .expect("probe delivery")
+                .status()
+                .as_u16()
+        });
+    assert_eq!(
+        probe,
+        202,
+        "the probe delivery was not accepted:\n{}",
+        server.log_text()
+    );
 
     println!("intake: GitHub push deliveries, HMAC-checked, each committed before its 2xx");
     println!("  machine: {}", machine_state());
@@ -286,8 +347,10 @@ report = false
     let server_pid = server.child.id().to_string();
     let (server_cpu0, wrk_cpu0) = (cpu_seconds(&server_pid, false), cpu_seconds("self", true));
     let run = wrk(&script, &url, connections, seconds, "run");
-    let (server_cpu, wrk_cpu) =
-        (cpu_seconds(&server_pid, false) - server_cpu0, cpu_seconds("self", true) - wrk_cpu0);
+    let (server_cpu, wrk_cpu) = (
+        cpu_seconds(&server_pid, false) - server_cpu0,
+        cpu_seconds("self", true) - wrk_cpu0,
+    );
     let load_after = machine_state();
 
     // SIGKILL, then count what the store holds: every 2xx must be there.
@@ -299,8 +362,18 @@ report = false
     let acknowledged = 1 + warmup.acknowledged() + run.acknowledged();
 
     let secs = run.duration_us as f64 / 1e6;
-    println!("{}", run.output.lines().filter(|l| !l.starts_with("AIRLOCK ")).collect::<Vec<_>>().join("\n"));
-    println!("  requests: {} in {secs:.2} s, non-2xx: {}, socket errors: {}", run.requests, run.non2xx, run.socket_errors);
+    println!(
+        "{}",
+        run.output
+            .lines()
+            .filter(|l| !l.starts_with("AIRLOCK "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!(
+        "  requests: {} in {secs:.2} s, non-2xx: {}, socket errors: {}",
+        run.requests, run.non2xx, run.socket_errors
+    );
     println!(
         "  request latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         run.p50_us as f64 / 1e3,
@@ -309,7 +382,9 @@ report = false
     );
     println!(
         "  CPU during the run: server {server_cpu:.1} s, wrk {wrk_cpu:.1} s, of {:.1} s available",
-        secs * std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64
+        secs * std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64
     );
     println!("  machine after: {load_after}");
     println!(
@@ -321,5 +396,8 @@ report = false
         run.acknowledged() as f64 / secs
     );
     // Not a speed check: an acknowledged event missing after a crash is a bug.
-    assert!(counts.events >= acknowledged, "acknowledged deliveries are missing from the store");
+    assert!(
+        counts.events >= acknowledged,
+        "acknowledged deliveries are missing from the store"
+    );
 }

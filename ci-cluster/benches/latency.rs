@@ -42,10 +42,17 @@ const WARMUP: usize = 5;
 const JOB: &str = "start";
 
 /// The phase markers, in the order a run passes them.
-const MARKS: [&str; 4] = ["run claimed", "source fetched", "workspace materialised", "sandbox started"];
+const MARKS: [&str; 4] = [
+    "run claimed",
+    "source fetched",
+    "workspace materialised",
+    "sandbox started",
+];
 
 fn nanos(t: SystemTime) -> i128 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// Records when each marker event fires (wall clock, taken in the event).
@@ -96,8 +103,13 @@ fn machine_state() -> String {
         .count();
     format!(
         "{} cores, load average {}, rustc/cargo processes: {compilers} (cargo bench itself is one)",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     )
 }
 
@@ -124,26 +136,44 @@ fn main() {
         .with_target("airlock_pipeline::executor::sandbox", tracing::Level::DEBUG);
     tracing_subscriber::registry()
         .with(marks.clone().with_filter(targets))
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter::LevelFilter::WARN))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter::LevelFilter::WARN),
+        )
         .init();
-    let events: usize = std::env::var("AIRLOCK_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let events: usize = std::env::var("AIRLOCK_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
 
     // World: bare repository served by git daemon, sample service with a one-job pipeline.
-    let tmp = tempfile::Builder::new().prefix("airlock-latency-").tempdir_in("/var/tmp").expect("tmp");
+    let tmp = tempfile::Builder::new()
+        .prefix("airlock-latency-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
     let root = tmp.path().to_path_buf();
     // The sandbox user must traverse down to its workspace under the data directory.
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711)).expect("chmod");
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        .expect("chmod");
     let served = root.join("served");
     let bare = init_bare(&served, "greet");
     let bare_path = bare.display().to_string();
     let repo = sample_repo(&root.join("repo"));
-    repo.write(".pipeline/config.yaml", format!("version: 1\njobs:\n  {JOB}:\n    run: |\n      date +%s%N\n"));
+    repo.write(
+        ".pipeline/config.yaml",
+        format!("version: 1\njobs:\n  {JOB}:\n    run: |\n      date +%s%N\n"),
+    );
     let mut head = repo.commit("one job that prints when it starts");
     repo.push(&bare_path, &head, "refs/heads/main");
     let daemon = GitDaemon::start(&served);
 
     std::fs::write(root.join("github-secret"), SECRET).expect("secret");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let data = root.join("data");
     let config_path = root.join("ci.toml");
     std::fs::write(
@@ -171,23 +201,38 @@ report = false
     let config = Config::load(&config_path).expect("config");
 
     // The server's runtime, built as `ci-cluster serve` builds it (one worker per core).
-    let server_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let stop = CancellationToken::new();
     let server = server_rt.spawn(ci_cluster::serve::serve(config, stop.clone()));
-    let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/hooks/github");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // A second connection to the same database, for reads only (WAL lets it
     // read while the server writes).
     let store = Store::open(&data.join("ci.sqlite")).expect("store");
 
-    let sandbox = if nix_is_root() { "as root: cgroup limits applied" } else { "not root: no cgroups" };
-    println!("latency: webhook 2xx -> first job process running ({events} events, {WARMUP} warm-up; sandbox {sandbox})");
+    let sandbox = if nix_is_root() {
+        "as root: cgroup limits applied"
+    } else {
+        "not root: no cgroups"
+    };
+    println!(
+        "latency: webhook 2xx -> first job process running ({events} events, {WARMUP} warm-up; sandbox {sandbox})"
+    );
     println!("  machine before: {}", machine_state());
 
     let mut totals = Vec::new();
@@ -219,7 +264,11 @@ report = false
             // The 2xx is in: status and headers have arrived.
             let acked = SystemTime::now();
             let status = response.status().as_u16();
-            (status, response.json::<serde_json::Value>().await.expect("reply"), acked)
+            (
+                status,
+                response.json::<serde_json::Value>().await.expect("reply"),
+                acked,
+            )
         });
         assert_eq!(status, 202, "{reply}");
         let run = reply["run"].as_i64().expect("a run id");
@@ -231,7 +280,10 @@ report = false
             if row.status.is_final() {
                 break row;
             }
-            assert!(Instant::now() < deadline, "run {run} did not finish: {row:?}");
+            assert!(
+                Instant::now() < deadline,
+                "run {run} did not finish: {row:?}"
+            );
             std::thread::sleep(Duration::from_millis(2));
         };
         assert_eq!(row.status, RunStatus::Passed, "run {run}: {row:?}");
@@ -250,12 +302,18 @@ report = false
         let marked = marks.take();
         let mut points = vec![acked];
         for mark in MARKS {
-            let at = marked.iter().find(|(m, _)| m == mark).map(|(_, t)| nanos(*t));
+            let at = marked
+                .iter()
+                .find(|(m, _)| m == mark)
+                .map(|(_, t)| nanos(*t));
             points.push(at.unwrap_or_else(|| panic!("run {run}: no '{mark}' marker")));
         }
         points.push(printed);
         for (i, pair) in points.windows(2).enumerate() {
-            phases.entry(i).or_default().push((pair[1] - pair[0]) as f64 / 1e6);
+            phases
+                .entry(i)
+                .or_default()
+                .push((pair[1] - pair[0]) as f64 / 1e6);
         }
     }
     let machine_after = machine_state();
@@ -273,17 +331,28 @@ report = false
     // the first and last quarter to see whether fetches slow down with that.
     let quarter = |v: &[f64], last: bool| {
         let q = (v.len() / 4).max(1);
-        let part = if last { &v[v.len().saturating_sub(q)..] } else { &v[..q.min(v.len())] };
+        let part = if last {
+            &v[v.len().saturating_sub(q)..]
+        } else {
+            &v[..q.min(v.len())]
+        };
         part.iter().sum::<f64>() / part.len().max(1) as f64
     };
     let fetches = phases.get(&1).cloned().unwrap_or_default();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
-    println!("  {:<width$}  {:>7}  {:>7}  {:>7}", "phase (ms)", "p50", "p99", "mean");
+    println!(
+        "  {:<width$}  {:>7}  {:>7}  {:>7}",
+        "phase (ms)", "p50", "p99", "mean"
+    );
     for (i, name) in names.iter().enumerate() {
         let mut v = phases.remove(&i).unwrap_or_default();
         v.sort_by(f64::total_cmp);
         let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-        println!("  {name:<width$}  {:>7.2}  {:>7.2}  {mean:>7.2}", percentile(&v, 50.0), percentile(&v, 99.0));
+        println!(
+            "  {name:<width$}  {:>7.2}  {:>7.2}  {mean:>7.2}",
+            percentile(&v, 50.0),
+            percentile(&v, 99.0)
+        );
     }
     println!(
         "  fetch mean over the first quarter of events {:.2} ms, last quarter {:.2} ms (one more pack in the mirror per event)",

@@ -220,7 +220,10 @@ pub struct Config {
 impl Config {
     /// Reads, validates and loads secrets.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let read_err = |source| ConfigError::Read { path: path.to_path_buf(), source };
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
         let meta = std::fs::metadata(path).map_err(read_err)?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge(path.to_path_buf()));
@@ -231,27 +234,50 @@ impl Config {
 
     /// Parses config text (`path` is used in messages).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let file: ConfigFile =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
-        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
         let mut names = std::collections::HashSet::new();
         for p in &file.projects {
             if !names.insert(p.name.as_str()) {
                 return Err(invalid(format!("project '{}' is declared twice", p.name)));
             }
-            if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-                return Err(invalid(format!("project name '{}' must be letters, digits, '-', '_' or '.'", p.name)));
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(invalid(format!(
+                    "project name '{}' must be letters, digits, '-', '_' or '.'",
+                    p.name
+                )));
             }
             for pattern in &p.protected {
-                globset::Glob::new(pattern)
-                    .map_err(|e| invalid(format!("project '{}': protected pattern '{pattern}': {e}", p.name)))?;
+                globset::Glob::new(pattern).map_err(|e| {
+                    invalid(format!(
+                        "project '{}': protected pattern '{pattern}': {e}",
+                        p.name
+                    ))
+                })?;
             }
             for s in &p.schedules {
                 if let Err(e) = s.cron.parse::<croner::Cron>() {
-                    return Err(invalid(format!("project '{}': schedule '{}': {e}", p.name, s.cron)));
+                    return Err(invalid(format!(
+                        "project '{}': schedule '{}': {e}",
+                        p.name, s.cron
+                    )));
                 }
                 if !s.git_ref.starts_with("refs/") {
-                    return Err(invalid(format!("project '{}': schedule ref '{}' must be a full ref", p.name, s.git_ref)));
+                    return Err(invalid(format!(
+                        "project '{}': schedule ref '{}' must be a full ref",
+                        p.name, s.git_ref
+                    )));
                 }
             }
             let needs = match p.forge {
@@ -261,19 +287,48 @@ impl Config {
                 Forge::Manual | Forge::Schedule => None,
             };
             if let Some(forge) = needs {
-                return Err(invalid(format!("project '{}' uses {forge} but [forges.{forge}] is missing", p.name)));
+                return Err(invalid(format!(
+                    "project '{}' uses {forge} but [forges.{forge}] is missing",
+                    p.name
+                )));
             }
         }
-        let secret = |s: &SecretSource| s.load().map_err(|source| ConfigError::Secret { path: path.to_path_buf(), source });
+        let secret = |s: &SecretSource| {
+            s.load().map_err(|source| ConfigError::Secret {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
         let optional = |s: &Option<SecretSource>| s.as_ref().map(secret).transpose();
-        let public_url = file.public_url.clone().unwrap_or_else(|| format!("http://{}", file.listen));
+        let public_url = file
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", file.listen));
         Ok(Config {
             public_url: public_url.trim_end_matches('/').to_string(),
-            outbox_dir: file.outbox_dir.clone().unwrap_or_else(|| file.data_dir.join("outbox")),
+            outbox_dir: file
+                .outbox_dir
+                .clone()
+                .unwrap_or_else(|| file.data_dir.join("outbox")),
             admin_token: optional(&file.admin_token)?,
-            github: file.forges.github.as_ref().map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.api_token)?))).transpose()?,
-            gitlab: file.forges.gitlab.as_ref().map(|g| Ok((secret(&g.webhook_token)?, optional(&g.api_token)?))).transpose()?,
-            gerrit: file.forges.gerrit.as_ref().map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.password)?))).transpose()?,
+            github: file
+                .forges
+                .github
+                .as_ref()
+                .map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.api_token)?)))
+                .transpose()?,
+            gitlab: file
+                .forges
+                .gitlab
+                .as_ref()
+                .map(|g| Ok((secret(&g.webhook_token)?, optional(&g.api_token)?)))
+                .transpose()?,
+            gerrit: file
+                .forges
+                .gerrit
+                .as_ref()
+                .map(|g| Ok((secret(&g.webhook_secret)?, optional(&g.password)?)))
+                .transpose()?,
             file,
         })
     }
@@ -340,9 +395,17 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
         let dir = tempfile::tempdir().expect("tmp");
         let c = Config::parse(Path::new("ci.toml"), &example(dir.path())).expect("valid");
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
-        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches(b"admin-s3cret")));
+        assert!(
+            c.admin_token
+                .as_ref()
+                .is_some_and(|t| t.matches(b"admin-s3cret"))
+        );
         let p = c.project_for(Forge::Gerrit, "greet").expect("project");
-        assert!(p.is_protected("refs/heads/main") && p.is_protected("refs/tags/v1.2") && !p.is_protected("refs/heads/dev"));
+        assert!(
+            p.is_protected("refs/heads/main")
+                && p.is_protected("refs/tags/v1.2")
+                && !p.is_protected("refs/heads/dev")
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 
@@ -350,7 +413,10 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
     fn errors_name_the_problem() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = Config::parse(Path::new("ci.toml"), "listen = 5\n").expect_err("bad");
-        assert!(e.to_string().contains("ci.toml") && e.to_string().contains("line 1"), "{e}");
+        assert!(
+            e.to_string().contains("ci.toml") && e.to_string().contains("line 1"),
+            "{e}"
+        );
         let missing = example(dir.path()).replace("[forges.gerrit]", "[forges.gitlab_typo]");
         assert!(Config::parse(Path::new("ci.toml"), &missing).is_err());
         let e = Config::parse(
@@ -358,6 +424,9 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
             "listen = \"127.0.0.1:1\"\ndata_dir = \"/x\"\nadmin_token = { env = \"AIRLOCK_TEST_UNSET_VAR\" }\n",
         )
         .expect_err("unset");
-        assert!(e.to_string().contains("AIRLOCK_TEST_UNSET_VAR is not set"), "{e}");
+        assert!(
+            e.to_string().contains("AIRLOCK_TEST_UNSET_VAR is not set"),
+            "{e}"
+        );
     }
 }

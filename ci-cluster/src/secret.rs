@@ -75,10 +75,16 @@ impl SecretSource {
     pub fn load(&self) -> Result<Secret, SecretError> {
         let (value, name) = match self {
             SecretSource::File(path) => (
-                std::fs::read_to_string(path).map_err(|source| SecretError::File { path: path.clone(), source })?,
+                std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                })?,
                 path.display().to_string(),
             ),
-            SecretSource::Env(var) => (std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?, var.clone()),
+            SecretSource::Env(var) => (
+                std::env::var(var).map_err(|_| SecretError::Env(var.clone()))?,
+                var.clone(),
+            ),
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {

@@ -29,16 +29,27 @@ struct Server {
 impl Server {
     fn start(config: &Path, data: &Path) -> Server {
         let port = free_port();
-        let text = std::fs::read_to_string(config).expect("config").replace("@PORT@", &port.to_string());
+        let text = std::fs::read_to_string(config)
+            .expect("config")
+            .replace("@PORT@", &port.to_string());
         std::fs::write(config, text).expect("config");
         let log = data.with_extension("log");
-        let mut server = Server { child: None, base: format!("http://127.0.0.1:{port}"), config: config.into(), log };
+        let mut server = Server {
+            child: None,
+            base: format!("http://127.0.0.1:{port}"),
+            config: config.into(),
+            log,
+        };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -50,7 +61,11 @@ impl Server {
         self.child = Some(child);
         let started = Instant::now();
         while reqwest::blocking_get(&format!("{}/healthz", self.base)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "server did not start:\n{}", self.log_text());
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "server did not start:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -67,7 +82,8 @@ impl Server {
     }
 
     fn run(&self, id: i64) -> Value {
-        let text = reqwest::blocking_get(&format!("{}/api/v1/runs/{id}", self.base)).unwrap_or_default();
+        let text =
+            reqwest::blocking_get(&format!("{}/api/v1/runs/{id}", self.base)).unwrap_or_default();
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
@@ -80,7 +96,11 @@ impl Server {
             if ["passed", "failed", "cancelled", "error"].contains(&status) {
                 return run;
             }
-            assert!(started.elapsed() < timeout, "run {id} not final ({status}):\n{}", self.log_text());
+            assert!(
+                started.elapsed() < timeout,
+                "run {id} not final ({status}):\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -96,27 +116,51 @@ impl Drop for Server {
 mod reqwest {
     pub use ::reqwest::*;
     pub fn blocking_get(url: &str) -> Result<String> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-        rt.block_on(async { Client::new().get(url).timeout(std::time::Duration::from_secs(5)).send().await?.text().await })
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async {
+            Client::new()
+                .get(url)
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await?
+                .text()
+                .await
+        })
     }
 }
 
 fn post(url: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
-        let mut req = ::reqwest::Client::new().post(url).body(body.to_vec()).timeout(Duration::from_secs(10));
+        let mut req = ::reqwest::Client::new()
+            .post(url)
+            .body(body.to_vec())
+            .timeout(Duration::from_secs(10));
         for (k, v) in headers {
             req = req.header(*k, v);
         }
         let resp = req.send().await.expect("post");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     })
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 struct World {
@@ -131,10 +175,18 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-        let tmp = tempfile::Builder::new().prefix("airlock-serve-").tempdir_in("/var/tmp").expect("tmp");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let tmp = tempfile::Builder::new()
+            .prefix("airlock-serve-")
+            .tempdir_in("/var/tmp")
+            .expect("tmp");
         let root = tmp.path().to_path_buf();
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711)).expect("chmod");
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .expect("chmod");
         let served = root.join("served");
         let bare = init_bare(&served, "greet");
         let repo = sample_repo(&root.join("repo"));
@@ -142,11 +194,27 @@ impl World {
         repo.push(&bare.display().to_string(), &head, "refs/heads/main");
         let daemon = GitDaemon::start(&served);
         let forge = rt.block_on(StandInForge::start());
-        World { _tmp: tmp, root, daemon, bare, repo, forge, rt }
+        World {
+            _tmp: tmp,
+            root,
+            daemon,
+            bare,
+            repo,
+            forge,
+            rt,
+        }
     }
 
     fn config(&self, extra: &str) -> PathBuf {
-        for (name, value) in [("gerrit-secret", GERRIT_SECRET), ("gerrit-password", "http-pw"), ("github-secret", GITHUB_SECRET), ("github-token", "gh-token"), ("gitlab-token", GITLAB_TOKEN), ("gitlab-api", "gl-api-token"), ("admin", ADMIN_TOKEN)] {
+        for (name, value) in [
+            ("gerrit-secret", GERRIT_SECRET),
+            ("gerrit-password", "http-pw"),
+            ("github-secret", GITHUB_SECRET),
+            ("github-token", "gh-token"),
+            ("gitlab-token", GITLAB_TOKEN),
+            ("gitlab-api", "gl-api-token"),
+            ("admin", ADMIN_TOKEN),
+        ] {
             std::fs::write(self.root.join(name), value).expect("secret");
         }
         let text = format!(
@@ -202,11 +270,22 @@ git_url = "{git}"
     }
 
     fn push_change(&self, change: u32, patchset: u32, commit: &str) {
-        self.repo.push(&self.bare.display().to_string(), commit, &format!("refs/changes/{:02}/{change}/{patchset}", change % 100));
+        self.repo.push(
+            &self.bare.display().to_string(),
+            commit,
+            &format!("refs/changes/{:02}/{change}/{patchset}", change % 100),
+        );
     }
 
-    fn wait_requests(&self, what: &str, pred: impl Fn(&[RecordedRequest]) -> bool, timeout: Duration) -> Vec<RecordedRequest> {
-        self.rt.block_on(self.forge.wait_for(pred, timeout)).unwrap_or_else(|e| panic!("{what}: {e}"))
+    fn wait_requests(
+        &self,
+        what: &str,
+        pred: impl Fn(&[RecordedRequest]) -> bool,
+        timeout: Duration,
+    ) -> Vec<RecordedRequest> {
+        self.rt
+            .block_on(self.forge.wait_for(pred, timeout))
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 }
 
@@ -222,11 +301,17 @@ fn patchset_created(change: u32, patchset: u32, commit: &str) -> Vec<u8> {
 }
 
 fn gerrit_headers() -> Vec<(&'static str, String)> {
-    vec![("authorization", format!("Bearer {GERRIT_SECRET}")), ("content-type", "application/json".into())]
+    vec![
+        ("authorization", format!("Bearer {GERRIT_SECRET}")),
+        ("content-type", "application/json".into()),
+    ]
 }
 
 fn reviews(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
-    requests.iter().filter(|r| r.path.ends_with("/review")).collect()
+    requests
+        .iter()
+        .filter(|r| r.path.ends_with("/review"))
+        .collect()
 }
 
 #[test]
@@ -235,37 +320,74 @@ fn gerrit_patchset_gets_exactly_one_verified_vote_per_run() {
     let server = Server::start(&world.config(""), &world.root.join("data"));
     let good = world.repo.head();
     world.push_change(1, 1, &good);
-    let (status, body) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &patchset_created(1, 1, &good));
+    let (status, body) = post(
+        &format!("{}/hooks/gerrit", server.base),
+        &gerrit_headers(),
+        &patchset_created(1, 1, &good),
+    );
     assert_eq!(status, 202, "{body}");
     let run = body["run"].as_i64().expect("run id");
     let done = server.wait_final(run, Duration::from_secs(90));
-    assert_eq!(done["run"]["status"], "passed", "{done:#}\n{}", server.log_text());
+    assert_eq!(
+        done["run"]["status"],
+        "passed",
+        "{done:#}\n{}",
+        server.log_text()
+    );
 
-    let requests = world.wait_requests("Verified +1", |r| !reviews(r).is_empty(), Duration::from_secs(30));
+    let requests = world.wait_requests(
+        "Verified +1",
+        |r| !reviews(r).is_empty(),
+        Duration::from_secs(30),
+    );
     let review = reviews(&requests)[0].clone();
     assert_eq!(review.path, format!("/a/changes/1/revisions/{good}/review"));
-    assert!(review.header("authorization").is_some_and(|h| h.starts_with("Basic ")));
+    assert!(
+        review
+            .header("authorization")
+            .is_some_and(|h| h.starts_with("Basic "))
+    );
     let input = review.json().expect("ReviewInput JSON");
     assert_eq!(input["labels"]["Verified"], 1, "{input:#}");
     let message = input["message"].as_str().expect("message");
     for needle in ["test", "build", &format!("/runs/{run}")] {
-        assert!(message.contains(needle), "message lacks {needle}: {message}");
+        assert!(
+            message.contains(needle),
+            "message lacks {needle}: {message}"
+        );
     }
 
     // A second patchset that breaks the test gets -1.
     let source = std::fs::read_to_string(world.repo.dir().join("src/greet.c")).expect("read");
-    world.repo.write("src/greet.c", source.replace("Hello, %s!", "Howdy, %s!"));
+    world
+        .repo
+        .write("src/greet.c", source.replace("Hello, %s!", "Howdy, %s!"));
     let bad = world.repo.commit("say howdy");
     world.push_change(1, 2, &bad);
-    let (status, body) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &patchset_created(1, 2, &bad));
+    let (status, body) = post(
+        &format!("{}/hooks/gerrit", server.base),
+        &gerrit_headers(),
+        &patchset_created(1, 2, &bad),
+    );
     assert_eq!(status, 202, "{body}");
     let run2 = body["run"].as_i64().expect("run id");
-    assert_eq!(server.wait_final(run2, Duration::from_secs(90))["run"]["status"], "failed");
-    let requests = world.wait_requests("Verified -1", |r| reviews(r).len() >= 2, Duration::from_secs(30));
+    assert_eq!(
+        server.wait_final(run2, Duration::from_secs(90))["run"]["status"],
+        "failed"
+    );
+    let requests = world.wait_requests(
+        "Verified -1",
+        |r| reviews(r).len() >= 2,
+        Duration::from_secs(30),
+    );
     let second = reviews(&requests)[1].json().expect("json");
     assert_eq!(second["labels"]["Verified"], -1, "{second:#}");
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(reviews(&world.forge.requests()).len(), 2, "exactly one review per run");
+    assert_eq!(
+        reviews(&world.forge.requests()).len(),
+        2,
+        "exactly one review per run"
+    );
 }
 
 fn github_pr(action: &str, sha: &str, number: u64) -> Vec<u8> {
@@ -280,13 +402,17 @@ fn github_pr(action: &str, sha: &str, number: u64) -> Vec<u8> {
 }
 
 fn github_headers(body: &[u8], event: &str, delivery: &str) -> Vec<(&'static str, String)> {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).expect("hmac");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(GITHUB_SECRET.as_bytes()).expect("hmac");
     mac.update(body);
     vec![
         ("x-github-event", event.to_string()),
         ("x-github-delivery", delivery.to_string()),
         ("x-github-hook-id", "42".to_string()),
-        ("x-hub-signature-256", format!("sha256={}", hex::encode(mac.finalize().into_bytes()))),
+        (
+            "x-hub-signature-256",
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+        ),
         ("content-type", "application/json".into()),
     ]
 }
@@ -296,7 +422,9 @@ fn github_pull_request_gets_pending_then_success_and_replays_create_nothing() {
     let world = World::new();
     let server = Server::start(&world.config(""), &world.root.join("data"));
     let sha = world.repo.head();
-    world.repo.push(&world.bare.display().to_string(), &sha, "refs/pull/5/head");
+    world
+        .repo
+        .push(&world.bare.display().to_string(), &sha, "refs/pull/5/head");
     let body = github_pr("opened", &sha, 5);
     let headers = github_headers(&body, "pull_request", "delivery-1");
     let (status, reply) = post(&format!("{}/hooks/github", server.base), &headers, &body);
@@ -305,7 +433,10 @@ fn github_pull_request_gets_pending_then_success_and_replays_create_nothing() {
     // The same delivery again (GitHub redelivers with the same id): nothing new.
     let (status, reply) = post(&format!("{}/hooks/github", server.base), &headers, &body);
     assert_eq!((status, reply["status"].as_str()), (200, Some("duplicate")));
-    assert_eq!(server.wait_final(run, Duration::from_secs(90))["run"]["status"], "passed");
+    assert_eq!(
+        server.wait_final(run, Duration::from_secs(90))["run"]["status"],
+        "passed"
+    );
     let path = format!("/repos/example/greet/statuses/{sha}");
     let requests = world.wait_requests(
         "pending then success",
@@ -319,8 +450,15 @@ fn github_pull_request_gets_pending_then_success_and_replays_create_nothing() {
         .map(|j| j["state"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(states, ["pending", "success"]);
-    assert!(requests.iter().all(|q| q.header("authorization") == Some("Bearer gh-token")));
-    assert!(server.run(run + 1)["run"].is_null(), "the replay created a run");
+    assert!(
+        requests
+            .iter()
+            .all(|q| q.header("authorization") == Some("Bearer gh-token"))
+    );
+    assert!(
+        server.run(run + 1)["run"].is_null(),
+        "the replay created a run"
+    );
 }
 
 #[test]
@@ -334,35 +472,105 @@ fn forged_and_malformed_requests_are_refused_and_store_nothing() {
     let mut forged = github_headers(&body, "pull_request", "d-1");
     forged[3].1 = format!("sha256={}", "0".repeat(64));
     // (name, url, headers, body, expected status, expected reason)
-    type Case<'a> = (&'a str, String, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, String)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
-        ("forged signature", hooks("github"), forged, body.clone(), 401, "unauthorized"),
-        ("signed with another secret", hooks("github"), {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"not-the-secret").expect("hmac");
-            mac.update(&body);
-            let mut h = github_headers(&body, "pull_request", "d-2");
-            h[3].1 = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-            h
-        }, body.clone(), 401, "unauthorized"),
-        ("wrong gerrit token", hooks("gerrit"), vec![("authorization", "Bearer nope".into())], patchset_created(1, 1, &sha), 401, "unauthorized"),
-        ("missing gerrit token", hooks("gerrit"), vec![], patchset_created(1, 1, &sha), 401, "unauthorized"),
-        ("oversized body", hooks("gerrit"), gerrit_headers(), vec![b' '; 2 * 1024 * 1024], 413, "too_large"),
-        ("malformed JSON", hooks("gerrit"), gerrit_headers(), b"{\"type\": ".to_vec(), 400, "malformed"),
+        (
+            "forged signature",
+            hooks("github"),
+            forged,
+            body.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "signed with another secret",
+            hooks("github"),
+            {
+                let mut mac =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(b"not-the-secret").expect("hmac");
+                mac.update(&body);
+                let mut h = github_headers(&body, "pull_request", "d-2");
+                h[3].1 = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                h
+            },
+            body.clone(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "wrong gerrit token",
+            hooks("gerrit"),
+            vec![("authorization", "Bearer nope".into())],
+            patchset_created(1, 1, &sha),
+            401,
+            "unauthorized",
+        ),
+        (
+            "missing gerrit token",
+            hooks("gerrit"),
+            vec![],
+            patchset_created(1, 1, &sha),
+            401,
+            "unauthorized",
+        ),
+        (
+            "oversized body",
+            hooks("gerrit"),
+            gerrit_headers(),
+            vec![b' '; 2 * 1024 * 1024],
+            413,
+            "too_large",
+        ),
+        (
+            "malformed JSON",
+            hooks("gerrit"),
+            gerrit_headers(),
+            b"{\"type\": ".to_vec(),
+            400,
+            "malformed",
+        ),
     ];
     for (name, url, headers, body, want, reason) in cases {
         let (status, reply) = post(&url, &headers, &body);
         assert_eq!(status, want, "{name}: {reply}");
         assert_eq!(reply["error"], reason, "{name}: {reply}");
-        assert!(reply["message"].as_str().is_some_and(|m| !m.contains(GERRIT_SECRET) && !m.contains(GITHUB_SECRET)));
+        assert!(
+            reply["message"]
+                .as_str()
+                .is_some_and(|m| !m.contains(GERRIT_SECRET) && !m.contains(GITHUB_SECRET))
+        );
     }
-    let other = String::from_utf8(patchset_created(1, 1, &sha)).expect("utf8").replace("\"project\":\"greet\"", "\"project\":\"elsewhere\"");
+    let other = String::from_utf8(patchset_created(1, 1, &sha))
+        .expect("utf8")
+        .replace("\"project\":\"greet\"", "\"project\":\"elsewhere\"");
     let (status, reply) = post(&hooks("gerrit"), &gerrit_headers(), other.as_bytes());
-    assert_eq!((status, reply["error"].as_str()), (404, Some("unknown_project")), "{reply}");
-    let (status, reply) = post(&hooks("github"), &github_headers(b"{}", "status", "d-3"), b"{}");
-    assert_eq!((status, reply["status"].as_str()), (202, Some("ignored")), "{reply}");
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (404, Some("unknown_project")),
+        "{reply}"
+    );
+    let (status, reply) = post(
+        &hooks("github"),
+        &github_headers(b"{}", "status", "d-3"),
+        b"{}",
+    );
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (202, Some("ignored")),
+        "{reply}"
+    );
     // Nothing was stored: no run exists.
     assert!(server.run(1)["run"].is_null(), "{}", server.run(1));
-    assert!(!server.log_text().contains(GERRIT_SECRET) && !server.log_text().contains(GITHUB_SECRET));
+    assert!(
+        !server.log_text().contains(GERRIT_SECRET) && !server.log_text().contains(GITHUB_SECRET)
+    );
 }
 
 #[test]
@@ -373,34 +581,67 @@ fn a_new_patchset_cancels_the_older_runs() {
     let first = world.repo.commit("slow");
     world.push_change(2, 1, &first);
     let server = Server::start(&world.config(""), &world.root.join("data"));
-    let (_, reply) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &patchset_created(2, 1, &first));
+    let (_, reply) = post(
+        &format!("{}/hooks/gerrit", server.base),
+        &gerrit_headers(),
+        &patchset_created(2, 1, &first),
+    );
     let run1 = reply["run"].as_i64().expect("run");
     // Wait until it is running, then send patchset 2.
     let started = Instant::now();
     while server.run(run1)["run"]["status"] != "running" {
-        assert!(started.elapsed() < Duration::from_secs(60), "{}", server.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
-    world.repo.write(".pipeline/config.yaml", "version: 1\njobs:\n  quick:\n    run: echo quick\n");
+    world.repo.write(
+        ".pipeline/config.yaml",
+        "version: 1\njobs:\n  quick:\n    run: echo quick\n",
+    );
     let second = world.repo.commit("quick");
     world.push_change(2, 2, &second);
-    let (_, reply) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &patchset_created(2, 2, &second));
+    let (_, reply) = post(
+        &format!("{}/hooks/gerrit", server.base),
+        &gerrit_headers(),
+        &patchset_created(2, 2, &second),
+    );
     let run2 = reply["run"].as_i64().expect("run");
-    assert!(reply["cancelled"].as_array().is_some_and(|a| a.contains(&json!(run1))), "{reply}");
-    assert_eq!(server.wait_final(run1, Duration::from_secs(30))["run"]["status"], "cancelled");
-    assert_eq!(server.wait_final(run2, Duration::from_secs(60))["run"]["status"], "passed");
+    assert!(
+        reply["cancelled"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!(run1))),
+        "{reply}"
+    );
+    assert_eq!(
+        server.wait_final(run1, Duration::from_secs(30))["run"]["status"],
+        "cancelled"
+    );
+    assert_eq!(
+        server.wait_final(run2, Duration::from_secs(60))["run"]["status"],
+        "passed"
+    );
 }
 
 #[test]
 fn after_kill_9_every_event_gets_a_run_and_every_run_exactly_one_report() {
     let world = World::new();
-    world.repo.write(".pipeline/config.yaml", "version: 1\njobs:\n  work:\n    run: sleep 2; echo done\n");
+    world.repo.write(
+        ".pipeline/config.yaml",
+        "version: 1\njobs:\n  work:\n    run: sleep 2; echo done\n",
+    );
     let commit = world.repo.commit("two-second job");
     let mut server = Server::start(&world.config(""), &world.root.join("data"));
     let mut runs = Vec::new();
     for change in 10..16 {
         world.push_change(change, 1, &commit);
-        let (status, reply) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &patchset_created(change, 1, &commit));
+        let (status, reply) = post(
+            &format!("{}/hooks/gerrit", server.base),
+            &gerrit_headers(),
+            &patchset_created(change, 1, &commit),
+        );
         assert_eq!(status, 202, "{reply}");
         runs.push(reply["run"].as_i64().expect("run"));
     }
@@ -409,19 +650,33 @@ fn after_kill_9_every_event_gets_a_run_and_every_run_exactly_one_report() {
     server.kill9();
     server.spawn();
     let started = Instant::now();
-    while !server.log_text().contains("recovered after a restart: re-queued [") {
-        assert!(started.elapsed() < Duration::from_secs(10), "no recovery after kill -9:\n{}", server.log_text());
+    while !server
+        .log_text()
+        .contains("recovered after a restart: re-queued [")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery after kill -9:\n{}",
+            server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     for run in &runs {
         let status = server.wait_final(*run, Duration::from_secs(120))["run"]["status"].clone();
         assert_eq!(status, "passed", "run {run}:\n{}", server.log_text());
     }
-    world.wait_requests("a review per run", |r| reviews(r).len() >= runs.len(), Duration::from_secs(60));
+    world.wait_requests(
+        "a review per run",
+        |r| reviews(r).len() >= runs.len(),
+        Duration::from_secs(60),
+    );
     // Anything duplicated would arrive within the report worker's next rounds.
     std::thread::sleep(Duration::from_secs(2));
     for change in 10..16 {
-        let n = reviews(&world.forge.requests()).iter().filter(|r| r.path.starts_with(&format!("/a/changes/{change}/"))).count();
+        let n = reviews(&world.forge.requests())
+            .iter()
+            .filter(|r| r.path.starts_with(&format!("/a/changes/{change}/")))
+            .count();
         assert_eq!(n, 1, "change {change} got {n} reviews");
     }
 }
@@ -438,17 +693,35 @@ fn a_passing_push_to_a_protected_ref_writes_signed_pass_records() {
         "eventCreatedOn": 1700000100
     }))
     .expect("json");
-    let (status, reply) = post(&format!("{}/hooks/gerrit", server.base), &gerrit_headers(), &ref_updated);
+    let (status, reply) = post(
+        &format!("{}/hooks/gerrit", server.base),
+        &gerrit_headers(),
+        &ref_updated,
+    );
     assert_eq!(status, 202, "{reply}");
     let run = reply["run"].as_i64().expect("run");
-    assert_eq!(server.wait_final(run, Duration::from_secs(90))["run"]["status"], "passed", "{}", server.log_text());
+    assert_eq!(
+        server.wait_final(run, Duration::from_secs(90))["run"]["status"],
+        "passed",
+        "{}",
+        server.log_text()
+    );
     let outbox = airlock_pipeline::record::DirOutbox::new(world.root.join("data/outbox"));
     let names = outbox.list().expect("outbox");
     assert_eq!(names.len(), 1, "{names:?}");
-    let public = std::fs::read_to_string(world.root.join("data/keys/ci-origin.key.pub")).expect("public key");
+    let public = std::fs::read_to_string(world.root.join("data/keys/ci-origin.key.pub"))
+        .expect("public key");
     let key = airlock_pipeline::record::parse_public_key_hex(public.trim()).expect("key");
-    let record = airlock_pipeline::record::open(&outbox.read(&names[0]).expect("read"), &[key]).expect("valid signed record");
-    assert_eq!((record.job.as_str(), record.commit.as_str(), record.git_ref.as_str()), ("publish", head.as_str(), "refs/heads/main"));
+    let record = airlock_pipeline::record::open(&outbox.read(&names[0]).expect("read"), &[key])
+        .expect("valid signed record");
+    assert_eq!(
+        (
+            record.job.as_str(),
+            record.commit.as_str(),
+            record.git_ref.as_str()
+        ),
+        ("publish", head.as_str(), "refs/heads/main")
+    );
     assert_eq!(record.outputs.len(), 2);
 }
 
@@ -457,26 +730,53 @@ fn manual_runs_need_the_admin_token() {
     let world = World::new();
     let server = Server::start(&world.config(""), &world.root.join("data"));
     let url = format!("{}/api/v1/projects/greet/runs", server.base);
-    let (status, _) = post(&url, &[("authorization", "Bearer wrong".into())], br#"{"ref": "refs/heads/main"}"#);
+    let (status, _) = post(
+        &url,
+        &[("authorization", "Bearer wrong".into())],
+        br#"{"ref": "refs/heads/main"}"#,
+    );
     assert_eq!(status, 401);
     assert!(server.run(1)["run"].is_null());
     let out = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
-        .args(["trigger", "--project", "greet", "--ref", "refs/heads/main", "--server", &server.base, "--token-file"])
+        .args([
+            "trigger",
+            "--project",
+            "greet",
+            "--ref",
+            "refs/heads/main",
+            "--server",
+            &server.base,
+            "--token-file",
+        ])
         .arg(world.root.join("admin"))
         .output()
         .expect("trigger");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("queued run 1"));
-    assert_eq!(server.wait_final(1, Duration::from_secs(90))["run"]["status"], "passed");
+    assert_eq!(
+        server.wait_final(1, Duration::from_secs(90))["run"]["status"],
+        "passed"
+    );
 }
 
 #[test]
 fn cron_schedules_queue_runs() {
     let world = World::new();
-    let server = Server::start(&world.config(r#"schedules = [{ cron = "*/2 * * * * *", ref = "refs/heads/main" }]"#), &world.root.join("data"));
+    let server = Server::start(
+        &world.config(r#"schedules = [{ cron = "*/2 * * * * *", ref = "refs/heads/main" }]"#),
+        &world.root.join("data"),
+    );
     let started = Instant::now();
     while server.run(1)["run"].is_null() {
-        assert!(started.elapsed() < Duration::from_secs(20), "no scheduled run:\n{}", server.log_text());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no scheduled run:\n{}",
+            server.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let run = server.wait_final(1, Duration::from_secs(90));
@@ -490,10 +790,16 @@ fn gitlab_merge_request_gets_running_then_success() {
     let world = World::new();
     let server = Server::start(&world.config(""), &world.root.join("data"));
     let sha = world.repo.head();
-    world.repo.push(&world.bare.display().to_string(), &sha, "refs/merge-requests/7/head");
+    world.repo.push(
+        &world.bare.display().to_string(),
+        &sha,
+        "refs/merge-requests/7/head",
+    );
     // GitLab's documented Merge Request Hook, pointed at our repository and commit.
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/gitlab/docs/merge_request.json");
-    let mut payload: Value = serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/gitlab/docs/merge_request.json");
+    let mut payload: Value =
+        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
     payload["project"]["path_with_namespace"] = json!("example/greet");
     payload["project"]["id"] = json!(42);
     payload["object_attributes"]["iid"] = json!(7);
@@ -506,14 +812,29 @@ fn gitlab_merge_request_gets_running_then_success() {
         ("x-gitlab-event-uuid", "uuid-1".to_string()),
         ("content-type", "application/json".to_string()),
     ];
-    let wrong = vec![("x-gitlab-event", "Merge Request Hook".to_string()), ("x-gitlab-token", "nope".to_string())];
-    assert_eq!(post(&format!("{}/hooks/gitlab", server.base), &wrong, &body).0, 401);
+    let wrong = vec![
+        ("x-gitlab-event", "Merge Request Hook".to_string()),
+        ("x-gitlab-token", "nope".to_string()),
+    ];
+    assert_eq!(
+        post(&format!("{}/hooks/gitlab", server.base), &wrong, &body).0,
+        401
+    );
     let (status, reply) = post(&format!("{}/hooks/gitlab", server.base), &headers, &body);
     assert_eq!(status, 202, "{reply}");
     let run = reply["run"].as_i64().expect("run");
-    assert_eq!(server.wait_final(run, Duration::from_secs(90))["run"]["status"], "passed", "{}", server.log_text());
+    assert_eq!(
+        server.wait_final(run, Duration::from_secs(90))["run"]["status"],
+        "passed",
+        "{}",
+        server.log_text()
+    );
     let path = format!("/api/v4/projects/42/statuses/{sha}");
-    let requests = world.wait_requests("running then success", |r| r.iter().filter(|q| q.path == path).count() >= 2, Duration::from_secs(30));
+    let requests = world.wait_requests(
+        "running then success",
+        |r| r.iter().filter(|q| q.path == path).count() >= 2,
+        Duration::from_secs(30),
+    );
     let states: Vec<String> = requests
         .iter()
         .filter(|q| q.path == path)
@@ -521,5 +842,10 @@ fn gitlab_merge_request_gets_running_then_success() {
         .map(|j| j["state"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(states, ["running", "success"]);
-    assert!(requests.iter().filter(|q| q.path == path).all(|q| q.header("private-token") == Some("gl-api-token")));
+    assert!(
+        requests
+            .iter()
+            .filter(|q| q.path == path)
+            .all(|q| q.header("private-token") == Some("gl-api-token"))
+    );
 }

@@ -65,7 +65,10 @@ impl JobLog {
     /// The last `n` lines as text.
     pub fn tail(&self, n: usize) -> Vec<&str> {
         let start = self.lines.len().saturating_sub(n);
-        self.lines[start..].iter().map(|l| l.text.as_str()).collect()
+        self.lines[start..]
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect()
     }
 
     /// The log as plain text, one line per line (used for the log digest).
@@ -91,7 +94,12 @@ pub struct LogSink {
 impl LogSink {
     /// A sink keeping at most `cap` bytes, publishing lines to `events` if given.
     pub fn new(job: &str, cap: usize, events: Option<broadcast::Sender<RunEvent>>) -> Self {
-        LogSink { job: job.into(), cap, log: Arc::new(Mutex::new(JobLog::default())), events }
+        LogSink {
+            job: job.into(),
+            cap,
+            log: Arc::new(Mutex::new(JobLog::default())),
+            events,
+        }
     }
 
     /// Appends one line (already split at newlines by the caller).
@@ -107,13 +115,20 @@ impl LogSink {
             let marker = LogLine {
                 at_ms: now_ms(),
                 stream: Stream::System,
-                text: format!("[airlock] log truncated: more than {} bytes; the rest is dropped", self.cap),
+                text: format!(
+                    "[airlock] log truncated: more than {} bytes; the rest is dropped",
+                    self.cap
+                ),
             };
             self.publish(&marker);
             log.lines.push(marker);
             return;
         }
-        let line = LogLine { at_ms: now_ms(), stream, text };
+        let line = LogLine {
+            at_ms: now_ms(),
+            stream,
+            text,
+        };
         log.kept_bytes += line.text.len();
         self.publish(&line);
         log.lines.push(line);
@@ -122,7 +137,11 @@ impl LogSink {
     /// Appends a line written by Airlock itself. Never dropped by the cap,
     /// so a timeout or retry notice is always visible.
     pub fn system(&self, text: impl Into<String>) {
-        let line = LogLine { at_ms: now_ms(), stream: Stream::System, text: text.into() };
+        let line = LogLine {
+            at_ms: now_ms(),
+            stream: Stream::System,
+            text: text.into(),
+        };
         self.publish(&line);
         if let Ok(mut log) = self.log.lock() {
             log.lines.push(line);
@@ -132,7 +151,10 @@ impl LogSink {
     fn publish(&self, line: &LogLine) {
         if let Some(tx) = &self.events {
             // No subscriber is fine: events are for whoever watches.
-            let _ = tx.send(RunEvent::Log { job: self.job.to_string(), line: line.clone() });
+            let _ = tx.send(RunEvent::Log {
+                job: self.job.to_string(),
+                line: line.clone(),
+            });
         }
     }
 
@@ -143,9 +165,16 @@ impl LogSink {
 
     /// Closes the log, noting how much was dropped, and returns it.
     pub fn finish(&self) -> JobLog {
-        let dropped = self.log.lock().map(|l| (l.truncated, l.dropped_bytes)).unwrap_or((false, 0));
+        let dropped = self
+            .log
+            .lock()
+            .map(|l| (l.truncated, l.dropped_bytes))
+            .unwrap_or((false, 0));
         if dropped.0 {
-            self.system(format!("[airlock] {} bytes of output were dropped after the log cap", dropped.1));
+            self.system(format!(
+                "[airlock] {} bytes of output were dropped after the log cap",
+                dropped.1
+            ));
         }
         self.snapshot()
     }
@@ -209,7 +238,10 @@ mod tests {
         let mut out = Vec::new();
         s.feed(&vec![b'x'; MAX_LINE_BYTES * 2 + 5], |l| out.push(l));
         s.flush(|l| out.push(l));
-        assert_eq!(out.iter().map(String::len).collect::<Vec<_>>(), [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]);
+        assert_eq!(
+            out.iter().map(String::len).collect::<Vec<_>>(),
+            [MAX_LINE_BYTES, MAX_LINE_BYTES, 5]
+        );
     }
 
     #[test]
@@ -222,6 +254,11 @@ mod tests {
         assert!(log.truncated);
         assert_eq!(log.kept_bytes, 8);
         assert!(log.lines.iter().any(|l| l.text.contains("log truncated")));
-        assert!(log.lines.last().map(|l| l.text.contains("15 bytes of output were dropped")).unwrap_or(false));
+        assert!(
+            log.lines
+                .last()
+                .map(|l| l.text.contains("15 bytes of output were dropped"))
+                .unwrap_or(false)
+        );
     }
 }

@@ -35,7 +35,9 @@ pub enum OutputError {
     #[error("output pattern '{0}' matched no file")]
     NoMatch(String),
     /// A link was found on the path.
-    #[error("output '{0}' is or passes through a symbolic link; outputs must be regular files inside the workspace")]
+    #[error(
+        "output '{0}' is or passes through a symbolic link; outputs must be regular files inside the workspace"
+    )]
     Symlink(String),
     /// Not a regular file or directory.
     #[error("output '{0}' is not a regular file")]
@@ -72,7 +74,10 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
             let matcher = globset::GlobBuilder::new(pattern)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| OutputError::Pattern { pattern: pattern.into(), reason: e.to_string() })?
+                .map_err(|e| OutputError::Pattern {
+                    pattern: pattern.into(),
+                    reason: e.to_string(),
+                })?
                 .compile_matcher();
             let mut any = false;
             for rel in walk_files(workspace, Path::new(""), pattern)? {
@@ -86,7 +91,8 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
             }
         } else {
             let full = inside(workspace, pattern)?;
-            let meta = fs::symlink_metadata(&full).map_err(|_| OutputError::Missing(pattern.into()))?;
+            let meta =
+                fs::symlink_metadata(&full).map_err(|_| OutputError::Missing(pattern.into()))?;
             if meta.is_dir() {
                 found.extend(walk_files(workspace, Path::new(pattern), pattern)?);
             } else if meta.is_file() {
@@ -100,7 +106,10 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
     }
     found.sort();
     found.dedup();
-    found.iter().map(|rel| digest_file(workspace, rel)).collect()
+    found
+        .iter()
+        .map(|rel| digest_file(workspace, rel))
+        .collect()
 }
 
 /// Joins `rel` to `root`, refusing `..`, absolute paths and any symlink on the way.
@@ -125,8 +134,14 @@ fn inside(root: &Path, rel: &str) -> Result<PathBuf, OutputError> {
 fn walk_files(root: &Path, sub: &Path, pattern: &str) -> Result<Vec<String>, OutputError> {
     let mut out = Vec::new();
     let start = root.join(sub);
-    for entry in walkdir::WalkDir::new(&start).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|e| OutputError::Io { path: pattern.into(), source: e.into() })?;
+    for entry in walkdir::WalkDir::new(&start)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| OutputError::Io {
+            path: pattern.into(),
+            source: e.into(),
+        })?;
         let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
         let rel_text = rel.to_string_lossy().to_string();
         if entry.file_type().is_symlink() {
@@ -149,11 +164,17 @@ fn walk_files(root: &Path, sub: &Path, pattern: &str) -> Result<Vec<String>, Out
 }
 
 fn open_no_follow(path: &Path) -> io::Result<File> {
-    OpenOptions::new().read(true).custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits()).open(path)
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
 }
 
 fn digest_file(root: &Path, rel: &str) -> Result<OutputFile, OutputError> {
-    let io_err = |source| OutputError::Io { path: rel.into(), source };
+    let io_err = |source| OutputError::Io {
+        path: rel.into(),
+        source,
+    };
     let mut file = open_no_follow(&root.join(rel)).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
@@ -195,16 +216,25 @@ impl ContentStore {
             return Ok(dest);
         }
         fs::create_dir_all(self.root.join("sha256"))?;
-        let tmp = self.root.join("sha256").join(format!(".{}.tmp-{}", file.sha256, std::process::id()));
+        let tmp =
+            self.root
+                .join("sha256")
+                .join(format!(".{}.tmp-{}", file.sha256, std::process::id()));
         let mut src = open_no_follow(&workspace.join(&file.path))?;
         let mut out = File::create(&tmp)?;
         let mut hasher = Sha256::new();
-        let mut tee = TeeWriter { out: &mut out, hasher: &mut hasher };
+        let mut tee = TeeWriter {
+            out: &mut out,
+            hasher: &mut hasher,
+        };
         io::copy(&mut src, &mut tee)?;
         out.sync_all()?;
         if hex::encode(hasher.finalize()) != file.sha256 {
             let _ = fs::remove_file(&tmp);
-            return Err(io::Error::other(format!("{} changed while it was being stored", file.path)));
+            return Err(io::Error::other(format!(
+                "{} changed while it was being stored",
+                file.path
+            )));
         }
         fs::rename(&tmp, &dest)?;
         Ok(dest)
@@ -257,7 +287,10 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert_eq!(files[0].sha256, hex::encode(Sha256::digest(b"binary")));
         let files = collect(d.path(), &["dist/*.tgz".into()]).expect("collect");
-        assert_eq!(files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["dist/app.tgz"]);
+        assert_eq!(
+            files.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            ["dist/app.tgz"]
+        );
         let files = collect(d.path(), &["dist".into(), "dist/app".into()]).expect("collect");
         assert_eq!(files.len(), 3, "deduplicated: {files:?}");
     }
@@ -265,8 +298,14 @@ mod tests {
     #[test]
     fn missing_and_empty_globs_fail() {
         let d = ws();
-        assert!(matches!(collect(d.path(), &["nope".into()]), Err(OutputError::Missing(_))));
-        assert!(matches!(collect(d.path(), &["*.zip".into()]), Err(OutputError::NoMatch(_))));
+        assert!(matches!(
+            collect(d.path(), &["nope".into()]),
+            Err(OutputError::Missing(_))
+        ));
+        assert!(matches!(
+            collect(d.path(), &["*.zip".into()]),
+            Err(OutputError::NoMatch(_))
+        ));
     }
 
     #[test]
@@ -274,12 +313,25 @@ mod tests {
         let d = ws();
         let secret = tempfile::tempdir().expect("tempdir");
         fs::write(secret.path().join("key"), b"secret").expect("write");
-        std::os::unix::fs::symlink(secret.path().join("key"), d.path().join("dist/leak")).expect("link");
+        std::os::unix::fs::symlink(secret.path().join("key"), d.path().join("dist/leak"))
+            .expect("link");
         std::os::unix::fs::symlink(secret.path(), d.path().join("linkdir")).expect("link");
-        assert!(matches!(collect(d.path(), &["dist/leak".into()]), Err(OutputError::Symlink(_))));
-        assert!(matches!(collect(d.path(), &["linkdir/key".into()]), Err(OutputError::Symlink(_))));
-        assert!(matches!(collect(d.path(), &["dist".into()]), Err(OutputError::Symlink(_))));
-        assert!(matches!(collect(d.path(), &["dist/*".into()]), Err(OutputError::Symlink(_))));
+        assert!(matches!(
+            collect(d.path(), &["dist/leak".into()]),
+            Err(OutputError::Symlink(_))
+        ));
+        assert!(matches!(
+            collect(d.path(), &["linkdir/key".into()]),
+            Err(OutputError::Symlink(_))
+        ));
+        assert!(matches!(
+            collect(d.path(), &["dist".into()]),
+            Err(OutputError::Symlink(_))
+        ));
+        assert!(matches!(
+            collect(d.path(), &["dist/*".into()]),
+            Err(OutputError::Symlink(_))
+        ));
         // A glob that does not match the link is unaffected by it.
         assert!(collect(d.path(), &["dist/*.tgz".into()]).is_ok());
     }

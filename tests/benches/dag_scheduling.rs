@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, Selection};
-use airlock_pipeline::executor::{ExecutorError, Execution, ExitReason, Executor, JobRequest};
+use airlock_pipeline::executor::{Execution, Executor, ExecutorError, ExitReason, JobRequest};
 use airlock_pipeline::log::LogSink;
 use tokio_util::sync::CancellationToken;
 
@@ -18,9 +18,18 @@ impl Executor for NoOp {
     fn name(&self) -> &'static str {
         "no-op"
     }
-    async fn execute(&self, _: JobRequest, _: LogSink, _: CancellationToken) -> Result<Execution, ExecutorError> {
+    async fn execute(
+        &self,
+        _: JobRequest,
+        _: LogSink,
+        _: CancellationToken,
+    ) -> Result<Execution, ExecutorError> {
         let now = SystemTime::now();
-        Ok(Execution { reason: ExitReason::Exited(0), started: now, finished: now })
+        Ok(Execution {
+            reason: ExitReason::Exited(0),
+            started: now,
+            finished: now,
+        })
     }
 }
 
@@ -31,7 +40,12 @@ async fn main() {
     for i in 0..JOBS {
         let _ = write!(yaml, "  j{i}: {{command: [\"true\"]");
         if i >= 100 {
-            let _ = write!(yaml, ", needs: [j{}, j{}]", i - 100, (i - 100) / 100 * 100 + (i + 1) % 100);
+            let _ = write!(
+                yaml,
+                ", needs: [j{}, j{}]",
+                i - 100,
+                (i - 100) / 100 * 100 + (i + 1) % 100
+            );
         }
         yaml.push_str("}\n");
     }
@@ -48,12 +62,24 @@ async fn main() {
     config.concurrency = 64;
     let engine = Engine::new(Arc::new(NoOp), config);
     let t = Instant::now();
-    let report = engine.run(&plan, &work.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &work.path().join("src"), CancellationToken::new())
+        .await;
     let run = t.elapsed();
     assert!(report.passed());
 
     println!("DAG of {JOBS} no-op jobs ({} bytes of YAML)", yaml.len());
-    println!("  parse + validate:   {:>8.1} ms", parse.as_secs_f64() * 1e3);
-    println!("  plan:               {:>8.1} ms  (goal < 50 ms)", planning.as_secs_f64() * 1e3);
-    println!("  schedule + run:     {:>8.1} ms  ({:.0} jobs/s, incl. a workspace per job)", run.as_secs_f64() * 1e3, JOBS as f64 / run.as_secs_f64());
+    println!(
+        "  parse + validate:   {:>8.1} ms",
+        parse.as_secs_f64() * 1e3
+    );
+    println!(
+        "  plan:               {:>8.1} ms  (goal < 50 ms)",
+        planning.as_secs_f64() * 1e3
+    );
+    println!(
+        "  schedule + run:     {:>8.1} ms  ({:.0} jobs/s, incl. a workspace per job)",
+        run.as_secs_f64() * 1e3,
+        JOBS as f64 / run.as_secs_f64()
+    );
 }

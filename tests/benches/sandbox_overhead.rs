@@ -36,7 +36,10 @@ async fn main() {
     let mut bare = Vec::new();
     for _ in 0..RUNS {
         let t = Instant::now();
-        let status = tokio::process::Command::new("true").status().await.expect("true");
+        let status = tokio::process::Command::new("true")
+            .status()
+            .await
+            .expect("true");
         assert!(status.success());
         bare.push(t.elapsed());
     }
@@ -44,7 +47,11 @@ async fn main() {
     for n in 0..RUNS + 1 {
         let t = Instant::now();
         let exec = executor
-            .execute(request(n), LogSink::new("bench", 1 << 20, None), CancellationToken::new())
+            .execute(
+                request(n),
+                LogSink::new("bench", 1 << 20, None),
+                CancellationToken::new(),
+            )
             .await
             .expect("sandbox");
         assert!(exec.reason.success());
@@ -54,8 +61,20 @@ async fn main() {
         }
     }
     let (b, s) = (median(bare), median(sandboxed));
-    println!("sandbox start overhead ({RUNS} runs each, `true`; cgroups: {:?})", executor.config().cgroups);
-    println!("  bare true, median:        {:>8.2} ms", b.as_secs_f64() * 1e3);
-    println!("  sandboxed true, median:   {:>8.2} ms", s.as_secs_f64() * 1e3);
-    println!("  overhead, median:         {:>8.2} ms  (goal <= 10 ms)", s.saturating_sub(b).as_secs_f64() * 1e3);
+    println!(
+        "sandbox start overhead ({RUNS} runs each, `true`; cgroups: {:?})",
+        executor.config().cgroups
+    );
+    println!(
+        "  bare true, median:        {:>8.2} ms",
+        b.as_secs_f64() * 1e3
+    );
+    println!(
+        "  sandboxed true, median:   {:>8.2} ms",
+        s.as_secs_f64() * 1e3
+    );
+    println!(
+        "  overhead, median:         {:>8.2} ms  (goal <= 10 ms)",
+        s.saturating_sub(b).as_secs_f64() * 1e3
+    );
 }

@@ -22,20 +22,39 @@ async fn job_cannot_connect_to_a_host_listener() {
     let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo CONNECTED");
 
     // Control: the same probe outside the sandbox does connect.
-    let outside = std::process::Command::new("bash").arg("-c").arg(&probe).output().expect("bash");
-    assert!(String::from_utf8_lossy(&outside.stdout).contains("CONNECTED"), "control probe failed");
+    let outside = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&probe)
+        .output()
+        .expect("bash");
+    assert!(
+        String::from_utf8_lossy(&outside.stdout).contains("CONNECTED"),
+        "control probe failed"
+    );
     let _ = listener.accept().expect("control connection arrived");
 
     let work = work_dir();
-    let (exec, log) = SandboxJob::new(&format!("bash -c '{probe}'")).run(work.path()).await;
+    let (exec, log) = SandboxJob::new(&format!("bash -c '{probe}'"))
+        .run(work.path())
+        .await;
     assert_ne!(exec.reason, ExitReason::Exited(0), "log: {}", text(&log));
     assert!(!text(&log).contains("CONNECTED"));
-    assert!(listener.accept().is_err(), "a connection from the sandbox reached the host listener");
+    assert!(
+        listener.accept().is_err(),
+        "a connection from the sandbox reached the host listener"
+    );
 
     let (_, log) = SandboxJob::new("cat /proc/net/dev").run(work.path()).await;
     let dev = text(&log);
-    let ifaces: Vec<&str> = dev.lines().filter(|l| l.contains(':')).map(|l| l.trim()).collect();
-    assert!(ifaces.iter().all(|l| l.starts_with("lo:")), "only loopback expected: {ifaces:?}");
+    let ifaces: Vec<&str> = dev
+        .lines()
+        .filter(|l| l.contains(':'))
+        .map(|l| l.trim())
+        .collect();
+    assert!(
+        ifaces.iter().all(|l| l.starts_with("lo:")),
+        "only loopback expected: {ifaces:?}"
+    );
 }
 
 #[tokio::test]
@@ -44,16 +63,26 @@ async fn job_cannot_read_files_outside_its_workspace() {
     let secret = outside.path().join("secret.txt");
     std::fs::write(&secret, "the-secret-value").expect("write");
     // World-readable, so only the sandbox's mounts can hide it.
-    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
-    assert_eq!(std::fs::read_to_string(&secret).expect("control read"), "the-secret-value");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    assert_eq!(
+        std::fs::read_to_string(&secret).expect("control read"),
+        "the-secret-value"
+    );
 
     let work = work_dir();
-    let script = format!("cat {} || echo NOT-VISIBLE; cat /root/.bashrc 2>/dev/null || echo NO-HOME", secret.display());
+    let script = format!(
+        "cat {} || echo NOT-VISIBLE; cat /root/.bashrc 2>/dev/null || echo NO-HOME",
+        secret.display()
+    );
     let (exec, log) = SandboxJob::new(&script).run(work.path()).await;
     assert_eq!(exec.reason, ExitReason::Exited(0));
     let out = text(&log);
     assert!(!out.contains("the-secret-value"), "{out}");
-    assert!(out.contains("NOT-VISIBLE") && out.contains("NO-HOME"), "{out}");
+    assert!(
+        out.contains("NOT-VISIBLE") && out.contains("NO-HOME"),
+        "{out}"
+    );
 }
 
 #[tokio::test]
@@ -68,15 +97,23 @@ async fn job_cannot_write_outside_its_workspace_and_tmp_is_private() {
     assert_eq!(exec.reason, ExitReason::Exited(0), "{}", text(&log));
     assert!(!text(&log).contains("WROTE-"), "{}", text(&log));
     for dir in ["/usr", "/etc", "/var/tmp", "/root", "/tmp"] {
-        assert!(!std::path::Path::new(dir).join(&marker).exists(), "file appeared in {dir}");
+        assert!(
+            !std::path::Path::new(dir).join(&marker).exists(),
+            "file appeared in {dir}"
+        );
     }
-    assert_eq!(std::fs::read_to_string(work.path().join("ws/result.txt")).expect("workspace write"), "inside\n");
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("ws/result.txt")).expect("workspace write"),
+        "inside\n"
+    );
 }
 
 #[tokio::test]
 async fn job_runs_unprivileged_with_a_cleared_environment() {
     let work = work_dir();
-    let mut job = SandboxJob::new("id -u; id -g; env; cat /etc/shadow >/dev/null 2>&1 && echo SHADOW-READ || echo SHADOW-DENIED");
+    let mut job = SandboxJob::new(
+        "id -u; id -g; env; cat /etc/shadow >/dev/null 2>&1 && echo SHADOW-READ || echo SHADOW-DENIED",
+    );
     job.env.insert("JOB_VAR".into(), "job-value".into());
     let (exec, log) = job.run(work.path()).await;
     assert_eq!(exec.reason, ExitReason::Exited(0));
@@ -89,7 +126,10 @@ async fn job_runs_unprivileged_with_a_cleared_environment() {
     // Nothing of the runner's environment leaks in.
     for (key, _) in std::env::vars() {
         if !["PATH", "HOME", "LANG", "TMPDIR", "CI", "PWD", "SHLVL", "_"].contains(&key.as_str()) {
-            assert!(!out.lines().any(|l| l.starts_with(&format!("{key}="))), "{key} leaked into the job");
+            assert!(
+                !out.lines().any(|l| l.starts_with(&format!("{key}="))),
+                "{key} leaked into the job"
+            );
         }
     }
 }
@@ -102,21 +142,35 @@ async fn fork_bomb_is_stopped_by_the_pids_limit() {
     let script = "set +e; b() { b & b & wait; }; b & i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; \
                   n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs=$n";
     let mut job = SandboxJob::new(script);
-    job.limits = ResourceLimits { pids: Some(64), ..Default::default() };
+    job.limits = ResourceLimits {
+        pids: Some(64),
+        ..Default::default()
+    };
     job.timeout = Duration::from_secs(60);
     let started = Instant::now();
     let (exec, log) = job.run(work.path()).await;
     let out = text(&log);
-    assert!(out.contains("Cannot fork"), "the limit never refused a fork ({:?}): {}", exec.reason, &out[..out.len().min(2000)]);
+    assert!(
+        out.contains("Cannot fork"),
+        "the limit never refused a fork ({:?}): {}",
+        exec.reason,
+        &out[..out.len().min(2000)]
+    );
     let procs: u32 = out
         .lines()
         .find_map(|l| l.strip_prefix("procs="))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no count ({:?})", exec.reason));
     assert!(procs <= 64, "{procs} processes despite pids=64");
-    assert!(started.elapsed() < Duration::from_secs(60), "the bomb was not contained");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the bomb was not contained"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(host_processes_matching("while [ $i -lt 300000 ]").is_empty(), "bomb survived the job");
+    assert!(
+        host_processes_matching("while [ $i -lt 300000 ]").is_empty(),
+        "bomb survived the job"
+    );
 }
 
 #[tokio::test]
@@ -124,23 +178,41 @@ async fn pids_limit_is_the_configured_number() {
     let work = work_dir();
     let script = "i=0; while [ $i -lt 200 ]; do sleep 3071 & i=$((i+1)); echo started=$i; done";
     let mut job = SandboxJob::new(script);
-    job.limits = ResourceLimits { pids: Some(40), ..Default::default() };
+    job.limits = ResourceLimits {
+        pids: Some(40),
+        ..Default::default()
+    };
     let (exec, log) = job.run(work.path()).await;
     assert_ne!(exec.reason, ExitReason::Exited(0));
     let out = text(&log);
-    let last: u32 = out.lines().filter_map(|l| l.strip_prefix("started=")).filter_map(|n| n.parse().ok()).max().unwrap_or(0);
+    let last: u32 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("started="))
+        .filter_map(|n| n.parse().ok())
+        .max()
+        .unwrap_or(0);
     // 40 tasks in all: the launcher chain, bubblewrap's init and the shell take a few.
-    assert!((30..40).contains(&last), "started {last} sleeps under pids=40");
+    assert!(
+        (30..40).contains(&last),
+        "started {last} sleeps under pids=40"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(host_processes_matching("sleep 3071").is_empty(), "sleepers survived the job");
+    assert!(
+        host_processes_matching("sleep 3071").is_empty(),
+        "sleepers survived the job"
+    );
 }
 
 #[tokio::test]
 async fn memory_hog_is_oom_killed_and_reported() {
     let work = work_dir();
     // Grows a shell variable to ~400 MB in 64 MiB of memory.
-    let mut job = SandboxJob::new("x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
-    job.limits = ResourceLimits { memory_bytes: Some(64 << 20), ..Default::default() };
+    let mut job =
+        SandboxJob::new("x=$(head -c 400000000 /dev/zero | tr '\\0' a); echo survived ${#x}");
+    job.limits = ResourceLimits {
+        memory_bytes: Some(64 << 20),
+        ..Default::default()
+    };
     let (exec, log) = job.run(work.path()).await;
     assert_eq!(exec.reason, ExitReason::OutOfMemory, "{}", text(&log));
     assert!(!text(&log).contains("survived"));
@@ -152,13 +224,19 @@ async fn endless_output_is_truncated_and_runner_memory_stays_bounded() {
     let work = work_dir();
     let (rss_before, _) = rss_and_peak();
     // ~300 MB of output; the job must still run to completion (we keep draining).
-    let mut job = SandboxJob::new("head -c 300000000 /dev/zero | tr '\\0' a | fold -w 100; echo finished >&2");
+    let mut job = SandboxJob::new(
+        "head -c 300000000 /dev/zero | tr '\\0' a | fold -w 100; echo finished >&2",
+    );
     job.log_cap = 1 << 20;
     let (exec, log) = job.run(work.path()).await;
     assert_eq!(exec.reason, ExitReason::Exited(0));
     assert!(log.truncated);
     assert!(log.kept_bytes <= 1 << 20);
-    assert!(log.dropped_bytes > 250_000_000, "dropped {}", log.dropped_bytes);
+    assert!(
+        log.dropped_bytes > 250_000_000,
+        "dropped {}",
+        log.dropped_bytes
+    );
     assert!(log.lines.iter().any(|l| l.text.contains("log truncated")));
     let (_, peak) = rss_and_peak();
     assert!(
@@ -179,9 +257,17 @@ async fn job_ignoring_sigterm_is_killed_at_timeout_with_its_children() {
     let started = Instant::now();
     let (exec, log) = job.run(work.path()).await;
     assert_eq!(exec.reason, ExitReason::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(text(&log).contains("timeout of 2s reached"));
-    for child in [format!("sleep 1{tag}"), format!("sleep 2{tag}"), format!("sleep 3{tag}")] {
+    for child in [
+        format!("sleep 1{tag}"),
+        format!("sleep 2{tag}"),
+        format!("sleep 3{tag}"),
+    ] {
         let left = host_processes_matching(&child);
         assert!(left.is_empty(), "survivors: {left:?}");
     }
@@ -199,10 +285,13 @@ async fn cgroups_are_removed_after_the_job() {
             .lines()
             .find_map(|l| {
                 let parts: Vec<&str> = l.splitn(3, ':').collect();
-                (parts.len() == 3 && parts[1].split(',').any(|c| c == controller)).then(|| parts[2].to_string())
+                (parts.len() == 3 && parts[1].split(',').any(|c| c == controller))
+                    .then(|| parts[2].to_string())
             })
             .unwrap_or_default();
-        let dir = std::path::Path::new("/sys/fs/cgroup").join(controller).join(rel.trim_start_matches('/'));
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(controller)
+            .join(rel.trim_start_matches('/'));
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for e in entries.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
@@ -227,6 +316,9 @@ async fn control_the_probes_do_escape_without_the_sandbox() {
         .expect("sh");
     assert!(status.success() && target.exists());
     let mut s = String::new();
-    std::fs::File::open(&target).expect("open").read_to_string(&mut s).expect("read");
+    std::fs::File::open(&target)
+        .expect("open")
+        .read_to_string(&mut s)
+        .expect("read");
     assert_eq!(s, "x\n");
 }

@@ -14,9 +14,16 @@ pub fn sample_repo(dir: &Path) -> SampleRepo {
     let repo = SampleRepo::init(dir);
     let root = sample_service_dir();
     for entry in walk(&root) {
-        let rel = entry.strip_prefix(&root).expect("inside").to_string_lossy().to_string();
+        let rel = entry
+            .strip_prefix(&root)
+            .expect("inside")
+            .to_string_lossy()
+            .to_string();
         let bytes = std::fs::read(&entry).expect("read sample file");
-        let executable = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&entry).expect("meta").permissions()) & 0o111 != 0;
+        let executable = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&entry).expect("meta").permissions(),
+        ) & 0o111
+            != 0;
         repo.write_mode(&rel, &bytes, executable);
     }
     repo.commit("greet: first version");

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 /// A work directory the sandbox user can reach: under /var/tmp, mode 0711
 /// (tempfile's default 0700 would lock the unprivileged job out).
 pub fn work_dir() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new().prefix("airlock-test-").tempdir_in("/var/tmp").expect("tempdir in /var/tmp");
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-test-")
+        .tempdir_in("/var/tmp")
+        .expect("tempdir in /var/tmp");
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
     dir
 }
@@ -50,8 +53,12 @@ impl SandboxJob {
     pub async fn run(self, work: &std::path::Path) -> (Execution, JobLog) {
         let workspace = work.join("ws");
         std::fs::create_dir_all(&workspace).expect("workspace");
-        let config = SandboxConfig { kill_grace: self.grace, ..SandboxConfig::default() };
-        let executor = SandboxExecutor::new(config).expect("bubblewrap is installed (make test installs it)");
+        let config = SandboxConfig {
+            kill_grace: self.grace,
+            ..SandboxConfig::default()
+        };
+        let executor =
+            SandboxExecutor::new(config).expect("bubblewrap is installed (make test installs it)");
         let log = LogSink::new("probe", self.log_cap, None);
         let request = JobRequest {
             job: "probe".into(),
@@ -63,7 +70,10 @@ impl SandboxJob {
             resources: self.limits,
             image: None,
         };
-        let execution = executor.execute(request, log.clone(), CancellationToken::new()).await.expect("sandbox runs");
+        let execution = executor
+            .execute(request, log.clone(), CancellationToken::new())
+            .await
+            .expect("sandbox runs");
         (execution, log.finish())
     }
 }
@@ -77,7 +87,9 @@ fn unique() -> u64 {
 /// Host processes whose command line contains `needle`.
 pub fn host_processes_matching(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return found };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for entry in dir.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if !name.chars().all(|c| c.is_ascii_digit()) {
@@ -85,7 +97,10 @@ pub fn host_processes_matching(needle: &str) -> Vec<String> {
         }
         // Zombies have an empty cmdline and hold nothing; only live processes count.
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        if status.lines().any(|l| l.starts_with("State:") && l.contains('Z')) {
+        if status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))
+        {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();

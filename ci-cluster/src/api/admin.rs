@@ -32,7 +32,11 @@ pub const REASON_ADMIN_CANCEL: &str = "cancelled by an admin";
         (status = 500, description = "The store failed", body = super::responses::ApiError),
     )
 )]
-pub(super) async fn cancel(State(state): State<AppState>, headers: HeaderMap, id: Result<Path<i64>, PathRejection>) -> Response {
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
     let result = async {
         require_admin(&state, &headers)?;
         let id = from_path(id)?;
@@ -47,7 +51,12 @@ pub(super) async fn cancel(State(state): State<AppState>, headers: HeaderMap, id
         state.cancel_local(id);
         state.runs_queued.notify_one();
         tracing::info!(run = id, changed, "admin cancel");
-        Ok::<_, Refusal>(Cancelled { run: id, changed, status: run.status, cancel_requested: run.cancel_requested })
+        Ok::<_, Refusal>(Cancelled {
+            run: id,
+            changed,
+            status: run.status,
+            cancel_requested: run.cancel_requested,
+        })
     }
     .await;
     match result {
@@ -70,17 +79,29 @@ pub(super) async fn cancel(State(state): State<AppState>, headers: HeaderMap, id
         (status = 500, description = "The store failed", body = super::responses::ApiError),
     )
 )]
-pub(super) async fn rerun(State(state): State<AppState>, headers: HeaderMap, id: Result<Path<i64>, PathRejection>) -> Response {
+pub(super) async fn rerun(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
     let result = async {
         require_admin(&state, &headers)?;
         let id = from_path(id)?;
         let new = store_call(&state, move |store| store.requeue(id, now_ms())).await?;
         let new = new.ok_or_else(|| {
-            Refusal::new(StatusCode::CONFLICT, "not_final", format!("run {id} is still queued or running"))
+            Refusal::new(
+                StatusCode::CONFLICT,
+                "not_final",
+                format!("run {id} is still queued or running"),
+            )
         })?;
         state.runs_queued.notify_one();
         tracing::info!(run = id, new, "admin re-run");
-        Ok::<_, Refusal>(Rerun { status: "queued".into(), run: new, rerun_of: id })
+        Ok::<_, Refusal>(Rerun {
+            status: "queued".into(),
+            run: new,
+            rerun_of: id,
+        })
     }
     .await;
     match result {
@@ -120,11 +141,23 @@ pub(super) async fn trigger_run(
         let project = state
             .config
             .project(&project)
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project '{project}'")))?
+            .ok_or_else(|| {
+                Refusal::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_project",
+                    format!("no project '{project}'"),
+                )
+            })?
             .clone();
         let event = crate::serve::manual_event(&state, &project, &request.git_ref, Forge::Manual)
             .await
-            .map_err(|e| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "unresolvable", e.to_string()))?;
+            .map_err(|e| {
+                Refusal::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unresolvable",
+                    e.to_string(),
+                )
+            })?;
         store_event(&state, &project.name, event).await
     }
     .await;

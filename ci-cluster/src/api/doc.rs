@@ -53,7 +53,9 @@ impl Modify for AdminToken {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The admin token from the server configuration (`admin_token`)"))
+                    .description(Some(
+                        "The admin token from the server configuration (`admin_token`)",
+                    ))
                     .build(),
             ),
         );

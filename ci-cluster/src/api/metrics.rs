@@ -26,11 +26,19 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Upper bounds of the job duration buckets, in seconds: CI jobs take from
 /// a fraction of a second (lint) to an hour (a full build and test).
-const DURATION_BUCKETS: [f64; 14] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+const DURATION_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Refusal reasons exported as 0 before the first one happens, so that
 /// alerts on them see a series from the start.
-const KNOWN_REFUSALS: [&str; 5] = ["unauthorized", "malformed", "too_large", "unknown_project", "not_configured"];
+const KNOWN_REFUSALS: [&str; 5] = [
+    "unauthorized",
+    "malformed",
+    "too_large",
+    "unknown_project",
+    "not_configured",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
@@ -55,7 +63,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let runs = Family::<StatusLabel, Gauge>::default();
-        registry.register("airlock_runs", "Runs in the store by status (read from the store at scrape time)", runs.clone());
+        registry.register(
+            "airlock_runs",
+            "Runs in the store by status (read from the store at scrape time)",
+            runs.clone(),
+        );
         let queue_depth = Gauge::default();
         registry.register(
             "airlock_queue_depth",
@@ -77,26 +89,43 @@ impl Default for Metrics {
         for reason in KNOWN_REFUSALS {
             let _ = intake_refusals.get_or_create(&ReasonLabel { reason });
         }
-        Metrics { registry, runs, queue_depth, job_duration, intake_refusals }
+        Metrics {
+            registry,
+            runs,
+            queue_depth,
+            job_duration,
+            intake_refusals,
+        }
     }
 }
 
 impl Metrics {
     /// Counts a refused webhook delivery.
     pub fn intake_refused(&self, reason: &'static str) {
-        self.intake_refusals.get_or_create(&ReasonLabel { reason }).inc();
+        self.intake_refusals
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Records the duration of a job that ended.
     pub fn job_finished(&self, started_ms: u64, finished_ms: u64) {
-        self.job_duration.observe(finished_ms.saturating_sub(started_ms) as f64 / 1000.0);
+        self.job_duration
+            .observe(finished_ms.saturating_sub(started_ms) as f64 / 1000.0);
     }
 
     /// Sets the gauges read from the store.
     fn set_counts(&self, counts: &crate::store::Counts) {
         for status in RunStatus::ALL {
-            let n = counts.runs_by_status.get(status.as_str()).copied().unwrap_or(0);
-            self.runs.get_or_create(&StatusLabel { status: status.as_str() }).set(gauge_value(n));
+            let n = counts
+                .runs_by_status
+                .get(status.as_str())
+                .copied()
+                .unwrap_or(0);
+            self.runs
+                .get_or_create(&StatusLabel {
+                    status: status.as_str(),
+                })
+                .set(gauge_value(n));
         }
         self.queue_depth.set(gauge_value(counts.queued));
     }

@@ -73,7 +73,9 @@ async fn store_call<T: Send + 'static>(
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(StoreError::NotFound(what))) => Err(Refusal::not_found(format!("{what} does not exist"))),
+        Ok(Err(StoreError::NotFound(what))) => {
+            Err(Refusal::not_found(format!("{what} does not exist")))
+        }
         Ok(Err(e)) => Err(internal(e)),
         Err(e) => Err(internal(e)),
     }
@@ -81,10 +83,14 @@ async fn store_call<T: Send + 'static>(
 
 /// A path parameter, or a JSON `malformed` refusal instead of axum's plain-text one.
 fn from_path<T>(value: Result<Path<T>, PathRejection>) -> Result<T, Refusal> {
-    value.map(|Path(v)| v).map_err(|e| Refusal::malformed(e.body_text()))
+    value
+        .map(|Path(v)| v)
+        .map_err(|e| Refusal::malformed(e.body_text()))
 }
 
 /// Query parameters, or a JSON `malformed` refusal instead of axum's plain-text one.
 fn from_query<T>(value: Result<Query<T>, QueryRejection>) -> Result<T, Refusal> {
-    value.map(|Query(v)| v).map_err(|e| Refusal::malformed(e.body_text()))
+    value
+        .map(|Query(v)| v)
+        .map_err(|e| Refusal::malformed(e.body_text()))
 }

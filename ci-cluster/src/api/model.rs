@@ -309,7 +309,12 @@ impl From<JobRow> for Job {
             outputs: row
                 .outputs
                 .into_iter()
-                .map(|o| Output { path: o.path, sha256: o.sha256, size: o.size, executable: o.executable })
+                .map(|o| Output {
+                    path: o.path,
+                    sha256: o.sha256,
+                    size: o.size,
+                    executable: o.executable,
+                })
                 .collect(),
         }
     }
@@ -373,6 +378,11 @@ pub struct LogLine {
 impl LogLine {
     /// A stored line with its sequence number.
     pub fn from_stored(seq: u64, line: PipelineLogLine) -> LogLine {
-        LogLine { seq, at_ms: line.at_ms, stream: line.stream.into(), text: line.text }
+        LogLine {
+            seq,
+            at_ms: line.at_ms,
+            stream: line.stream.into(),
+            text: line.text,
+        }
     }
 }

@@ -46,8 +46,15 @@ pub(super) async fn projects(State(state): State<AppState>) -> Response {
         store_call(&state, move |store| {
             let mut projects = Vec::new();
             for p in &config.file.projects {
-                let filter = RunFilter { project: Some(p.name.clone()), limit: 1, ..Default::default() };
-                let latest = store.runs(&filter)?.first().map(|r| Run::from_row(r, &config.public_url));
+                let filter = RunFilter {
+                    project: Some(p.name.clone()),
+                    limit: 1,
+                    ..Default::default()
+                };
+                let latest = store
+                    .runs(&filter)?
+                    .first()
+                    .map(|r| Run::from_row(r, &config.public_url));
                 projects.push(ProjectSummary {
                     name: p.name.clone(),
                     forge: p.forge,
@@ -98,17 +105,25 @@ fn non_empty(value: Option<String>) -> Option<String> {
         (status = 500, description = "The store failed", body = super::responses::ApiError),
     )
 )]
-pub(super) async fn list_runs(State(state): State<AppState>, query: Result<Query<RunsQuery>, QueryRejection>) -> Response {
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Response {
     let result = async {
         let q = from_query(query)?;
         let status = match non_empty(q.status) {
-            Some(s) => Some(s.parse::<RunStatus>().map_err(|e| Refusal::malformed(format!("status: {e}")))?),
+            Some(s) => Some(
+                s.parse::<RunStatus>()
+                    .map_err(|e| Refusal::malformed(format!("status: {e}")))?,
+            ),
             None => None,
         };
         let page = q.page.unwrap_or(1);
         let per_page = q.per_page.unwrap_or(DEFAULT_PER_PAGE);
         if page == 0 || per_page == 0 || per_page > MAX_PER_PAGE {
-            return Err(Refusal::malformed(format!("page must be >= 1 and per_page within 1..={MAX_PER_PAGE}")));
+            return Err(Refusal::malformed(format!(
+                "page must be >= 1 and per_page within 1..={MAX_PER_PAGE}"
+            )));
         }
         // One more than the page tells whether a next page exists without a count query.
         let filter = RunFilter {
@@ -122,8 +137,17 @@ pub(super) async fn list_runs(State(state): State<AppState>, query: Result<Query
         let public_url = state.config.public_url.clone();
         let rows = store_call(&state, move |store| store.runs(&filter)).await?;
         let next_page = (rows.len() > per_page as usize).then(|| page.saturating_add(1));
-        let runs = rows.iter().take(per_page as usize).map(|r| Run::from_row(r, &public_url)).collect();
-        Ok(RunPage { runs, page, per_page, next_page })
+        let runs = rows
+            .iter()
+            .take(per_page as usize)
+            .map(|r| Run::from_row(r, &public_url))
+            .collect();
+        Ok(RunPage {
+            runs,
+            page,
+            per_page,
+            next_page,
+        })
     }
     .await;
     answer(result)
@@ -140,7 +164,10 @@ pub(super) async fn list_runs(State(state): State<AppState>, query: Result<Query
         (status = 500, description = "The store failed", body = super::responses::ApiError),
     )
 )]
-pub(super) async fn get_run(State(state): State<AppState>, id: Result<Path<i64>, PathRejection>) -> Response {
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
     let result = async {
         let id = from_path(id)?;
         let public_url = state.config.public_url.clone();
@@ -151,7 +178,8 @@ pub(super) async fn get_run(State(state): State<AppState>, id: Result<Path<i64>,
             })
         })
         .await?;
-        let (run, jobs, reports) = found.ok_or_else(|| Refusal::not_found(format!("no run {id}")))?;
+        let (run, jobs, reports) =
+            found.ok_or_else(|| Refusal::not_found(format!("no run {id}")))?;
         Ok(RunDetail {
             run: Run::from_row(&run, &public_url),
             event: Event::from_row(&run),
@@ -196,19 +224,28 @@ pub(super) async fn job_log(
         let after = q.after.unwrap_or(0);
         let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
         if limit == 0 || limit > MAX_LOG_LIMIT {
-            return Err(Refusal::malformed(format!("limit must be within 1..={MAX_LOG_LIMIT}")));
+            return Err(Refusal::malformed(format!(
+                "limit must be within 1..={MAX_LOG_LIMIT}"
+            )));
         }
         let name = job.clone();
         let found = store_call(&state, move |store| {
             // The status is read before the lines: a run seen final here had
             // all of its lines stored already, so the slice after it is complete.
-            let Some(run) = store.run(id)? else { return Ok(None) };
-            let job_state = store.jobs(id)?.into_iter().find(|j| j.name == name).map(|j| j.state);
+            let Some(run) = store.run(id)? else {
+                return Ok(None);
+            };
+            let job_state = store
+                .jobs(id)?
+                .into_iter()
+                .find(|j| j.name == name)
+                .map(|j| j.state);
             let lines = store.log(id, &name, after, limit as usize)?;
             Ok(Some((run.status, job_state, lines)))
         })
         .await?;
-        let (run_status, job_state, lines) = found.ok_or_else(|| Refusal::not_found(format!("no run {id}")))?;
+        let (run_status, job_state, lines) =
+            found.ok_or_else(|| Refusal::not_found(format!("no run {id}")))?;
         if job_state.is_none() && run_status.is_final() && lines.is_empty() {
             return Err(Refusal::not_found(format!("run {id} has no job '{job}'")));
         }
@@ -219,7 +256,10 @@ pub(super) async fn job_log(
             job,
             job_state: job_state.map(Into::into),
             run_status,
-            lines: lines.into_iter().map(|(seq, line)| LogLine::from_stored(seq, line)).collect(),
+            lines: lines
+                .into_iter()
+                .map(|(seq, line)| LogLine::from_stored(seq, line))
+                .collect(),
             next_after,
             more,
         })
@@ -238,18 +278,43 @@ pub(super) async fn job_log(
         (status = 500, description = "The store failed", body = super::responses::ApiError),
     )
 )]
-pub(super) async fn change_runs(State(state): State<AppState>, path: Result<Path<(String, String)>, PathRejection>) -> Response {
+pub(super) async fn change_runs(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Response {
     let result = async {
         let (project, change) = from_path(path)?;
         if state.config.project(&project).is_none() {
-            return Err(Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project '{project}'")));
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_project",
+                format!("no project '{project}'"),
+            ));
         }
-        let filter = RunFilter { project: Some(project.clone()), change: Some(change.clone()), ..Default::default() };
+        let filter = RunFilter {
+            project: Some(project.clone()),
+            change: Some(change.clone()),
+            ..Default::default()
+        };
         let rows = store_call(&state, move |store| store.runs(&filter)).await?;
-        let newest = rows.first().ok_or_else(|| Refusal::not_found(format!("no run of change {change} in {project}")))?;
-        let (title, url) = (newest.event.title.clone(), newest.event.change.as_ref().and_then(|c| c.url.clone()));
-        let runs = rows.iter().map(|r| Run::from_row(r, &state.config.public_url)).collect();
-        Ok(ChangeRuns { project, change, title, url, runs })
+        let newest = rows
+            .first()
+            .ok_or_else(|| Refusal::not_found(format!("no run of change {change} in {project}")))?;
+        let (title, url) = (
+            newest.event.title.clone(),
+            newest.event.change.as_ref().and_then(|c| c.url.clone()),
+        );
+        let runs = rows
+            .iter()
+            .map(|r| Run::from_row(r, &state.config.public_url))
+            .collect();
+        Ok(ChangeRuns {
+            project,
+            change,
+            title,
+            url,
+            runs,
+        })
     }
     .await;
     answer(result)

@@ -14,7 +14,10 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
     let started = Instant::now();
     let spinner = std::io::stderr().is_terminal().then(|| {
         let pb = ProgressBar::new_spinner();
-        pb.set_style(ProgressStyle::with_template("{spinner} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
     });
@@ -27,20 +30,36 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
             Err(broadcast::error::RecvError::Closed) => break,
         };
         match event {
-            RunEvent::Job { job, state, attempt, detail, .. } => {
+            RunEvent::Job {
+                job,
+                state,
+                attempt,
+                detail,
+                ..
+            } => {
                 states.insert(job.clone(), state);
                 if state == JobState::Pending {
                     continue;
                 }
                 let (mark, what) = match state {
-                    JobState::Running if attempt > 1 => ("▶", format!("running (attempt {attempt})")),
+                    JobState::Running if attempt > 1 => {
+                        ("▶", format!("running (attempt {attempt})"))
+                    }
                     JobState::Running => ("▶", "running".to_string()),
                     JobState::Passed => ("✔", detail.unwrap_or_else(|| "passed".into())),
                     JobState::Skipped => ("⊘", format!("skipped: {}", detail.unwrap_or_default())),
-                    JobState::Cancelled => ("■", format!("cancelled: {}", detail.unwrap_or_default())),
-                    other => ("✘", format!("{}: {}", other.as_str(), detail.unwrap_or_default())),
+                    JobState::Cancelled => {
+                        ("■", format!("cancelled: {}", detail.unwrap_or_default()))
+                    }
+                    other => (
+                        "✘",
+                        format!("{}: {}", other.as_str(), detail.unwrap_or_default()),
+                    ),
                 };
-                let line = format!("{:>6.1}s {mark} {job:<width$} {what}", started.elapsed().as_secs_f64());
+                let line = format!(
+                    "{:>6.1}s {mark} {job:<width$} {what}",
+                    started.elapsed().as_secs_f64()
+                );
                 match &spinner {
                     Some(pb) => pb.println(line),
                     None => eprintln!("{line}"),
@@ -60,7 +79,16 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
 
 fn counts(states: &HashMap<String, JobState>, total: usize) -> String {
     let n = |s: JobState| states.values().filter(|v| **v == s).count();
-    let failed = states.values().filter(|v| v.is_final() && !matches!(v, JobState::Passed | JobState::Skipped | JobState::Cancelled)).count();
+    let failed = states
+        .values()
+        .filter(|v| {
+            v.is_final()
+                && !matches!(
+                    v,
+                    JobState::Passed | JobState::Skipped | JobState::Cancelled
+                )
+        })
+        .count();
     format!(
         "{} running · {} passed · {} failed · {} skipped · {} of {total} done",
         n(JobState::Running),

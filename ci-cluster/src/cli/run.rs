@@ -63,7 +63,10 @@ fn parse_event(s: &str) -> Result<EventKind, String> {
 
 /// Runs the command; maps errors to exit status 2.
 pub fn main(args: RunArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -129,12 +132,18 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "airlock: {} at {short}{}",
         args.repo,
-        summary.map(|s| format!(" \"{}\"", s.subject)).unwrap_or_default()
+        summary
+            .map(|s| format!(" \"{}\"", s.subject))
+            .unwrap_or_default()
     );
 
     let bytes = checkout
         .mirror
-        .read_file(&checkout.commit, spec::PIPELINE_PATH, spec::MAX_PIPELINE_BYTES as u64 + 1)?
+        .read_file(
+            &checkout.commit,
+            spec::PIPELINE_PATH,
+            spec::MAX_PIPELINE_BYTES as u64 + 1,
+        )?
         .with_context(|| format!("commit {short} has no {}", spec::PIPELINE_PATH))?;
     let pipeline = match spec::parse(spec::PIPELINE_PATH, &bytes) {
         Ok(p) => p,
@@ -145,12 +154,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let git_ref = args.git_ref.clone().unwrap_or_else(|| match (args.rev.as_str(), checkout.mirror.head_ref()) {
-        ("HEAD", Some(branch)) => branch,
-        _ => default_ref(&args.rev),
+    let git_ref = args.git_ref.clone().unwrap_or_else(|| {
+        match (args.rev.as_str(), checkout.mirror.head_ref()) {
+            ("HEAD", Some(branch)) => branch,
+            _ => default_ref(&args.rev),
+        }
     });
     let selection = if args.jobs.is_empty() {
-        Selection::Event { kind: args.event, git_ref: git_ref.clone() }
+        Selection::Event {
+            kind: args.event,
+            git_ref: git_ref.clone(),
+        }
     } else {
         Selection::Named(args.jobs.clone())
     };
@@ -159,7 +173,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             eprintln!("error: {e}");
             if args.jobs.is_empty() {
-                eprintln!("(selecting for event '{}' on {git_ref}; use --event, --ref or --job)", args.event.as_str());
+                eprintln!(
+                    "(selecting for event '{}' on {git_ref}; use --event, --ref or --job)",
+                    args.event.as_str()
+                );
             }
             return Ok(ExitCode::from(EXIT_USAGE));
         }
@@ -171,7 +188,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .map(|j| j.name.as_str())
         .collect();
     if !not_selected.is_empty() {
-        eprintln!("airlock: not selected for {} on {git_ref}: {} (use --job to run them)", args.event.as_str(), not_selected.join(", "));
+        eprintln!(
+            "airlock: not selected for {} on {git_ref}: {} (use --job to run them)",
+            args.event.as_str(),
+            not_selected.join(", ")
+        );
     }
 
     let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default())?);
@@ -202,7 +223,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             on_ctrl_c.cancel();
         }
     });
-    eprintln!("airlock: running {} job{} in the sandbox", plan.jobs.len(), if plan.jobs.len() == 1 { "" } else { "s" });
+    eprintln!(
+        "airlock: running {} job{} in the sandbox",
+        plan.jobs.len(),
+        if plan.jobs.len() == 1 { "" } else { "s" }
+    );
     let report = engine.run(&plan, &src, cancel).await;
     let _ = printer.await;
 
@@ -219,14 +244,22 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.keep_work {
         eprintln!("airlock: work directory kept at {}", work.display());
     }
-    let passed = report.jobs.iter().filter(|j| j.state == JobState::Passed).count();
+    let passed = report
+        .jobs
+        .iter()
+        .filter(|j| j.state == JobState::Passed)
+        .count();
     eprintln!(
         "airlock: {} — {passed} of {} jobs passed{}",
         if report.passed() { "PASSED" } else { "FAILED" },
         report.jobs.len(),
         if report.cancelled { " (cancelled)" } else { "" }
     );
-    Ok(if report.passed() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// The work directory, and the temp dir guard that removes it (unless kept).
@@ -235,7 +268,9 @@ fn work_dir(args: &RunArgs) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir
         std::fs::create_dir_all(dir)?;
         return Ok((dir.clone(), None));
     }
-    let temp = tempfile::Builder::new().prefix("airlock-run-").tempdir_in("/var/tmp")?;
+    let temp = tempfile::Builder::new()
+        .prefix("airlock-run-")
+        .tempdir_in("/var/tmp")?;
     // Traversable (not listable) so the unprivileged sandbox user reaches its workspace.
     std::fs::set_permissions(temp.path(), std::fs::Permissions::from_mode(0o711))?;
     let path = temp.path().to_path_buf();
@@ -247,10 +282,18 @@ fn work_dir(args: &RunArgs) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir
 
 fn print_failures(report: &RunReport, tail: usize) {
     for job in &report.jobs {
-        if matches!(job.state, JobState::Passed | JobState::Skipped | JobState::Cancelled) {
+        if matches!(
+            job.state,
+            JobState::Passed | JobState::Skipped | JobState::Cancelled
+        ) {
             continue;
         }
-        eprintln!("\n── {} {} ({}) ── last {tail} lines of its log:", job.name, job.state.as_str(), job.detail.as_deref().unwrap_or(""));
+        eprintln!(
+            "\n── {} {} ({}) ── last {tail} lines of its log:",
+            job.name,
+            job.state.as_str(),
+            job.detail.as_deref().unwrap_or("")
+        );
         for line in job.log.tail(tail) {
             eprintln!("   │ {line}");
         }
@@ -258,7 +301,11 @@ fn print_failures(report: &RunReport, tail: usize) {
 }
 
 fn print_outputs(report: &RunReport) {
-    let outputs: Vec<_> = report.jobs.iter().flat_map(|j| j.outputs.iter().map(move |o| (j, o))).collect();
+    let outputs: Vec<_> = report
+        .jobs
+        .iter()
+        .flat_map(|j| j.outputs.iter().map(move |o| (j, o)))
+        .collect();
     if outputs.is_empty() {
         return;
     }
@@ -272,7 +319,10 @@ fn copy_outputs(report: &RunReport, out: &Path) -> anyhow::Result<()> {
     for job in &report.jobs {
         for file in &job.outputs {
             let dest = out.join(&file.path);
-            report.store.copy_out(file, &dest).with_context(|| format!("copying {} to {}", file.path, dest.display()))?;
+            report
+                .store
+                .copy_out(file, &dest)
+                .with_context(|| format!("copying {} to {}", file.path, dest.display()))?;
         }
     }
     Ok(())

@@ -31,7 +31,12 @@ pub enum Output {
 #[derive(Args, Clone, Debug)]
 pub struct Common {
     /// The server's base URL.
-    #[arg(long, global = true, env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
     server: String,
     /// Output format.
     #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
@@ -84,7 +89,10 @@ struct ListArgs {
 
 /// Entry point of `ci-cluster runs`.
 pub fn main(args: RunsArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -96,7 +104,9 @@ pub fn main(args: RunsArgs) -> ExitCode {
         match &args.command {
             RunsCommand::List(list_args) => list(&client, list_args, args.common.output).await,
             RunsCommand::Get { id } => get(&client, *id, args.common.output).await,
-            RunsCommand::Logs(logs_args) => logs::logs(&client, logs_args, args.common.output).await,
+            RunsCommand::Logs(logs_args) => {
+                logs::logs(&client, logs_args, args.common.output).await
+            }
         }
     });
     match result {
@@ -109,12 +119,20 @@ pub fn main(args: RunsArgs) -> ExitCode {
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, ClientError> {
-    serde_json::to_string_pretty(value).map_err(|e| ClientError::Invalid { url: String::new(), why: e.to_string() })
+    serde_json::to_string_pretty(value).map_err(|e| ClientError::Invalid {
+        url: String::new(),
+        why: e.to_string(),
+    })
 }
 
 async fn list(client: &Client, args: &ListArgs, output: Output) -> Result<(), ClientError> {
     let mut query = format!("/api/v1/runs?page={}&per_page={}", args.page, args.limit);
-    for (name, value) in [("project", &args.project), ("status", &args.status), ("ref", &args.git_ref), ("change", &args.change)] {
+    for (name, value) in [
+        ("project", &args.project),
+        ("status", &args.status),
+        ("ref", &args.git_ref),
+        ("change", &args.change),
+    ] {
         if let Some(value) = value {
             query.push_str(&format!("&{name}={}", encode(value)));
         }
@@ -145,7 +163,15 @@ async fn list(client: &Client, args: &ListArgs, output: Output) -> Result<(), Cl
             ]
         })
         .collect();
-    print!("{}", table(&["ID", "PROJECT", "STATUS", "ON", "COMMIT", "AGE", "DURATION", "TITLE"], &rows));
+    print!(
+        "{}",
+        table(
+            &[
+                "ID", "PROJECT", "STATUS", "ON", "COMMIT", "AGE", "DURATION", "TITLE"
+            ],
+            &rows
+        )
+    );
     if let Some(next) = page.next_page {
         println!("\nMore runs: --page {next}");
     }
@@ -168,11 +194,22 @@ fn describe(detail: &RunDetail, now: u64) -> String {
     let mut fields: Vec<(&str, String)> = vec![
         ("Run", run.id.to_string()),
         ("Project", cell(&run.project, 80)),
-        ("Status", match &run.reason {
-            Some(reason) => format!("{} ({})", run.status.as_str(), cell(reason, 200)),
-            None => run.status.as_str().to_string(),
-        }),
-        ("On", format!("{} ({} event from {})", subject(run), run.kind.as_str(), run.forge.as_str())),
+        (
+            "Status",
+            match &run.reason {
+                Some(reason) => format!("{} ({})", run.status.as_str(), cell(reason, 200)),
+                None => run.status.as_str().to_string(),
+            },
+        ),
+        (
+            "On",
+            format!(
+                "{} ({} event from {})",
+                subject(run),
+                run.kind.as_str(),
+                run.forge.as_str()
+            ),
+        ),
         ("Ref", cell(&run.git_ref, 200)),
         ("Commit", run.commit.clone()),
         ("Title", cell(&run.title, 200)),
@@ -196,7 +233,10 @@ fn describe(detail: &RunDetail, now: u64) -> String {
         fields.push(("Cancel", "requested".into()));
     }
     fields.push(("URL", run.url.clone()));
-    let mut out: String = fields.iter().map(|(k, v)| format!("{:<10}{v}\n", format!("{k}:"))).collect();
+    let mut out: String = fields
+        .iter()
+        .map(|(k, v)| format!("{:<10}{v}\n", format!("{k}:")))
+        .collect();
 
     if !detail.jobs.is_empty() {
         let rows: Vec<Vec<String>> = detail
@@ -212,20 +252,32 @@ fn describe(detail: &RunDetail, now: u64) -> String {
                     cell(&j.name, 40),
                     j.state.as_str().to_string(),
                     j.attempts.to_string(),
-                    j.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                    j.exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "-".into()),
                     running,
                     cell(j.detail.as_deref().unwrap_or(""), 100),
                 ]
             })
             .collect();
         out.push('\n');
-        out.push_str(&table(&["JOB", "STATE", "ATTEMPTS", "EXIT", "DURATION", "DETAIL"], &rows));
+        out.push_str(&table(
+            &["JOB", "STATE", "ATTEMPTS", "EXIT", "DURATION", "DETAIL"],
+            &rows,
+        ));
     }
     let outputs: Vec<Vec<String>> = detail
         .jobs
         .iter()
         .flat_map(|j| j.outputs.iter().map(move |o| (j, o)))
-        .map(|(j, o)| vec![cell(&j.name, 40), cell(&o.path, 100), format!("{} B", o.size), format!("sha256:{}", o.sha256)])
+        .map(|(j, o)| {
+            vec![
+                cell(&j.name, 40),
+                cell(&o.path, 100),
+                format!("{} B", o.size),
+                format!("sha256:{}", o.sha256),
+            ]
+        })
         .collect();
     if !outputs.is_empty() {
         out.push('\n');
@@ -245,11 +297,20 @@ fn describe(detail: &RunDetail, now: u64) -> String {
                     (None, true) => "gave up".into(),
                     (None, false) => "pending".into(),
                 };
-                vec![r.id.to_string(), target, state, r.attempts.to_string(), cell(r.last_error.as_deref().unwrap_or(""), 100)]
+                vec![
+                    r.id.to_string(),
+                    target,
+                    state,
+                    r.attempts.to_string(),
+                    cell(r.last_error.as_deref().unwrap_or(""), 100),
+                ]
             })
             .collect();
         out.push('\n');
-        out.push_str(&table(&["REPORT", "TO", "STATE", "ATTEMPTS", "LAST ERROR"], &rows));
+        out.push_str(&table(
+            &["REPORT", "TO", "STATE", "ATTEMPTS", "LAST ERROR"],
+            &rows,
+        ));
     }
     out
 }

@@ -35,14 +35,21 @@ pub fn main(args: TriggerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let url = format!("{}/api/v1/projects/{}/runs", args.server.trim_end_matches('/'), args.project);
+    let url = format!(
+        "{}/api/v1/projects/{}/runs",
+        args.server.trim_end_matches('/'),
+        args.project
+    );
     let result = runtime.block_on(async {
         let response = reqwest::Client::new()
             .post(&url)
@@ -56,11 +63,17 @@ pub fn main(args: TriggerArgs) -> ExitCode {
     });
     match result {
         Ok((status, body)) if status.is_success() => {
-            println!("queued run {} for {} at {}", body["run"], args.project, args.git_ref);
+            println!(
+                "queued run {} for {} at {}",
+                body["run"], args.project, args.git_ref
+            );
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprintln!("error: {status}: {}", body["message"].as_str().unwrap_or("request refused"));
+            eprintln!(
+                "error: {status}: {}",
+                body["message"].as_str().unwrap_or("request refused")
+            );
             ExitCode::from(1)
         }
         Err(e) => {

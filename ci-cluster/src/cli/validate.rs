@@ -20,7 +20,12 @@ pub fn main(args: ValidateArgs) -> ExitCode {
     match spec::load(&args.path) {
         Ok(pipeline) => {
             let names: Vec<&str> = pipeline.jobs.iter().map(|j| j.name.as_str()).collect();
-            println!("ok: {}: {} jobs ({})", args.path.display(), names.len(), names.join(", "));
+            println!(
+                "ok: {}: {} jobs ({})",
+                args.path.display(),
+                names.len(),
+                names.join(", ")
+            );
             ExitCode::SUCCESS
         }
         Err(diagnostics) => {

@@ -31,9 +31,9 @@ use axum::http::header::AUTHORIZATION;
 use serde_json::Value;
 
 use super::{
-    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text, get, is_zero_id,
-    malformed, name_for_message, opt_str, opt_uint, parse_json, req_commit, req_str, req_uint, require_configured,
-    sha256_hex, unauthorized,
+    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text,
+    get, is_zero_id, malformed, name_for_message, opt_str, opt_uint, parse_json, req_commit,
+    req_str, req_uint, require_configured, sha256_hex, unauthorized,
 };
 use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
 use crate::secret::Secret;
@@ -72,7 +72,9 @@ fn percent_decode(s: &str) -> Vec<u8> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     out.push(byte);
                     i += 3;
@@ -94,10 +96,15 @@ fn percent_decode(s: &str) -> Vec<u8> {
 /// `{type}:{change or ref}:{patchset or newRev}:{eventCreatedOn}:{first 16 hex of sha256(body)}`:
 /// Gerrit sends no delivery id, and the plugin's retries repeat the body, so
 /// an identical replay dedupes while two different events never collide.
-pub fn parse(presented_token: Option<&[u8]>, body: &[u8], secret: &Secret) -> Result<Intake, IntakeError> {
+pub fn parse(
+    presented_token: Option<&[u8]>,
+    body: &[u8],
+    secret: &Secret,
+) -> Result<Intake, IntakeError> {
     require_configured(secret)?;
-    let presented = presented_token
-        .ok_or_else(|| unauthorized("no token presented (Authorization: Bearer, or ?token= in the URL)"))?;
+    let presented = presented_token.ok_or_else(|| {
+        unauthorized("no token presented (Authorization: Bearer, or ?token= in the URL)")
+    })?;
     if !secret.matches(presented) {
         return Err(unauthorized("the presented token does not match"));
     }
@@ -106,22 +113,31 @@ pub fn parse(presented_token: Option<&[u8]>, body: &[u8], secret: &Secret) -> Re
     let kind = req_str(&p, "type")?;
     let key = DeliveryKey { kind, body };
     match kind {
-        "patchset-created" => patchset_event(&p, &key, &["uploader", "patchSet.uploader", "change.owner"]),
+        "patchset-created" => {
+            patchset_event(&p, &key, &["uploader", "patchSet.uploader", "change.owner"])
+        }
         "comment-added" => {
             if !is_recheck(opt_str(&p, "comment").unwrap_or("")) {
                 return Ok(Intake::Ignored("comment is not `recheck`".into()));
             }
             if change_is_closed(&p) {
-                return Ok(Intake::Ignored("recheck on a merged or abandoned change".into()));
+                return Ok(Intake::Ignored(
+                    "recheck on a merged or abandoned change".into(),
+                ));
             }
             patchset_event(&p, &key, &["author", "patchSet.uploader", "change.owner"])
         }
-        "change-restored" => patchset_event(&p, &key, &["restorer", "patchSet.uploader", "change.owner"]),
+        "change-restored" => {
+            patchset_event(&p, &key, &["restorer", "patchSet.uploader", "change.owner"])
+        }
         "change-abandoned" => cancel_event(&p, &key, "abandoner"),
         "change-deleted" => cancel_event(&p, &key, "deleter"),
         "change-merged" => Ok(Intake::Ignored("the merge arrives as ref-updated".into())),
         "ref-updated" => ref_updated(&p, &key),
-        other => Ok(Intake::Ignored(format!("event '{}' is not acted on", name_for_message(other)))),
+        other => Ok(Intake::Ignored(format!(
+            "event '{}' is not acted on",
+            name_for_message(other)
+        ))),
     }
 }
 
@@ -137,7 +153,10 @@ impl DeliveryKey<'_> {
     /// `{type}:{what}:{which}:{eventCreatedOn or -}:{16 hex of sha256(body)}`.
     fn build(&self, p: &Value, what: &str, which: &str) -> String {
         // A missing or odd timestamp only makes the key less readable; the hash keeps it unique.
-        let created = opt_uint(p, "eventCreatedOn").ok().flatten().map_or_else(|| "-".to_string(), |t| t.to_string());
+        let created = opt_uint(p, "eventCreatedOn")
+            .ok()
+            .flatten()
+            .map_or_else(|| "-".to_string(), |t| t.to_string());
         let hash = sha256_hex(self.body);
         format!("{}:{what}:{which}:{created}:{}", self.kind, &hash[..16])
     }
@@ -148,7 +167,11 @@ impl DeliveryKey<'_> {
 fn account(p: &Value, paths: &[&str]) -> String {
     paths
         .iter()
-        .find_map(|path| ["name", "username", "email"].iter().find_map(|field| opt_str(p, &format!("{path}.{field}"))))
+        .find_map(|path| {
+            ["name", "username", "email"]
+                .iter()
+                .find_map(|field| opt_str(p, &format!("{path}.{field}")))
+        })
         .map(display_text)
         .unwrap_or_default()
 }
@@ -157,7 +180,10 @@ fn account(p: &Value, paths: &[&str]) -> String {
 fn project(p: &Value) -> Result<String, IntakeError> {
     let (name, field) = match opt_str(p, "change.project") {
         Some(name) => (name, "change.project"),
-        None => (req_str(p, "project").map_err(|_| malformed("missing field `change.project`"))?, "project"),
+        None => (
+            req_str(p, "project").map_err(|_| malformed("missing field `change.project`"))?,
+            "project",
+        ),
     };
     check_repository(name, field)?;
     Ok(name.to_string())
@@ -183,7 +209,10 @@ fn patchset_ref(p: &Value, change: u64, patchset: u32) -> Result<String, IntakeE
             check_ref(r, "patchSet.ref")?;
             Ok(r.to_string())
         }
-        None => Ok(format!("refs/changes/{:02}/{change}/{patchset}", change % 100)),
+        None => Ok(format!(
+            "refs/changes/{:02}/{change}/{patchset}",
+            change % 100
+        )),
     }
 }
 
@@ -196,7 +225,8 @@ fn change_is_closed(p: &Value) -> bool {
 /// Run the event's patchset (patchset-created, recheck, restore).
 fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Intake, IntakeError> {
     let number = change_number(p)?;
-    let patchset = patchset_number(p)?.ok_or_else(|| malformed("missing field `patchSet.number`"))?;
+    let patchset =
+        patchset_number(p)?.ok_or_else(|| malformed("missing field `patchSet.number`"))?;
     let commit = req_commit(p, "patchSet.revision")?;
     if is_zero_id(&commit) {
         return Err(malformed("field `patchSet.revision` is the null object id"));
@@ -218,7 +248,10 @@ fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Inta
         title: display_text(opt_str(p, "change.subject").unwrap_or("")),
         author: account(p, who),
         // The exact revision tested, so a vote never lands on a newer patchset.
-        report: ReportTarget::Gerrit { change: number.to_string(), revision: commit },
+        report: ReportTarget::Gerrit {
+            change: number.to_string(),
+            revision: commit,
+        },
     }))
 }
 
@@ -243,12 +276,19 @@ fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, I
     let report = if commit.is_empty() {
         ReportTarget::None
     } else {
-        ReportTarget::Gerrit { change: number.to_string(), revision: commit.clone() }
+        ReportTarget::Gerrit {
+            change: number.to_string(),
+            revision: commit.clone(),
+        }
     };
     Ok(Intake::Event(ForgeEvent {
         forge: Forge::Gerrit,
         repository: project(p)?,
-        delivery: key.build(p, &number.to_string(), &patchset.map_or_else(|| "-".to_string(), |ps| ps.to_string())),
+        delivery: key.build(
+            p,
+            &number.to_string(),
+            &patchset.map_or_else(|| "-".to_string(), |ps| ps.to_string()),
+        ),
         intent: Intent::CancelChange,
         kind: EventKind::Change,
         git_ref,
@@ -272,10 +312,16 @@ fn ref_updated(p: &Value, key: &DeliveryKey<'_>) -> Result<Intake, IntakeError> 
     }
     let name = req_str(p, "refUpdate.refName")?;
     // Old servers send the short branch name (`master`); tags always came in full.
-    let git_ref = if name.starts_with("refs/") { name.to_string() } else { format!("refs/heads/{name}") };
+    let git_ref = if name.starts_with("refs/") {
+        name.to_string()
+    } else {
+        format!("refs/heads/{name}")
+    };
     check_ref(&git_ref, "refUpdate.refName")?;
     let Some(kind) = branch_or_tag(&git_ref) else {
-        return Ok(Intake::Ignored("ref-updated on a ref that is neither a branch nor a tag".into()));
+        return Ok(Intake::Ignored(
+            "ref-updated on a ref that is neither a branch nor a tag".into(),
+        ));
     };
     check_commit(new_rev, "refUpdate.newRev")?;
     let repository = req_str(p, "refUpdate.project")?;
@@ -320,6 +366,9 @@ fn is_patch_set_line(line: &str) -> bool {
 /// `(1 comment)` / `(12 comments)`: Gerrit's count of inline comments.
 fn is_comment_count_line(line: &str) -> bool {
     line.strip_prefix('(')
-        .and_then(|rest| rest.strip_suffix(" comment)").or_else(|| rest.strip_suffix(" comments)")))
+        .and_then(|rest| {
+            rest.strip_suffix(" comment)")
+                .or_else(|| rest.strip_suffix(" comments)"))
+        })
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -18,9 +18,9 @@ use serde_json::Value;
 use sha2::Sha256;
 
 use super::{
-    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text, get, id_header,
-    is_zero_id, malformed, name_for_message, opt_str, parse_json, req_commit, req_str, req_uint, require_configured,
-    single_header, unauthorized,
+    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text,
+    get, id_header, is_zero_id, malformed, name_for_message, opt_str, parse_json, req_commit,
+    req_str, req_uint, require_configured, single_header, unauthorized,
 };
 use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
 use crate::secret::Secret;
@@ -41,7 +41,8 @@ pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake
     let event = single_header(headers, "x-github-event")
         .map_err(malformed)?
         .ok_or_else(|| malformed("missing header X-GitHub-Event"))?;
-    let guid = id_header(headers, "x-github-delivery")?.ok_or_else(|| malformed("missing header X-GitHub-Delivery"))?;
+    let guid = id_header(headers, "x-github-delivery")?
+        .ok_or_else(|| malformed("missing header X-GitHub-Delivery"))?;
     let hook = id_header(headers, "x-github-hook-id")?.unwrap_or("-");
     let delivery = format!("{hook}:{guid}");
 
@@ -49,31 +50,45 @@ pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake
     // always reported the same way.
     let payload = parse_json(body)?;
     match event {
-        "ping" => Ok(Intake::Ignored("ping: the hook is set up; nothing to run".into())),
+        "ping" => Ok(Intake::Ignored(
+            "ping: the hook is set up; nothing to run".into(),
+        )),
         "push" => push(&payload, delivery),
         "pull_request" => pull_request(&payload, delivery),
-        other => Ok(Intake::Ignored(format!("event '{}' is not acted on", name_for_message(other)))),
+        other => Ok(Intake::Ignored(format!(
+            "event '{}' is not acted on",
+            name_for_message(other)
+        ))),
     }
 }
 
 /// Checks `X-Hub-Signature-256` against HMAC-SHA256(secret, body) in constant
 /// time. A missing or malformed header is refused like a wrong one.
-pub fn verify_signature(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<(), IntakeError> {
+pub fn verify_signature(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &Secret,
+) -> Result<(), IntakeError> {
     require_configured(secret)?;
     let header = single_header(headers, SIGNATURE_HEADER)
         .map_err(unauthorized)?
-        .ok_or_else(|| unauthorized("missing header X-Hub-Signature-256 (is a secret set on the GitHub hook?)"))?;
+        .ok_or_else(|| {
+            unauthorized("missing header X-Hub-Signature-256 (is a secret set on the GitHub hook?)")
+        })?;
     let presented = header
         .strip_prefix("sha256=")
         .and_then(|h| hex::decode(h).ok())
         .filter(|bytes| bytes.len() == 32)
-        .ok_or_else(|| unauthorized("header X-Hub-Signature-256 is not `sha256=` followed by 64 hex digits"))?;
+        .ok_or_else(|| {
+            unauthorized("header X-Hub-Signature-256 is not `sha256=` followed by 64 hex digits")
+        })?;
     // HMAC accepts keys of any length, so this cannot fail; mapped rather than unwrapped.
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose().as_bytes())
         .map_err(|_| unauthorized("the webhook secret cannot be used as an HMAC key"))?;
     mac.update(body);
     // verify_slice compares in constant time.
-    mac.verify_slice(&presented).map_err(|_| unauthorized("X-Hub-Signature-256 does not match the body"))
+    mac.verify_slice(&presented)
+        .map_err(|_| unauthorized("X-Hub-Signature-256 does not match the body"))
 }
 
 /// `push`: a branch or tag moved.
@@ -85,7 +100,9 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     }
     check_ref(git_ref, "ref")?;
     let Some(kind) = branch_or_tag(git_ref) else {
-        return Ok(Intake::Ignored("push to a ref that is neither a branch nor a tag".into()));
+        return Ok(Intake::Ignored(
+            "push to a ref that is neither a branch nor a tag".into(),
+        ));
     };
     check_commit(after, "after")?;
     // For an annotated tag `after` is the tag object, not a commit; `head_commit`
@@ -115,7 +132,10 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         change: None,
         title: display_text(opt_str(p, "head_commit.message").unwrap_or("")),
         author: display_text(author),
-        report: ReportTarget::Github { repo: repository.to_string(), sha: commit },
+        report: ReportTarget::Github {
+            repo: repository.to_string(),
+            sha: commit,
+        },
     }))
 }
 
@@ -126,7 +146,10 @@ fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         "opened" | "synchronize" | "reopened" => Intent::Run,
         "closed" => Intent::CancelChange,
         other => {
-            return Ok(Intake::Ignored(format!("pull_request action '{}' is not acted on", name_for_message(other))));
+            return Ok(Intake::Ignored(format!(
+                "pull_request action '{}' is not acted on",
+                name_for_message(other)
+            )));
         }
     };
     let number = match get(p, "pull_request.number") {
@@ -154,6 +177,9 @@ fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         }),
         title: display_text(opt_str(p, "pull_request.title").unwrap_or("")),
         author: display_text(opt_str(p, "pull_request.user.login").unwrap_or("")),
-        report: ReportTarget::Github { repo: repository.to_string(), sha },
+        report: ReportTarget::Github {
+            repo: repository.to_string(),
+            sha,
+        },
     }))
 }

@@ -23,9 +23,9 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text, get, id_header,
-    is_zero_id, malformed, name_for_message, opt_str, opt_uint, parse_json, req_commit, req_str, req_uint,
-    require_configured, sha256_hex, single_header, unauthorized,
+    Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text,
+    get, id_header, is_zero_id, malformed, name_for_message, opt_str, opt_uint, parse_json,
+    req_commit, req_str, req_uint, require_configured, sha256_hex, single_header, unauthorized,
 };
 use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
 use crate::secret::Secret;
@@ -58,7 +58,10 @@ pub fn parse(headers: &HeaderMap, body: &[u8], token: &Secret) -> Result<Intake,
         "Push Hook" | "Tag Push Hook" => push(&payload, delivery),
         "Merge Request Hook" => merge_request(&payload, delivery),
         "Note Hook" => note(&payload, delivery),
-        other => Ok(Intake::Ignored(format!("event '{}' is not acted on", name_for_message(other)))),
+        other => Ok(Intake::Ignored(format!(
+            "event '{}' is not acted on",
+            name_for_message(other)
+        ))),
     }
 }
 
@@ -69,15 +72,27 @@ pub fn verify_token(headers: &HeaderMap, token: &Secret) -> Result<(), IntakeErr
     require_configured(token)?;
     let presented = single_header(headers, TOKEN_HEADER)
         .map_err(unauthorized)?
-        .ok_or_else(|| unauthorized("missing header X-Gitlab-Token (is a secret token set on the GitLab hook?)"))?;
-    if token.matches(presented.as_bytes()) { Ok(()) } else { Err(unauthorized("X-Gitlab-Token does not match")) }
+        .ok_or_else(|| {
+            unauthorized(
+                "missing header X-Gitlab-Token (is a secret token set on the GitLab hook?)",
+            )
+        })?;
+    if token.matches(presented.as_bytes()) {
+        Ok(())
+    } else {
+        Err(unauthorized("X-Gitlab-Token does not match"))
+    }
 }
 
 /// The numeric project id statuses are posted to: top-level `project_id`
 /// (push, note), else `project.id` (the target project of a merge request),
 /// else `object_attributes.target_project_id`.
 fn project_id(p: &Value) -> Result<u64, IntakeError> {
-    for path in ["project_id", "project.id", "object_attributes.target_project_id"] {
+    for path in [
+        "project_id",
+        "project.id",
+        "object_attributes.target_project_id",
+    ] {
         if let Some(id) = opt_uint(p, path)? {
             return Ok(id);
         }
@@ -101,7 +116,9 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     }
     check_ref(git_ref, "ref")?;
     let Some(kind) = branch_or_tag(git_ref) else {
-        return Ok(Intake::Ignored("push to a ref that is neither a branch nor a tag".into()));
+        return Ok(Intake::Ignored(
+            "push to a ref that is neither a branch nor a tag".into(),
+        ));
     };
     let (commit, field) = match opt_str(p, "checkout_sha") {
         Some(sha) => (sha, "checkout_sha"),
@@ -112,11 +129,17 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     // commits, else a tag's annotation message, else nothing.
     let subject = get(p, "commits")
         .and_then(Value::as_array)
-        .and_then(|commits| commits.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(commit)))
+        .and_then(|commits| {
+            commits
+                .iter()
+                .find(|c| c.get("id").and_then(Value::as_str) == Some(commit))
+        })
         .and_then(|c| c.get("message").and_then(Value::as_str))
         .or_else(|| opt_str(p, "message"))
         .unwrap_or("");
-    let author = opt_str(p, "user_name").or_else(|| opt_str(p, "user_username")).unwrap_or("");
+    let author = opt_str(p, "user_name")
+        .or_else(|| opt_str(p, "user_username"))
+        .unwrap_or("");
     Ok(Intake::Event(ForgeEvent {
         forge: Forge::Gitlab,
         repository: repository(p)?,
@@ -128,7 +151,10 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         change: None,
         title: display_text(subject),
         author: display_text(author),
-        report: ReportTarget::Gitlab { project_id: project_id(p)?, sha: commit.to_string() },
+        report: ReportTarget::Gitlab {
+            project_id: project_id(p)?,
+            sha: commit.to_string(),
+        },
     }))
 }
 
@@ -138,25 +164,51 @@ fn merge_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     let intent = match action {
         "open" | "reopen" => Intent::Run,
         "update" if get(p, "object_attributes.oldrev").is_some() => Intent::Run,
-        "update" => return Ok(Intake::Ignored("merge request updated without new commits".into())),
+        "update" => {
+            return Ok(Intake::Ignored(
+                "merge request updated without new commits".into(),
+            ));
+        }
         "close" => Intent::CancelChange,
-        "merge" => return Ok(Intake::Ignored("merge request merged: the merge arrives as a push".into())),
+        "merge" => {
+            return Ok(Intake::Ignored(
+                "merge request merged: the merge arrives as a push".into(),
+            ));
+        }
         other => {
-            return Ok(Intake::Ignored(format!("merge request action '{}' is not acted on", name_for_message(other))));
+            return Ok(Intake::Ignored(format!(
+                "merge request action '{}' is not acted on",
+                name_for_message(other)
+            )));
         }
     };
     let iid = req_uint(p, "object_attributes.iid")?;
     let commit = req_commit(p, "object_attributes.last_commit.id")?;
-    let author = opt_str(p, "user.username").or_else(|| opt_str(p, "user.name")).unwrap_or("");
+    let author = opt_str(p, "user.username")
+        .or_else(|| opt_str(p, "user.name"))
+        .unwrap_or("");
     let url = opt_str(p, "object_attributes.url").map(str::to_string);
     let title = opt_str(p, "object_attributes.title").unwrap_or("");
-    change_event(p, delivery, MergeRequest { intent, iid, commit, url, title, author })
+    change_event(
+        p,
+        delivery,
+        MergeRequest {
+            intent,
+            iid,
+            commit,
+            url,
+            title,
+            author,
+        },
+    )
 }
 
 /// Note Hook: only `recheck` on an open merge request does something.
 fn note(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     if opt_str(p, "object_attributes.noteable_type") != Some("MergeRequest") {
-        return Ok(Intake::Ignored("only notes on merge requests are acted on".into()));
+        return Ok(Intake::Ignored(
+            "only notes on merge requests are acted on".into(),
+        ));
     }
     if opt_str(p, "object_attributes.note").map(str::trim) != Some("recheck") {
         return Ok(Intake::Ignored("note is not `recheck`".into()));
@@ -171,9 +223,22 @@ fn note(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     let url = opt_str(p, "merge_request.url")
         .or_else(|| opt_str(p, "object_attributes.url").and_then(|u| u.split('#').next()))
         .map(str::to_string);
-    let author = opt_str(p, "user.username").or_else(|| opt_str(p, "user.name")).unwrap_or("");
+    let author = opt_str(p, "user.username")
+        .or_else(|| opt_str(p, "user.name"))
+        .unwrap_or("");
     let title = opt_str(p, "merge_request.title").unwrap_or("");
-    change_event(p, delivery, MergeRequest { intent: Intent::Run, iid, commit, url, title, author })
+    change_event(
+        p,
+        delivery,
+        MergeRequest {
+            intent: Intent::Run,
+            iid,
+            commit,
+            url,
+            title,
+            author,
+        },
+    )
 }
 
 /// What a merge request or a note on one says about the change.
@@ -189,7 +254,14 @@ struct MergeRequest<'a> {
 /// The event for merge request `iid` at `commit`, on `refs/merge-requests/{iid}/head`
 /// (the ref GitLab keeps in the target project, also for requests from forks).
 fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Intake, IntakeError> {
-    let MergeRequest { intent, iid, commit, url, title, author } = mr;
+    let MergeRequest {
+        intent,
+        iid,
+        commit,
+        url,
+        title,
+        author,
+    } = mr;
     let git_ref = format!("refs/merge-requests/{iid}/head");
     check_ref(&git_ref, "iid")?;
     Ok(Intake::Event(ForgeEvent {
@@ -200,9 +272,16 @@ fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Int
         kind: EventKind::Change,
         git_ref,
         commit: commit.clone(),
-        change: Some(Change { number: iid.to_string(), patchset: 0, url }),
+        change: Some(Change {
+            number: iid.to_string(),
+            patchset: 0,
+            url,
+        }),
         title: display_text(title),
         author: display_text(author),
-        report: ReportTarget::Gitlab { project_id: project_id(p)?, sha: commit },
+        report: ReportTarget::Gitlab {
+            project_id: project_id(p)?,
+            sha: commit,
+        },
     }))
 }

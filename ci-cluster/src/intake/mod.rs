@@ -83,7 +83,9 @@ fn unauthorized(message: impl Into<String>) -> IntakeError {
 /// with an empty key, which anyone can compute) authenticate.
 fn require_configured(secret: &Secret) -> Result<(), IntakeError> {
     if secret.expose().is_empty() {
-        return Err(unauthorized("no webhook secret is configured for this forge"));
+        return Err(unauthorized(
+            "no webhook secret is configured for this forge",
+        ));
     }
     Ok(())
 }
@@ -99,7 +101,10 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
     if values.next().is_some() {
         return Err(format!("header {name} is sent more than once"));
     }
-    first.to_str().map(Some).map_err(|_| format!("header {name} is not visible ASCII"))
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| format!("header {name} is not visible ASCII"))
 }
 
 /// An optional header that becomes part of a key (delivery ids, hook ids):
@@ -114,7 +119,9 @@ fn id_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, 
         return Ok(None);
     }
     if value.len() > 200 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(malformed(format!("header {name} is not a delivery id (printable ASCII, at most 200 bytes)")));
+        return Err(malformed(format!(
+            "header {name} is not a delivery id (printable ASCII, at most 200 bytes)"
+        )));
     }
     Ok(Some(value))
 }
@@ -125,9 +132,15 @@ fn parse_json(body: &[u8]) -> Result<Value, IntakeError> {
     serde_json::from_slice(body).map_err(|e| {
         // A form-encoded hook (GitHub's other content type) fails here; say how to fix it.
         if body.starts_with(b"payload=") {
-            malformed("body is form-encoded: configure the webhook with content type application/json")
+            malformed(
+                "body is form-encoded: configure the webhook with content type application/json",
+            )
         } else {
-            malformed(format!("body is not JSON (error at line {}, column {})", e.line(), e.column()))
+            malformed(format!(
+                "body is not JSON (error at line {}, column {})",
+                e.line(),
+                e.column()
+            ))
         }
     })
 }
@@ -140,13 +153,19 @@ fn get<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     for step in path.split('.') {
         current = current.get(step)?;
     }
-    if current.is_null() { None } else { Some(current) }
+    if current.is_null() {
+        None
+    } else {
+        Some(current)
+    }
 }
 
 /// A string field that may be absent. Present but not a string counts as
 /// absent: optional fields are for people (titles, names), never decisions.
 fn opt_str<'v>(value: &'v Value, path: &str) -> Option<&'v str> {
-    get(value, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+    get(value, path)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// A required string field.
@@ -166,12 +185,16 @@ fn opt_uint(value: &Value, path: &str) -> Result<Option<u64>, IntakeError> {
         None => return Ok(None),
         Some(Value::Number(n)) => n.as_u64(),
         // Digits only: `str::parse` would also take a leading `+`.
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) => {
+        Some(Value::String(s))
+            if !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) =>
+        {
             s.parse().ok()
         }
         Some(_) => None,
     };
-    parsed.map(Some).ok_or_else(|| malformed(format!("field `{path}` is not a non-negative integer")))
+    parsed
+        .map(Some)
+        .ok_or_else(|| malformed(format!("field `{path}` is not a non-negative integer")))
 }
 
 /// A required non-negative integer (number or decimal string).
@@ -198,7 +221,13 @@ fn req_commit(value: &Value, path: &str) -> Result<String, IntakeError> {
 
 /// Validates a commit id read from `field`.
 fn check_commit(s: &str, field: &str) -> Result<(), IntakeError> {
-    if is_commit(s) { Ok(()) } else { Err(malformed(format!("field `{field}` is not a 40-hex lowercase commit id"))) }
+    if is_commit(s) {
+        Ok(())
+    } else {
+        Err(malformed(format!(
+            "field `{field}` is not a 40-hex lowercase commit id"
+        )))
+    }
 }
 
 /// Validates a full ref name before it reaches Git or a log line: `refs/`
@@ -206,17 +235,25 @@ fn check_commit(s: &str, field: &str) -> Result<(), IntakeError> {
 /// characters including NUL, space, `~^:?*[\`, `@{`, empty or dot-led
 /// components, `.lock` components, trailing `/` or `.`).
 fn check_ref(r: &str, field: &str) -> Result<(), IntakeError> {
-    let bad = || Err(malformed(format!("field `{field}` is not a full, well-formed ref name")));
+    let bad = || {
+        Err(malformed(format!(
+            "field `{field}` is not a full, well-formed ref name"
+        )))
+    };
     if !r.starts_with("refs/") || r.len() > 1024 || r.ends_with('/') || r.ends_with('.') {
         return bad();
     }
     if r.contains("..") || r.contains("@{") {
         return bad();
     }
-    if r.chars().any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\')) {
+    if r.chars()
+        .any(|c| c.is_control() || matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
         return bad();
     }
-    if r.split('/').any(|c| c.is_empty() || c.starts_with('.') || c.ends_with(".lock")) {
+    if r.split('/')
+        .any(|c| c.is_empty() || c.starts_with('.') || c.ends_with(".lock"))
+    {
         return bad();
     }
     Ok(())
@@ -231,8 +268,16 @@ fn check_repository(name: &str, field: &str) -> Result<(), IntakeError> {
         && name.len() <= 512
         && !name.starts_with('/')
         && !name.chars().any(char::is_control)
-        && !name.split('/').any(|c| c == ".." || c == "." || c.is_empty());
-    if ok { Ok(()) } else { Err(malformed(format!("field `{field}` is not an acceptable repository name"))) }
+        && !name
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(malformed(format!(
+            "field `{field}` is not an acceptable repository name"
+        )))
+    }
 }
 
 /// Text for people (titles, author names): the first line, trimmed, without
@@ -248,7 +293,9 @@ fn display_text(s: &str) -> String {
 fn name_for_message(name: &str) -> &str {
     let looks_like_a_name = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b' ' | b'.'));
     if looks_like_a_name { name } else { "?" }
 }
 

@@ -25,13 +25,16 @@ impl LocalArtifacts {
 
     fn blob(&self, sha256: &str) -> Option<PathBuf> {
         // The digest names a file: only accept exactly 64 hex characters.
-        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())).then(|| self.root.join("sha256").join(sha256))
+        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| self.root.join("sha256").join(sha256))
     }
 }
 
 impl ArtifactStore for LocalArtifacts {
     fn put(&self, sha256: &str, from: &Path) -> io::Result<()> {
-        let dest = self.blob(sha256).ok_or_else(|| io::Error::other("not a sha256 digest"))?;
+        let dest = self
+            .blob(sha256)
+            .ok_or_else(|| io::Error::other("not a sha256 digest"))?;
         if dest.exists() {
             return Ok(());
         }

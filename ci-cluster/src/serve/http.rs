@@ -43,8 +43,16 @@ pub struct Refusal {
 
 impl Refusal {
     /// A refusal with this status and machine reason.
-    pub(crate) fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
-        Refusal { status, reason, message: message.into() }
+    pub(crate) fn new(
+        status: StatusCode,
+        reason: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Refusal {
+            status,
+            reason,
+            message: message.into(),
+        }
     }
 
     /// 404 `not_found`.
@@ -66,8 +74,16 @@ fn refuse_delivery(state: &AppState, refusal: Refusal) -> Response {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        tracing::info!(status = self.status.as_u16(), reason = self.reason, "refused");
-        (self.status, Json(json!({"error": self.reason, "message": self.message}))).into_response()
+        tracing::info!(
+            status = self.status.as_u16(),
+            reason = self.reason,
+            "refused"
+        );
+        (
+            self.status,
+            Json(json!({"error": self.reason, "message": self.message})),
+        )
+            .into_response()
     }
 }
 
@@ -81,14 +97,24 @@ impl From<IntakeError> for Refusal {
 /// 500 `internal`; the details go to the server log only.
 pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "internal error");
-    Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    Refusal::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log",
+    )
 }
 
 /// Reads the body with the size limit applied while reading.
 pub(crate) async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body larger than {MAX_BODY_BYTES} bytes"))
-    })
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body larger than {MAX_BODY_BYTES} bytes"),
+            )
+        })
 }
 
 /// The path every webhook shares: the size limit while reading, the forge's
@@ -108,7 +134,11 @@ async fn handle_hook(
             Forge::Manual | Forge::Schedule => None,
         };
         let (secret, _) = configured.ok_or_else(|| {
-            Refusal::new(StatusCode::NOT_FOUND, "not_configured", format!("{} is not configured", forge.as_str()))
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                "not_configured",
+                format!("{} is not configured", forge.as_str()),
+            )
         })?;
         let intake = parse(secret, &body)?;
         accept(state, forge, intake).await
@@ -118,30 +148,58 @@ async fn handle_hook(
 }
 
 async fn github_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle_hook(&state, Forge::Github, body, |secret, body| intake::github::parse(&headers, body, secret)).await
+    handle_hook(&state, Forge::Github, body, |secret, body| {
+        intake::github::parse(&headers, body, secret)
+    })
+    .await
 }
 
 async fn gitlab_hook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    handle_hook(&state, Forge::Gitlab, body, |token, body| intake::gitlab::parse(&headers, body, token)).await
+    handle_hook(&state, Forge::Gitlab, body, |token, body| {
+        intake::gitlab::parse(&headers, body, token)
+    })
+    .await
 }
 
-async fn gerrit_hook(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery, body: Body) -> Response {
+async fn gerrit_hook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Response {
     let presented = intake::gerrit::presented_token(&headers, query.as_deref());
-    handle_hook(&state, Forge::Gerrit, body, |secret, body| intake::gerrit::parse(presented.as_deref(), body, secret)).await
+    handle_hook(&state, Forge::Gerrit, body, |secret, body| {
+        intake::gerrit::parse(presented.as_deref(), body, secret)
+    })
+    .await
 }
 
 /// Stores an authenticated event (or says why it is ignored).
 async fn accept(state: &AppState, forge: Forge, intake: Intake) -> Result<Response, Refusal> {
     let event = match intake {
         Intake::Ignored(why) => {
-            return Ok((StatusCode::ACCEPTED, Json(json!({"status": "ignored", "reason": why}))).into_response());
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "ignored", "reason": why})),
+            )
+                .into_response());
         }
         Intake::Event(event) => event,
     };
     let project = state
         .config
         .project_for(forge, &event.repository)
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "unknown_project", format!("no project serves {} repository '{}'", forge.as_str(), event.repository)))?
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::NOT_FOUND,
+                "unknown_project",
+                format!(
+                    "no project serves {} repository '{}'",
+                    forge.as_str(),
+                    event.repository
+                ),
+            )
+        })?
         .name
         .clone();
     store_event(state, &project, event).await
@@ -149,15 +207,29 @@ async fn accept(state: &AppState, forge: Forge, intake: Intake) -> Result<Respon
 
 /// Commits the event (batched with concurrent ones, see `intake_writer`)
 /// and only then answers.
-pub(crate) async fn store_event(state: &AppState, project: &str, event: ForgeEvent) -> Result<Response, Refusal> {
+pub(crate) async fn store_event(
+    state: &AppState,
+    project: &str,
+    event: ForgeEvent,
+) -> Result<Response, Refusal> {
     // What the answer and the log line need; the event itself moves to the writer.
     let (delivery, intent, git_ref) = (event.delivery.clone(), event.intent, event.git_ref.clone());
-    let accepted = state.intake.accept(project.to_string(), event).await.map_err(internal)?;
+    let accepted = state
+        .intake
+        .accept(project.to_string(), event)
+        .await
+        .map_err(internal)?;
     match accepted {
-        Accepted::Duplicate => {
-            Ok((StatusCode::OK, Json(json!({"status": "duplicate", "delivery": delivery}))).into_response())
-        }
-        Accepted::New { event_id, run, cancel_running } => {
+        Accepted::Duplicate => Ok((
+            StatusCode::OK,
+            Json(json!({"status": "duplicate", "delivery": delivery})),
+        )
+            .into_response()),
+        Accepted::New {
+            event_id,
+            run,
+            cancel_running,
+        } => {
             for id in &cancel_running {
                 state.cancel_local(*id);
             }
@@ -165,7 +237,11 @@ pub(crate) async fn store_event(state: &AppState, project: &str, event: ForgeEve
                 state.runs_queued.notify_one();
             }
             tracing::info!(project, event_id, run = ?run, intent = ?intent, git_ref = %git_ref, "event accepted");
-            let status = if intent == Intent::Run { "queued" } else { "cancelled" };
+            let status = if intent == Intent::Run {
+                "queued"
+            } else {
+                "cancelled"
+            };
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({"status": status, "event": event_id, "run": run, "cancelled": cancel_running})),
@@ -178,7 +254,11 @@ pub(crate) async fn store_event(state: &AppState, project: &str, event: ForgeEve
 /// Checks `Authorization: Bearer <admin token>` in constant time.
 pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(token) = &state.config.admin_token else {
-        return Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "no admin token is configured"));
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "no admin token is configured",
+        ));
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -188,6 +268,10 @@ pub fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusa
     if token.matches(presented.as_bytes()) {
         Ok(())
     } else {
-        Err(Refusal::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid admin bearer token is required"))
+        Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid admin bearer token is required",
+        ))
     }
 }

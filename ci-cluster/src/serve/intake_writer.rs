@@ -62,9 +62,20 @@ impl IntakeWriter {
 
     /// Stores the event for `project`; returns once it is committed (or
     /// refused), exactly as [`Store::accept_event`] would have.
-    pub async fn accept(&self, project: String, event: ForgeEvent) -> Result<Accepted, IntakeWriteError> {
+    pub async fn accept(
+        &self,
+        project: String,
+        event: ForgeEvent,
+    ) -> Result<Accepted, IntakeWriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Pending { project, event, reply }).await.map_err(|_| IntakeWriteError::Stopped)?;
+        self.queue
+            .send(Pending {
+                project,
+                event,
+                reply,
+            })
+            .await
+            .map_err(|_| IntakeWriteError::Stopped)?;
         Ok(answer.await.map_err(|_| IntakeWriteError::Stopped)??)
     }
 }
@@ -74,8 +85,10 @@ async fn write_loop(store: Arc<Store>, mut queue: mpsc::Receiver<Pending>) {
     // `recv_many` waits for one event, then takes those already queued
     // without waiting for more; 0 means every handle was dropped.
     while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
-        let (items, replies): (Vec<_>, Vec<_>) =
-            pending.drain(..).map(|p| ((p.project, p.event), p.reply)).unzip();
+        let (items, replies): (Vec<_>, Vec<_>) = pending
+            .drain(..)
+            .map(|p| ((p.project, p.event), p.reply))
+            .unzip();
         let store = store.clone();
         match tokio::task::spawn_blocking(move || commit(&store, &items)).await {
             Ok(results) => {
@@ -101,7 +114,10 @@ fn commit(store: &Store, items: &[(String, ForgeEvent)]) -> Vec<Result<Accepted,
             // The batch rolled back as a whole. One by one, an event that
             // cannot be stored fails alone instead of taking the others with it.
             tracing::warn!(error = %e, events = items.len(), "batch commit failed; storing its events one by one");
-            items.iter().map(|(project, event)| store.accept_event(project, event, now)).collect()
+            items
+                .iter()
+                .map(|(project, event)| store.accept_event(project, event, now))
+                .collect()
         }
         Err(e) => vec![Err(e)],
     }
@@ -127,7 +143,10 @@ mod tests {
             change: None,
             title: String::new(),
             author: String::new(),
-            report: ReportTarget::Github { repo: "org/app".into(), sha },
+            report: ReportTarget::Github {
+                repo: "org/app".into(),
+                sha,
+            },
         }
     }
 
@@ -141,7 +160,14 @@ mod tests {
         let mut handlers = tokio::task::JoinSet::new();
         for i in 0..400 {
             let writer = writer.clone();
-            handlers.spawn(async move { (i / 2, writer.accept("app".into(), push(&format!("d-{}", i / 2))).await) });
+            handlers.spawn(async move {
+                (
+                    i / 2,
+                    writer
+                        .accept("app".into(), push(&format!("d-{}", i / 2)))
+                        .await,
+                )
+            });
         }
         let mut new_by_delivery = std::collections::BTreeMap::<usize, usize>::new();
         while let Some(joined) = handlers.join_next().await {
@@ -158,7 +184,10 @@ mod tests {
             }
         }
         assert_eq!(new_by_delivery.len(), 200);
-        assert!(new_by_delivery.values().all(|&n| n == 1), "{new_by_delivery:?}");
+        assert!(
+            new_by_delivery.values().all(|&n| n == 1),
+            "{new_by_delivery:?}"
+        );
         let counts = store.counts().expect("counts");
         assert_eq!((counts.events, counts.queued), (200, 200));
     }

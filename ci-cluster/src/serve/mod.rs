@@ -48,7 +48,10 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -75,15 +78,17 @@ fn reporter(config: &Config) -> anyhow::Result<ForgeReporter> {
         _ => None,
     };
     let github = match (&forges.github, &config.github) {
-        (Some(g), Some((_, token))) => {
-            Some(GithubClient::new(g.api_url.as_deref().unwrap_or("https://api.github.com"), token.clone())?)
-        }
+        (Some(g), Some((_, token))) => Some(GithubClient::new(
+            g.api_url.as_deref().unwrap_or("https://api.github.com"),
+            token.clone(),
+        )?),
         _ => None,
     };
     let gitlab = match (&forges.gitlab, &config.gitlab) {
-        (Some(g), Some((_, token))) if g.api_url.is_some() => {
-            Some(GitlabClient::new(g.api_url.as_deref().unwrap_or_default(), token.clone())?)
-        }
+        (Some(g), Some((_, token))) if g.api_url.is_some() => Some(GitlabClient::new(
+            g.api_url.as_deref().unwrap_or_default(),
+            token.clone(),
+        )?),
         _ => None,
     };
     Ok(ForgeReporter::new(gerrit, github, gitlab))
@@ -105,7 +110,11 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
         Arc::new(tokio::task::spawn_blocking(move || Store::open(&path)).await??)
     };
     let origin_key = Arc::new(OriginKey::load_or_create(
-        &config.file.ci_key.clone().unwrap_or_else(|| data.join("keys/ci-origin.key")),
+        &config
+            .file
+            .ci_key
+            .clone()
+            .unwrap_or_else(|| data.join("keys/ci-origin.key")),
     )?);
     let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default())?);
     let reporter = reporter(&config)?;
@@ -128,13 +137,20 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     let recovery = {
         let (store, st) = (state.store.clone(), state.clone());
         tokio::task::spawn_blocking(move || {
-            store.recover(MAX_RUN_ATTEMPTS, &|row| reports::interrupted_report(&st, row), state::now_ms())
+            store.recover(
+                MAX_RUN_ATTEMPTS,
+                &|row| reports::interrupted_report(&st, row),
+                state::now_ms(),
+            )
         })
         .await??
     };
     if !recovery.requeued.is_empty() || !recovery.failed.is_empty() {
         tracing::warn!(requeued = ?recovery.requeued, failed = ?recovery.failed, "recovered runs interrupted by a restart");
-        eprintln!("ci-cluster: recovered after a restart: re-queued {:?}, failed {:?}", recovery.requeued, recovery.failed);
+        eprintln!(
+            "ci-cluster: recovered after a restart: re-queued {:?}, failed {:?}",
+            recovery.requeued, recovery.failed
+        );
     }
 
     let deps = runner::RunnerDeps {
@@ -151,10 +167,11 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
 
     let signals = stop.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
@@ -164,7 +181,10 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
         signals.cancel();
     });
 
-    eprintln!("ci-cluster: listening on http://{addr} (data in {})", data.display());
+    eprintln!(
+        "ci-cluster: listening on http://{addr} (data in {})",
+        data.display()
+    );
     tracing::info!(%addr, "listening");
     let shutdown = stop.clone();
     axum::serve(listener, http::router(state.clone()))

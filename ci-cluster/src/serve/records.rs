@@ -4,7 +4,9 @@
 
 use airlock_pipeline::dag::RunReport;
 use airlock_pipeline::events::JobState;
-use airlock_pipeline::record::{DirOutbox, OriginKey, OutputDigest, Outbox, PASS_RECORD_VERSION, PassRecord};
+use airlock_pipeline::record::{
+    DirOutbox, OriginKey, Outbox, OutputDigest, PASS_RECORD_VERSION, PassRecord,
+};
 use airlock_pipeline::spec::Pipeline;
 use sha2::{Digest, Sha256};
 
@@ -12,7 +14,8 @@ use crate::config::ProjectFile;
 use crate::store::RunId;
 
 fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
 }
 
 /// One passed run, as the pass records describe it.
@@ -37,10 +40,19 @@ pub fn write_pass_records(
     key: &OriginKey,
     passed: &PassedRun<'_>,
 ) -> Result<Vec<String>, airlock_pipeline::record::RecordError> {
-    let PassedRun { project, run, git_ref, commit, pipeline, report } = *passed;
+    let PassedRun {
+        project,
+        run,
+        git_ref,
+        commit,
+        pipeline,
+        report,
+    } = *passed;
     let mut written = Vec::new();
     for job in &report.jobs {
-        let publishes = pipeline.job(&job.name).is_some_and(|spec| spec.publish.is_some());
+        let publishes = pipeline
+            .job(&job.name)
+            .is_some_and(|spec| spec.publish.is_some());
         if !publishes || job.state != JobState::Passed {
             continue;
         }
@@ -55,7 +67,11 @@ pub fn write_pass_records(
             outputs: job
                 .outputs
                 .iter()
-                .map(|o| OutputDigest { path: o.path.clone(), sha256: o.sha256.clone(), size: o.size })
+                .map(|o| OutputDigest {
+                    path: o.path.clone(),
+                    sha256: o.sha256.clone(),
+                    size: o.size,
+                })
                 .collect(),
             log_sha256: hex::encode(Sha256::digest(job.log.to_text().as_bytes())),
             ci_run_id: run.to_string(),

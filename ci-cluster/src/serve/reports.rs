@@ -20,7 +20,15 @@ fn run_url(state: &AppState, run: i64) -> String {
     format!("{}/runs/{run}", state.config.public_url)
 }
 
-fn body(state: &AppState, run: i64, project: &str, git_ref: &str, commit: &str, status: ReportStatus, jobs: Vec<JobLine>) -> serde_json::Value {
+fn body(
+    state: &AppState,
+    run: i64,
+    project: &str,
+    git_ref: &str,
+    commit: &str,
+    status: ReportStatus,
+    jobs: Vec<JobLine>,
+) -> serde_json::Value {
     let body = ReportBody {
         run_id: run,
         project: project.to_string(),
@@ -38,7 +46,15 @@ pub fn pending_report(state: &AppState, run: &ClaimedRun) -> NewReport {
     let e = &run.event;
     NewReport {
         target: e.report.clone(),
-        body: body(state, run.id, &run.project, &e.git_ref, &e.commit, ReportStatus::Pending, Vec::new()),
+        body: body(
+            state,
+            run.id,
+            &run.project,
+            &e.git_ref,
+            &e.commit,
+            ReportStatus::Pending,
+            Vec::new(),
+        ),
     }
 }
 
@@ -52,17 +68,37 @@ fn status_of(status: RunStatus) -> ReportStatus {
 }
 
 /// The final verdict with every job's result and duration.
-pub fn final_report(state: &AppState, run: &ClaimedRun, status: RunStatus, report: Option<&RunReport>) -> NewReport {
+pub fn final_report(
+    state: &AppState,
+    run: &ClaimedRun,
+    status: RunStatus,
+    report: Option<&RunReport>,
+) -> NewReport {
     let jobs = report
         .map(|r| {
             r.jobs
                 .iter()
-                .map(|j| JobLine { name: j.name.clone(), state: j.state.as_str().to_string(), duration_ms: j.duration_ms() })
+                .map(|j| JobLine {
+                    name: j.name.clone(),
+                    state: j.state.as_str().to_string(),
+                    duration_ms: j.duration_ms(),
+                })
                 .collect()
         })
         .unwrap_or_default();
     let e = &run.event;
-    NewReport { target: e.report.clone(), body: body(state, run.id, &run.project, &e.git_ref, &e.commit, status_of(status), jobs) }
+    NewReport {
+        target: e.report.clone(),
+        body: body(
+            state,
+            run.id,
+            &run.project,
+            &e.git_ref,
+            &e.commit,
+            status_of(status),
+            jobs,
+        ),
+    }
 }
 
 /// The report for a run that recovery finished (failed after restarts, or cancelled).
@@ -73,7 +109,15 @@ pub fn interrupted_report(state: &AppState, row: &RunRow) -> Vec<NewReport> {
     }
     vec![NewReport {
         target: row.event.report.clone(),
-        body: body(state, row.id, &row.project, &row.git_ref, &row.commit, status_of(row.status), Vec::new()),
+        body: body(
+            state,
+            row.id,
+            &row.project,
+            &row.git_ref,
+            &row.commit,
+            status_of(row.status),
+            Vec::new(),
+        ),
     }]
 }
 
@@ -93,7 +137,9 @@ pub async fn report_loop<R: Reporter + 'static>(state: AppState, reporter: R) {
         for pending in due {
             let outcome = match serde_json::from_value::<ReportBody>(pending.body.clone()) {
                 Ok(body) => reporter.report(&pending.target, &body).await,
-                Err(e) => Err(ReportError::Permanent(format!("unreadable report body: {e}"))),
+                Err(e) => Err(ReportError::Permanent(format!(
+                    "unreadable report body: {e}"
+                ))),
             };
             let store = state.store.clone();
             let attempts = pending.attempts + 1;

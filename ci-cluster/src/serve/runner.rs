@@ -117,9 +117,13 @@ async fn execute(state: AppState, deps: RunnerDeps, claimed: ClaimedRun) {
     };
     let store = state.store.clone();
     let reason_text = reason.clone();
-    let finished = blocking(move || store.finish_run(run, status, reason_text.as_deref(), &reports, now_ms())).await;
+    let finished =
+        blocking(move || store.finish_run(run, status, reason_text.as_deref(), &reports, now_ms()))
+            .await;
     match finished {
-        Ok(Ok(true)) => tracing::info!(status = ?status, reason = reason.as_deref().unwrap_or(""), "run finished"),
+        Ok(Ok(true)) => {
+            tracing::info!(status = ?status, reason = reason.as_deref().unwrap_or(""), "run finished")
+        }
         Ok(Ok(false)) => tracing::warn!("run was already final"),
         Ok(Err(e)) => tracing::error!(error = %e, "cannot record the end of the run"),
         Err(e) => tracing::error!(error = %e, "finish task failed"),
@@ -130,7 +134,12 @@ async fn execute(state: AppState, deps: RunnerDeps, claimed: ClaimedRun) {
 
 type Outcome = (RunStatus, Option<String>, Option<RunReport>);
 
-async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun, cancel: CancellationToken) -> anyhow::Result<Outcome> {
+async fn execute_inner(
+    state: &AppState,
+    deps: &RunnerDeps,
+    claimed: &ClaimedRun,
+    cancel: CancellationToken,
+) -> anyhow::Result<Outcome> {
     let run = claimed.id;
     let project = state
         .config
@@ -147,8 +156,12 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
     }
 
     // Our own fetch of exactly that revision: the ref first, the commit id if the ref moved on.
-    let (sources, url, git_ref, commit) =
-        (state.sources.clone(), project.git_url.clone(), event.git_ref.clone(), event.commit.clone());
+    let (sources, url, git_ref, commit) = (
+        state.sources.clone(),
+        project.git_url.clone(),
+        event.git_ref.clone(),
+        event.commit.clone(),
+    );
     let mirror = blocking(move || -> anyhow::Result<_> {
         let (mirror, at_ref) = sources.fetch_rev(&url, &git_ref)?;
         if at_ref.to_string() == commit {
@@ -161,17 +174,47 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
     tracing::debug!(run, "source fetched");
     let commit_id: airlock_pipeline::source::CommitId = event.commit.parse()?;
 
-    let bytes = mirror.read_file(&commit_id, spec::PIPELINE_PATH, spec::MAX_PIPELINE_BYTES as u64 + 1)?;
+    let bytes = mirror.read_file(
+        &commit_id,
+        spec::PIPELINE_PATH,
+        spec::MAX_PIPELINE_BYTES as u64 + 1,
+    )?;
     let Some(bytes) = bytes else {
-        return Ok((RunStatus::Failed, Some(format!("commit {} has no {}", &event.commit[..12], spec::PIPELINE_PATH)), None));
+        return Ok((
+            RunStatus::Failed,
+            Some(format!(
+                "commit {} has no {}",
+                &event.commit[..12],
+                spec::PIPELINE_PATH
+            )),
+            None,
+        ));
     };
     let pipeline: Pipeline = match spec::parse(spec::PIPELINE_PATH, &bytes) {
         Ok(p) => p,
-        Err(d) => return Ok((RunStatus::Failed, Some(format!("invalid pipeline file:\n{d}")), None)),
+        Err(d) => {
+            return Ok((
+                RunStatus::Failed,
+                Some(format!("invalid pipeline file:\n{d}")),
+                None,
+            ));
+        }
     };
-    let plan = match Plan::new(&pipeline, &Selection::Event { kind: event.kind, git_ref: event.git_ref.clone() }) {
+    let plan = match Plan::new(
+        &pipeline,
+        &Selection::Event {
+            kind: event.kind,
+            git_ref: event.git_ref.clone(),
+        },
+    ) {
         Ok(p) => p,
-        Err(PlanError::Empty) => return Ok((RunStatus::Passed, Some("no job is selected for this event".into()), None)),
+        Err(PlanError::Empty) => {
+            return Ok((
+                RunStatus::Passed,
+                Some("no job is selected for this event".into()),
+                None,
+            ));
+        }
         Err(e) => return Ok((RunStatus::Failed, Some(e.to_string()), None)),
     };
 
@@ -257,13 +300,26 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
         RunStatus::Failed
     };
     if status == RunStatus::Passed && project.is_protected(&event.git_ref) {
-        let (outbox, key, p, rep, pl) = (deps.outbox.clone(), deps.origin_key.clone(), project.clone(), report.clone(), pipeline.clone());
+        let (outbox, key, p, rep, pl) = (
+            deps.outbox.clone(),
+            deps.origin_key.clone(),
+            project.clone(),
+            report.clone(),
+            pipeline.clone(),
+        );
         let (git_ref, commit) = (event.git_ref.clone(), event.commit.clone());
         let written = blocking(move || {
             super::records::write_pass_records(
                 &outbox,
                 &key,
-                &super::records::PassedRun { project: &p, run, git_ref: &git_ref, commit: &commit, pipeline: &pl, report: &rep },
+                &super::records::PassedRun {
+                    project: &p,
+                    run,
+                    git_ref: &git_ref,
+                    commit: &commit,
+                    pipeline: &pl,
+                    report: &rep,
+                },
             )
         })
         .await??;
@@ -275,7 +331,11 @@ async fn execute_inner(state: &AppState, deps: &RunnerDeps, claimed: &ClaimedRun
 }
 
 /// Mirrors the engine's events into the store: job states at once, log lines in batches.
-async fn persist_events(state: AppState, run: RunId, mut events: tokio::sync::broadcast::Receiver<RunEvent>) {
+async fn persist_events(
+    state: AppState,
+    run: RunId,
+    mut events: tokio::sync::broadcast::Receiver<RunEvent>,
+) {
     let mut lines: Vec<(String, LogLine)> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {

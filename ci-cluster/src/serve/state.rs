@@ -37,7 +37,12 @@ pub struct AppState {
 impl AppState {
     /// Cancels a run executing here (no-op for one that is not).
     pub fn cancel_local(&self, run: RunId) {
-        if let Some(token) = self.running.lock().ok().and_then(|map| map.get(&run).cloned()) {
+        if let Some(token) = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|map| map.get(&run).cloned())
+        {
             token.cancel();
         }
     }

@@ -14,17 +14,33 @@ use crate::store::Accepted;
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
 /// Builds the event for a manual (`Forge::Manual`) or scheduled (`Forge::Schedule`) run of `git_ref`.
-pub async fn manual_event(state: &AppState, project: &ProjectFile, git_ref: &str, forge: Forge) -> anyhow::Result<ForgeEvent> {
-    if !git_ref.starts_with("refs/") || git_ref.contains("..") || git_ref.contains(char::is_whitespace) {
+pub async fn manual_event(
+    state: &AppState,
+    project: &ProjectFile,
+    git_ref: &str,
+    forge: Forge,
+) -> anyhow::Result<ForgeEvent> {
+    if !git_ref.starts_with("refs/")
+        || git_ref.contains("..")
+        || git_ref.contains(char::is_whitespace)
+    {
         anyhow::bail!("'{git_ref}' is not a full ref name such as refs/heads/main");
     }
-    let (sources, url, r) = (state.sources.clone(), project.git_url.clone(), git_ref.to_string());
-    let (commit, title) = tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
-        let (mirror, commit) = sources.fetch_rev(&url, &r)?;
-        let title = mirror.commit_summary(&commit).map(|s| s.subject).unwrap_or_default();
-        Ok((commit.to_string(), title))
-    })
-    .await??;
+    let (sources, url, r) = (
+        state.sources.clone(),
+        project.git_url.clone(),
+        git_ref.to_string(),
+    );
+    let (commit, title) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
+            let (mirror, commit) = sources.fetch_rev(&url, &r)?;
+            let title = mirror
+                .commit_summary(&commit)
+                .map(|s| s.subject)
+                .unwrap_or_default();
+            Ok((commit.to_string(), title))
+        })
+        .await??;
     let kind = match forge {
         Forge::Schedule => EventKind::Schedule,
         _ => EventKind::Manual,
@@ -32,7 +48,13 @@ pub async fn manual_event(state: &AppState, project: &ProjectFile, git_ref: &str
     Ok(ForgeEvent {
         forge,
         repository: project.name.clone(),
-        delivery: format!("{}:{}:{}:{}", forge.as_str(), project.name, now_ms(), SEQUENCE.fetch_add(1, Ordering::Relaxed)),
+        delivery: format!(
+            "{}:{}:{}:{}",
+            forge.as_str(),
+            project.name,
+            now_ms(),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        ),
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),

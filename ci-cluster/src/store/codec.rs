@@ -40,7 +40,9 @@ pub(super) fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
 pub(super) fn get_opt_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
     match row.get::<_, Option<i64>>(idx)? {
         None => Ok(None),
-        Some(v) => u64::try_from(v).map(Some).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)),
+        Some(v) => u64::try_from(v)
+            .map(Some)
+            .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)),
     }
 }
 
@@ -64,7 +66,8 @@ where
 pub(super) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
     // Serialising our own plain data types cannot fail in practice; if it
     // ever does, the value is not something we could store faithfully.
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("cannot serialise for storage: {e}")))
+    serde_json::to_string(v)
+        .map_err(|e| StoreError::Corrupt(format!("cannot serialise for storage: {e}")))
 }
 
 /// `JobState`'s snake_case serde name (checked against serde in the tests).

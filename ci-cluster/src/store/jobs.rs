@@ -67,31 +67,62 @@ impl Store {
     /// Up to `limit` lines of a job's log after sequence number `after_seq`
     /// (0 for the start), with their sequence numbers: a live tail passes the
     /// last number it saw.
-    pub fn log(&self, run: RunId, job: &str, after_seq: u64, limit: usize) -> Result<Vec<(u64, LogLine)>, StoreError> {
+    pub fn log(
+        &self,
+        run: RunId,
+        job: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, LogLine)>, StoreError> {
         self.read(|tx| {
             let mut stmt = tx.prepare(
                 "SELECT seq, at_ms, stream, text FROM log_lines
                  WHERE run_id = ?1 AND job = ?2 AND seq > ?3 ORDER BY seq LIMIT ?4",
             )?;
-            let rows = stmt.query_map(params![run, job, to_i64(after_seq), to_i64(limit as u64)], |r| {
-                Ok((get_u64(r, 0)?, LogLine { at_ms: get_u64(r, 1)?, stream: get_stream(r, 2)?, text: r.get(3)? }))
-            })?;
+            let rows = stmt.query_map(
+                params![run, job, to_i64(after_seq), to_i64(limit as u64)],
+                |r| {
+                    Ok((
+                        get_u64(r, 0)?,
+                        LogLine {
+                            at_ms: get_u64(r, 1)?,
+                            stream: get_stream(r, 2)?,
+                            text: r.get(3)?,
+                        },
+                    ))
+                },
+            )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }
 
     /// Replaces a job's outputs with `outputs` (collection happens once per
     /// attempt, and the last attempt's files are the ones that count).
-    pub fn set_outputs(&self, run: RunId, job: &str, outputs: &[OutputFile]) -> Result<(), StoreError> {
+    pub fn set_outputs(
+        &self,
+        run: RunId,
+        job: &str,
+        outputs: &[OutputFile],
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             require_run(tx, run)?;
-            tx.execute("DELETE FROM job_outputs WHERE run_id = ?1 AND job = ?2", params![run, job])?;
+            tx.execute(
+                "DELETE FROM job_outputs WHERE run_id = ?1 AND job = ?2",
+                params![run, job],
+            )?;
             let mut stmt = tx.prepare(
                 "INSERT INTO job_outputs (run_id, job, path, sha256, size, executable)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for out in outputs {
-                stmt.execute(params![run, job, out.path, out.sha256, to_i64(out.size), out.executable])?;
+                stmt.execute(params![
+                    run,
+                    job,
+                    out.path,
+                    out.sha256,
+                    to_i64(out.size),
+                    out.executable
+                ])?;
             }
             Ok(())
         })

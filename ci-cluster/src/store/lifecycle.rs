@@ -31,7 +31,11 @@ impl Store {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         if !status.is_final() {
-            tracing::warn!(run, status = status.as_str(), "store: finish_run with a non-final status refused");
+            tracing::warn!(
+                run,
+                status = status.as_str(),
+                "store: finish_run with a non-final status refused"
+            );
             return Ok(false);
         }
         self.write(|tx| {

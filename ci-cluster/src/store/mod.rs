@@ -36,8 +36,8 @@ pub use lifecycle::{REASON_INTERRUPTED, REASON_REQUEUED};
 pub use runs::REASON_CHANGE_CLOSED;
 pub use schema::SCHEMA_VERSION;
 pub use types::{
-    Accepted, ClaimedRun, Counts, JobRow, JobUpdate, NewReport, PendingReport, Recovery, ReportRow, RunFilter, RunId,
-    RunRow, RunStatus,
+    Accepted, ClaimedRun, Counts, JobRow, JobUpdate, NewReport, PendingReport, Recovery, ReportRow,
+    RunFilter, RunId, RunRow, RunStatus,
 };
 
 /// Why a store operation failed.
@@ -95,7 +95,10 @@ impl Store {
         let mut conn = Connection::open(path)?;
         schema::configure(&conn)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_path_buf() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database file.
@@ -115,7 +118,10 @@ impl Store {
     /// sees `Ok`. IMMEDIATE takes the write lock up front: a deferred
     /// transaction that reads and then writes can fail with `SQLITE_BUSY` if
     /// another process (a CLI) wrote in between, without waiting.
-    fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
@@ -125,7 +131,10 @@ impl Store {
 
     /// Runs `f` in a read transaction, so multi-statement reads (a run's jobs
     /// and their outputs) see one snapshot.
-    fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         f(&tx)

@@ -23,13 +23,20 @@ pub(super) fn insert_reports(
         "INSERT INTO reports (run_id, target, body, created_ms, next_attempt_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
     )?;
     for report in reports {
-        stmt.execute(params![run, to_json(&report.target)?, to_json(&report.body)?, to_i64(now_ms)])?;
+        stmt.execute(params![
+            run,
+            to_json(&report.target)?,
+            to_json(&report.body)?,
+            to_i64(now_ms)
+        ])?;
     }
     Ok(())
 }
 
 fn require_report(conn: &Connection, id: i64) -> Result<(), StoreError> {
-    let exists: i64 = conn.query_row("SELECT COUNT(*) FROM reports WHERE id = ?1", [id], |r| r.get(0))?;
+    let exists: i64 = conn.query_row("SELECT COUNT(*) FROM reports WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })?;
     if exists == 0 {
         return Err(StoreError::NotFound(format!("report {id}")));
     }
@@ -39,7 +46,12 @@ fn require_report(conn: &Connection, id: i64) -> Result<(), StoreError> {
 impl Store {
     /// Enqueues reports that announce no state change of their own (a
     /// "pending" status when a run starts), committed before return.
-    pub fn enqueue_reports(&self, run: RunId, reports: &[NewReport], now_ms: u64) -> Result<(), StoreError> {
+    pub fn enqueue_reports(
+        &self,
+        run: RunId,
+        reports: &[NewReport],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             require_run(tx, run)?;
             insert_reports(tx, run, reports, now_ms)

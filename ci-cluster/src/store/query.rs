@@ -11,7 +11,8 @@ use super::types::{Counts, JobRow, ReportRow, RunFilter, RunId, RunRow, RunStatu
 use super::{Store, StoreError};
 
 /// The columns [`run_from_row`] reads, joined with the run's event.
-pub(super) const RUN_SELECT: &str = "SELECT r.id, r.event_id, r.project, r.git_ref, r.commit_id, r.kind,
+pub(super) const RUN_SELECT: &str =
+    "SELECT r.id, r.event_id, r.project, r.git_ref, r.commit_id, r.kind,
         r.change_number, r.patchset, r.status, r.reason, r.attempt, r.created_ms, r.started_ms,
         r.finished_ms, r.cancel_requested, e.body
     FROM runs r JOIN events e ON e.id = r.event_id";
@@ -47,7 +48,9 @@ pub(super) fn load_run(conn: &Connection, id: RunId) -> Result<Option<RunRow>, S
 /// Whether the run exists; `NotFound` otherwise, so writes keyed by a run
 /// fail with a clear error instead of a foreign-key violation.
 pub(super) fn require_run(conn: &Connection, id: RunId) -> Result<(), StoreError> {
-    let found: Option<i64> = conn.query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let found: Option<i64> = conn
+        .query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?;
     match found {
         Some(_) => Ok(()),
         None => Err(StoreError::NotFound(format!("run {id}"))),
@@ -81,10 +84,18 @@ impl Store {
             add("r.change_number =", Value::Text(change.clone()));
         }
         // SQLite reads LIMIT -1 as "no limit".
-        let limit = if filter.limit == 0 { -1 } else { to_i64(filter.limit as u64) };
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            to_i64(filter.limit as u64)
+        };
         args.push(Value::Integer(limit));
         args.push(Value::Integer(to_i64(filter.offset as u64)));
-        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT ?{} OFFSET ?{}", args.len() - 1, args.len()));
+        sql.push_str(&format!(
+            " ORDER BY r.id DESC LIMIT ?{} OFFSET ?{}",
+            args.len() - 1,
+            args.len()
+        ));
         self.read(|tx| {
             let mut stmt = tx.prepare(&sql)?;
             let rows = stmt.query_map(params_from_iter(args), run_from_row)?;
@@ -163,18 +174,26 @@ impl Store {
     pub fn counts(&self) -> Result<Counts, StoreError> {
         self.read(|tx| {
             let events: i64 = tx.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-            let mut runs_by_status: BTreeMap<String, u64> =
-                RunStatus::ALL.iter().map(|s| (s.as_str().to_string(), 0)).collect();
+            let mut runs_by_status: BTreeMap<String, u64> = RunStatus::ALL
+                .iter()
+                .map(|s| (s.as_str().to_string(), 0))
+                .collect();
             let mut stmt = tx.prepare("SELECT status, COUNT(*) FROM runs GROUP BY status")?;
             for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, get_u64(r, 1)?)))? {
                 let (status, n) = row?;
                 runs_by_status.insert(status, n);
             }
-            let reports_pending: i64 =
-                tx.query_row("SELECT COUNT(*) FROM reports WHERE sent_ms IS NULL AND gave_up = 0", [], |r| r.get(0))?;
+            let reports_pending: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM reports WHERE sent_ms IS NULL AND gave_up = 0",
+                [],
+                |r| r.get(0),
+            )?;
             Ok(Counts {
                 events: u64::try_from(events).unwrap_or(0),
-                queued: runs_by_status.get(RunStatus::Queued.as_str()).copied().unwrap_or(0),
+                queued: runs_by_status
+                    .get(RunStatus::Queued.as_str())
+                    .copied()
+                    .unwrap_or(0),
                 runs_by_status,
                 reports_pending: u64::try_from(reports_pending).unwrap_or(0),
             })

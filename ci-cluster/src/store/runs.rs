@@ -92,9 +92,12 @@ fn cancel_change_runs(
          WHERE status = 'running' AND cancel_requested = 0 AND {scope_sql}"
     );
     conn.execute(&flag, &with_reason[..6])?;
-    let running = format!("SELECT id FROM runs WHERE status = 'running' AND {scope_sql} ORDER BY id");
+    let running =
+        format!("SELECT id FROM runs WHERE status = 'running' AND {scope_sql} ORDER BY id");
     let mut stmt = conn.prepare(&running)?;
-    let ids = stmt.query_map(args, |r| r.get(0))?.collect::<rusqlite::Result<Vec<RunId>>>()?;
+    let ids = stmt
+        .query_map(args, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<RunId>>>()?;
     Ok(ids)
 }
 
@@ -103,7 +106,12 @@ fn cancel_change_runs(
 /// item sees every earlier item of the batch exactly as if it had been
 /// committed on its own (a repeated delivery is a duplicate, a later patchset
 /// supersedes an earlier one's run).
-fn accept_in(tx: &Connection, project: &str, event: &ForgeEvent, now_ms: u64) -> Result<Accepted, StoreError> {
+fn accept_in(
+    tx: &Connection,
+    project: &str,
+    event: &ForgeEvent,
+    now_ms: u64,
+) -> Result<Accepted, StoreError> {
     let body = to_json(event)?;
     let intent = match event.intent {
         Intent::Run => "run",
@@ -151,10 +159,16 @@ fn accept_in(tx: &Connection, project: &str, event: &ForgeEvent, now_ms: u64) ->
                 Some(change) if event.kind == EventKind::Change => {
                     let (scope, reason) = if change.patchset > 0 {
                         let n = change.patchset;
-                        (Scope::BelowPatchset(n), format!("superseded by patchset {n}"))
+                        (
+                            Scope::BelowPatchset(n),
+                            format!("superseded by patchset {n}"),
+                        )
                     } else {
                         let short = short_commit(&event.commit);
-                        (Scope::OtherCommit(&event.commit), format!("superseded by {short}"))
+                        (
+                            Scope::OtherCommit(&event.commit),
+                            format!("superseded by {short}"),
+                        )
                     };
                     cancel_change_runs(tx, project, &change.number, id, &scope, &reason, now_ms)?
                 }
@@ -177,7 +191,11 @@ fn accept_in(tx: &Connection, project: &str, event: &ForgeEvent, now_ms: u64) ->
         // Nothing to cancel without a change; the event is still kept.
         (Intent::CancelChange, None) => (None, Vec::new()),
     };
-    Ok(Accepted::New { event_id, run, cancel_running })
+    Ok(Accepted::New {
+        event_id,
+        run,
+        cancel_running,
+    })
 }
 
 impl Store {
@@ -190,7 +208,12 @@ impl Store {
     /// `Cancelled`, running ones are flagged and returned in `cancel_running`.
     /// `Intent::CancelChange` does the same to every run of the change and
     /// queues nothing.
-    pub fn accept_event(&self, project: &str, event: &ForgeEvent, now_ms: u64) -> Result<Accepted, StoreError> {
+    pub fn accept_event(
+        &self,
+        project: &str,
+        event: &ForgeEvent,
+        now_ms: u64,
+    ) -> Result<Accepted, StoreError> {
         self.write(|tx| accept_in(tx, project, event, now_ms))
     }
 
@@ -210,11 +233,20 @@ impl Store {
     /// All or nothing: if any item fails, nothing of the batch is stored and
     /// the error is returned (callers that want per-item errors then retry
     /// the items one by one with `accept_event`).
-    pub fn accept_events(&self, batch: &[(String, ForgeEvent)], now_ms: u64) -> Result<Vec<Accepted>, StoreError> {
+    pub fn accept_events(
+        &self,
+        batch: &[(String, ForgeEvent)],
+        now_ms: u64,
+    ) -> Result<Vec<Accepted>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(|tx| batch.iter().map(|(project, event)| accept_in(tx, project, event, now_ms)).collect())
+        self.write(|tx| {
+            batch
+                .iter()
+                .map(|(project, event)| accept_in(tx, project, event, now_ms))
+                .collect()
+        })
     }
 
     /// Claims the next queued run and marks it `Running` (attempt + 1,
@@ -285,8 +317,13 @@ impl Store {
     /// Whether a cancel was requested for the run (runners poll this).
     pub fn cancel_requested(&self, run: RunId) -> Result<bool, StoreError> {
         self.read(|tx| {
-            let flag: Option<bool> =
-                tx.query_row("SELECT cancel_requested FROM runs WHERE id = ?1", [run], |r| r.get(0)).optional()?;
+            let flag: Option<bool> = tx
+                .query_row(
+                    "SELECT cancel_requested FROM runs WHERE id = ?1",
+                    [run],
+                    |r| r.get(0),
+                )
+                .optional()?;
             flag.ok_or_else(|| StoreError::NotFound(format!("run {run}")))
         })
     }
@@ -294,7 +331,12 @@ impl Store {
     /// Cancels a run: a queued one becomes `Cancelled` at once, a running one
     /// is flagged (its runner stops it and calls `finish_run`). Returns
     /// whether anything changed (false for a final or already-flagged run).
-    pub fn request_cancel(&self, run: RunId, reason: &str, now_ms: u64) -> Result<bool, StoreError> {
+    pub fn request_cancel(
+        &self,
+        run: RunId,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
         self.write(|tx| {
             let changed = tx.execute(
                 "UPDATE runs SET status = 'cancelled', reason = ?2, finished_ms = ?3
@@ -317,7 +359,8 @@ impl Store {
     /// would only duplicate it).
     pub fn requeue(&self, run: RunId, now_ms: u64) -> Result<Option<RunId>, StoreError> {
         self.write(|tx| {
-            let old = load_run(tx, run)?.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
+            let old =
+                load_run(tx, run)?.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?;
             if !old.status.is_final() {
                 return Ok(None);
             }

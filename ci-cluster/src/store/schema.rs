@@ -133,7 +133,9 @@ pub(super) fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Corrupt(format!("cannot switch the database to WAL (journal_mode is '{mode}')")));
+        return Err(StoreError::Corrupt(format!(
+            "cannot switch the database to WAL (journal_mode is '{mode}')"
+        )));
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
     let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
@@ -181,6 +183,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
 }
 
 fn current_version(conn: &Connection) -> Result<u32, StoreError> {
-    let version: Option<u32> = conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+    let version: Option<u32> =
+        conn.query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
     Ok(version.unwrap_or(0))
 }

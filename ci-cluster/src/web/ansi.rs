@@ -33,7 +33,12 @@ impl Style {
         if let Some(c) = self.bg {
             out.push(format!("a-bg{c}"));
         }
-        for (on, class) in [(self.bold, "a-b"), (self.dim, "a-d"), (self.italic, "a-i"), (self.underline, "a-u")] {
+        for (on, class) in [
+            (self.bold, "a-b"),
+            (self.dim, "a-d"),
+            (self.italic, "a-i"),
+            (self.underline, "a-u"),
+        ] {
             if on {
                 out.push(class.to_string());
             }
@@ -43,7 +48,10 @@ impl Style {
 
     /// Applies one SGR sequence (`ESC [ params m`).
     fn apply(&mut self, params: &str) {
-        let codes: Vec<u32> = params.split([';', ':']).map(|p| p.parse().unwrap_or(0)).collect();
+        let codes: Vec<u32> = params
+            .split([';', ':'])
+            .map(|p| p.parse().unwrap_or(0))
+            .collect();
         let mut i = 0;
         while i < codes.len() {
             let code = codes[i];
@@ -128,7 +136,9 @@ fn nearest_16(r: u32, g: u32, b: u32) -> u8 {
         let d = |a: u32, b: u32| (i64::from(a.min(255)) - i64::from(b)).pow(2);
         d(r, pr) + d(g, pg) + d(b, pb)
     };
-    (0..16u8).min_by_key(|&i| distance(PALETTE[usize::from(i)])).unwrap_or(7)
+    (0..16u8)
+        .min_by_key(|&i| distance(PALETTE[usize::from(i)]))
+        .unwrap_or(7)
 }
 
 /// Appends `text` HTML-escaped (also quotes, so it is safe in attributes too).
@@ -220,11 +230,26 @@ mod tests {
 
     #[test]
     fn colours_become_classes() {
-        assert_eq!(line_to_html("\x1b[32mok\x1b[0m done"), "<span class=\"a-fg2\">ok</span> done");
-        assert_eq!(line_to_html("\x1b[1;31mE\x1b[22m!"), "<span class=\"a-fg1 a-b\">E</span><span class=\"a-fg1\">!</span>");
-        assert_eq!(line_to_html("\x1b[38;5;196mred"), "<span class=\"a-fg9\">red</span>");
-        assert_eq!(line_to_html("\x1b[38;2;0;0;0;48;5;15mx"), "<span class=\"a-fg0 a-bg15\">x</span>");
-        assert_eq!(line_to_html("\x1b[95;4mpink"), "<span class=\"a-fg13 a-u\">pink</span>");
+        assert_eq!(
+            line_to_html("\x1b[32mok\x1b[0m done"),
+            "<span class=\"a-fg2\">ok</span> done"
+        );
+        assert_eq!(
+            line_to_html("\x1b[1;31mE\x1b[22m!"),
+            "<span class=\"a-fg1 a-b\">E</span><span class=\"a-fg1\">!</span>"
+        );
+        assert_eq!(
+            line_to_html("\x1b[38;5;196mred"),
+            "<span class=\"a-fg9\">red</span>"
+        );
+        assert_eq!(
+            line_to_html("\x1b[38;2;0;0;0;48;5;15mx"),
+            "<span class=\"a-fg0 a-bg15\">x</span>"
+        );
+        assert_eq!(
+            line_to_html("\x1b[95;4mpink"),
+            "<span class=\"a-fg13 a-u\">pink</span>"
+        );
     }
 
     #[test]
@@ -234,7 +259,10 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
         let hostile = "\x1b[31m<img src=x onerror=alert(1)>\x1b]8;;javascript:alert(1)\x07link\x1b]8;;\x1b\\\x1b[2K\x00\x08";
-        assert_eq!(line_to_html(hostile), "<span class=\"a-fg1\">&lt;img src=x onerror=alert(1)&gt;link</span>");
+        assert_eq!(
+            line_to_html(hostile),
+            "<span class=\"a-fg1\">&lt;img src=x onerror=alert(1)&gt;link</span>"
+        );
         // A sequence cut off at the end of the line and garbage parameters.
         assert_eq!(line_to_html("a\x1b["), "a");
         assert_eq!(line_to_html("\x1b[99999;;99999999999m b"), " b");

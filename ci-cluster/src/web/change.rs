@@ -10,8 +10,15 @@ use crate::serve::AppState;
 use crate::store::{JobRow, RunFilter, RunRow};
 
 /// `GET /changes/{project}/{change}`.
-pub async fn page(State(state): State<AppState>, Path((project, change)): Path<(String, String)>) -> Result<Markup, WebError> {
-    let filter = RunFilter { project: Some(project.clone()), change: Some(change.clone()), ..RunFilter::default() };
+pub async fn page(
+    State(state): State<AppState>,
+    Path((project, change)): Path<(String, String)>,
+) -> Result<Markup, WebError> {
+    let filter = RunFilter {
+        project: Some(project.clone()),
+        change: Some(change.clone()),
+        ..RunFilter::default()
+    };
     let runs: Vec<(RunRow, Vec<JobRow>)> = read_store(&state, move |store| {
         let mut out = Vec::new();
         for run in store.runs(&filter)? {
@@ -22,7 +29,9 @@ pub async fn page(State(state): State<AppState>, Path((project, change)): Path<(
     })
     .await?;
     if runs.is_empty() {
-        return Err(WebError::not_found(format!("No run of change {change} in project {project}.")));
+        return Err(WebError::not_found(format!(
+            "No run of change {change} in project {project}."
+        )));
     }
     // Newest patchset first, and within one patchset the newest run first.
     let mut runs = runs;
@@ -76,5 +85,9 @@ pub async fn page(State(state): State<AppState>, Path((project, change)): Path<(
             }
         }
     };
-    Ok(layout::page(&format!("Change {change} · {project}"), Nav::Runs, body))
+    Ok(layout::page(
+        &format!("Change {change} · {project}"),
+        Nav::Runs,
+        body,
+    ))
 }

@@ -37,7 +37,12 @@ pub struct Node {
 /// the deepest job it needs. Indices out of range and cycles (a validated
 /// pipeline has none) are ignored rather than trusted.
 pub fn layers(needs: &[Vec<usize>]) -> Vec<usize> {
-    fn depth(i: usize, needs: &[Vec<usize>], memo: &mut [Option<usize>], visiting: &mut [bool]) -> usize {
+    fn depth(
+        i: usize,
+        needs: &[Vec<usize>],
+        memo: &mut [Option<usize>],
+        visiting: &mut [bool],
+    ) -> usize {
         if let Some(d) = memo[i] {
             return d;
         }
@@ -56,14 +61,18 @@ pub fn layers(needs: &[Vec<usize>]) -> Vec<usize> {
     }
     let mut memo = vec![None; needs.len()];
     let mut visiting = vec![false; needs.len()];
-    (0..needs.len()).map(|i| depth(i, needs, &mut memo, &mut visiting)).collect()
+    (0..needs.len())
+        .map(|i| depth(i, needs, &mut memo, &mut visiting))
+        .collect()
 }
 
 /// The meta line under a node's name: "passed · 3.2 s".
 pub fn meta_text(state: JobState, duration_ms: Option<u64>) -> String {
     let word = layout::job_state_parts(state).2;
     match duration_ms {
-        Some(d) if state != JobState::Pending && state != JobState::Skipped => format!("{word} · {}", layout::duration(d)),
+        Some(d) if state != JobState::Pending && state != JobState::Skipped => {
+            format!("{word} · {}", layout::duration(d))
+        }
         _ => word.to_string(),
     }
 }
@@ -79,9 +88,15 @@ pub fn svg(nodes: &[Node], needs: Option<&[Vec<usize>]>) -> Markup {
         _ => (0..nodes.len()).collect(),
     };
     let edges: Vec<(usize, usize)> = match needs {
-        Some(n) if n.len() == nodes.len() => {
-            n.iter().enumerate().flat_map(|(to, from)| from.iter().filter(move |&&f| f < nodes.len() && f != to).map(move |&f| (f, to))).collect()
-        }
+        Some(n) if n.len() == nodes.len() => n
+            .iter()
+            .enumerate()
+            .flat_map(|(to, from)| {
+                from.iter()
+                    .filter(move |&&f| f < nodes.len() && f != to)
+                    .map(move |&f| (f, to))
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let mut incoming = vec![0usize; nodes.len()];
@@ -157,10 +172,21 @@ mod tests {
 
     #[test]
     fn draws_escaped_names_and_edges() {
-        let node = |name: &str, state| Node { name: name.into(), state, duration_ms: Some(1500), running_since: None };
-        let nodes = [node("test", JobState::Passed), node("build<x>", JobState::Running)];
+        let node = |name: &str, state| Node {
+            name: name.into(),
+            state,
+            duration_ms: Some(1500),
+            running_since: None,
+        };
+        let nodes = [
+            node("test", JobState::Passed),
+            node("build<x>", JobState::Running),
+        ];
         let out = svg(&nodes, Some(&[vec![], vec![0]])).into_string();
-        assert!(out.contains("class=\"node st-running\"") && out.contains("build&lt;x&gt;"), "{out}");
+        assert!(
+            out.contains("class=\"node st-running\"") && out.contains("build&lt;x&gt;"),
+            "{out}"
+        );
         assert_eq!(out.matches("class=\"edge\"").count(), 1);
         assert!(out.contains("passed · 1.5 s"));
         let row = svg(&nodes, None).into_string();

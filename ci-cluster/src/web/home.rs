@@ -14,14 +14,27 @@ const RECENT: usize = 15;
 
 /// `GET /`.
 pub async fn page(State(state): State<AppState>) -> Result<Markup, WebError> {
-    let names: Vec<String> = state.config.file.projects.iter().map(|p| p.name.clone()).collect();
+    let names: Vec<String> = state
+        .config
+        .file
+        .projects
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
     let (latest, recent, counts) = read_store(&state, move |store| {
         let mut latest = Vec::with_capacity(names.len());
         for name in names {
-            let filter = RunFilter { project: Some(name.clone()), limit: 1, ..RunFilter::default() };
+            let filter = RunFilter {
+                project: Some(name.clone()),
+                limit: 1,
+                ..RunFilter::default()
+            };
             latest.push((name, store.runs(&filter)?.into_iter().next()));
         }
-        let recent = store.runs(&RunFilter { limit: RECENT, ..RunFilter::default() })?;
+        let recent = store.runs(&RunFilter {
+            limit: RECENT,
+            ..RunFilter::default()
+        })?;
         Ok((latest, recent, store.counts()?))
     })
     .await?;
@@ -60,7 +73,9 @@ pub async fn page(State(state): State<AppState>) -> Result<Markup, WebError> {
 
 fn project_card(state: &AppState, name: &str, run: Option<&RunRow>, now: u64) -> Markup {
     let project = state.config.project(name);
-    let class = run.map(|r| layout::run_status_parts(r.status).1).unwrap_or("st-none");
+    let class = run
+        .map(|r| layout::run_status_parts(r.status).1)
+        .unwrap_or("st-none");
     html! {
         article class={ "card " (class) } {
             header {

@@ -77,7 +77,14 @@ pub fn job_state_parts(state: JobState) -> (&'static str, &'static str, &'static
 
 /// Whether a job's log should be open by default: it is what a reviewer came for.
 pub fn job_needs_attention(state: JobState) -> bool {
-    matches!(state, JobState::Failed | JobState::TimedOut | JobState::OutOfMemory | JobState::Error | JobState::Running)
+    matches!(
+        state,
+        JobState::Failed
+            | JobState::TimedOut
+            | JobState::OutOfMemory
+            | JobState::Error
+            | JobState::Running
+    )
 }
 
 fn badge(parts: (&str, &str, &str)) -> Markup {
@@ -103,7 +110,10 @@ pub fn commit_short(commit: &str) -> Markup {
 
 /// `refs/heads/main` as `main`, `refs/changes/01/1/2` as-is (that is what Gerrit users know).
 pub fn ref_label(git_ref: &str) -> &str {
-    git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref)
+    git_ref
+        .strip_prefix("refs/heads/")
+        .or_else(|| git_ref.strip_prefix("refs/tags/"))
+        .unwrap_or(git_ref)
 }
 
 /// A UTC timestamp for people.
@@ -158,7 +168,11 @@ pub fn size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} bytes") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// A link to a page on the forge, only for http(s) URLs: the URL comes from a
@@ -172,7 +186,9 @@ pub fn external_link(url: Option<&str>, text: &str) -> Markup {
 
 /// Where the change of a run is shown here, if it is a change.
 pub fn change_href(run: &RunRow) -> Option<String> {
-    run.change_number.as_ref().map(|c| format!("/changes/{}/{}", url_segment(&run.project), url_segment(c)))
+    run.change_number
+        .as_ref()
+        .map(|c| format!("/changes/{}/{}", url_segment(&run.project), url_segment(c)))
 }
 
 /// "change 12 · patchset 3", "PR 5", or nothing.
@@ -186,7 +202,11 @@ pub fn change_label(run: &RunRow) -> Option<String> {
 
 /// The event's title, or a fallback, so a row never has an empty cell.
 pub fn event_title(event: &ForgeEvent) -> &str {
-    if event.title.trim().is_empty() { "(no title)" } else { &event.title }
+    if event.title.trim().is_empty() {
+        "(no title)"
+    } else {
+        &event.title
+    }
 }
 
 /// Percent-encodes a path segment (project names and change numbers are
@@ -226,7 +246,11 @@ mod tests {
 
     #[test]
     fn only_http_links_become_links() {
-        assert!(external_link(Some("javascript:alert(1)"), "x").into_string().is_empty());
+        assert!(
+            external_link(Some("javascript:alert(1)"), "x")
+                .into_string()
+                .is_empty()
+        );
         let link = external_link(Some("https://g/c/1\"><script>"), "x").into_string();
         assert!(link.contains("&quot;&gt;&lt;script&gt;"), "{link}");
     }

@@ -66,9 +66,16 @@ pub async fn stream(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, WebError> {
     let Ok(permit) = STREAMS.try_acquire() else {
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, "too many live streams; reload later").into_response());
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live streams; reload later",
+        )
+            .into_response());
     };
-    if read_store(&state, move |store| store.run(id)).await?.is_none() {
+    if read_store(&state, move |store| store.run(id))
+        .await?
+        .is_none()
+    {
         return Err(WebError::not_found(format!("There is no run {id}.")));
     }
     let after = pairs
@@ -77,10 +84,21 @@ pub async fn stream(
         .filter_map(|(_, v)| v.split_once(':'))
         .filter_map(|(seq, job)| Some((job.to_string(), seq.parse::<u64>().ok()?)))
         .collect();
-    let tail = Tail { state, run: id, after, jobs: HashMap::new(), first: true, done: false, _permit: permit };
-    let events = futures_util::stream::unfold(tail, next_batch)
-        .flat_map(|batch| futures_util::stream::iter(batch.into_iter().map(Ok::<Event, Infallible>)));
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+    let tail = Tail {
+        state,
+        run: id,
+        after,
+        jobs: HashMap::new(),
+        first: true,
+        done: false,
+        _permit: permit,
+    };
+    let events = futures_util::stream::unfold(tail, next_batch).flat_map(|batch| {
+        futures_util::stream::iter(batch.into_iter().map(Ok::<Event, Infallible>))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 /// Waits for the next poll (not before the first) and returns what is new.
@@ -109,16 +127,28 @@ async fn next_batch(mut tail: Tail) -> Option<(Vec<Event>, Tail)> {
             let from = after.get(&job.name).copied().unwrap_or(0);
             let chunk = store.log(run, &job.name, from, LINES_PER_POLL)?;
             drained &= chunk.len() < LINES_PER_POLL;
-            lines.extend(chunk.into_iter().map(|(seq, line)| (job.name.clone(), seq, line)));
+            lines.extend(
+                chunk
+                    .into_iter()
+                    .map(|(seq, line)| (job.name.clone(), seq, line)),
+            );
         }
         Ok((status, jobs, lines, drained))
     })
     .await;
-    let Ok((status, jobs, lines, drained)) = polled else { return None };
+    let Ok((status, jobs, lines, drained)) = polled else {
+        return None;
+    };
     let now = layout::now_ms();
     let mut events = Vec::new();
     for job in &jobs {
-        let key = (job.state, job.attempts, job.started_ms, job.finished_ms, job.detail.clone());
+        let key = (
+            job.state,
+            job.attempts,
+            job.started_ms,
+            job.finished_ms,
+            job.detail.clone(),
+        );
         if tail.jobs.get(&job.name) != Some(&key) {
             events.push(job_event(job, now));
             tail.jobs.insert(job.name.clone(), key);
@@ -126,7 +156,8 @@ async fn next_batch(mut tail: Tail) -> Option<(Vec<Event>, Tail)> {
     }
     for (job, seq, line) in lines {
         let class = logs::stream_class(line.stream);
-        let data = json!({"job": job, "seq": seq, "class": class, "html": ansi::line_to_html(&line.text)});
+        let data =
+            json!({"job": job, "seq": seq, "class": class, "html": ansi::line_to_html(&line.text)});
         events.push(Event::default().event("log").data(data.to_string()));
         tail.after.insert(job, seq);
     }

@@ -124,7 +124,10 @@ pub fn job_section(run: RunId, job: &JobRow, tail: &LogTail, now: u64) -> Markup
 
 /// `GET /runs/{id}/jobs/{job}/log.txt`: the whole log as text (escape codes
 /// kept; `text/plain` with `nosniff` is inert in a browser).
-pub async fn raw(State(state): State<AppState>, Path((id, job)): Path<(RunId, String)>) -> Result<impl IntoResponse, WebError> {
+pub async fn raw(
+    State(state): State<AppState>,
+    Path((id, job)): Path<(RunId, String)>,
+) -> Result<impl IntoResponse, WebError> {
     let name = job.clone();
     let text = read_store(&state, move |store| {
         if store.run(id)?.is_none() || !store.jobs(id)?.iter().any(|j| j.name == name) {

@@ -65,7 +65,9 @@ pub async fn security_headers(mut response: Response) -> Response {
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ] {
-        headers.entry(name).or_insert(HeaderValue::from_static(value));
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
     }
     response
 }
@@ -80,18 +82,27 @@ pub struct WebError {
 impl WebError {
     /// 404 with a message for people.
     pub fn not_found(message: impl Into<String>) -> Self {
-        WebError { status: StatusCode::NOT_FOUND, message: message.into() }
+        WebError {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
 
     /// 400 with a message for people.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        WebError { status: StatusCode::BAD_REQUEST, message: message.into() }
+        WebError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
 
     /// 500; the cause goes to the server log, not to the browser.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "web UI: internal error");
-        WebError { status: StatusCode::INTERNAL_SERVER_ERROR, message: "Internal error; see the server log.".into() }
+        WebError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "Internal error; see the server log.".into(),
+        }
     }
 }
 
@@ -104,13 +115,17 @@ impl From<StoreError> for WebError {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = layout::page(title, layout::Nav::None, maud::html! {
-            section.error-page {
-                h1 { (self.status.as_u16()) " " (title) }
-                p { (self.message) }
-                p { a href="/" { "Back to the projects" } }
-            }
-        });
+        let body = layout::page(
+            title,
+            layout::Nav::None,
+            maud::html! {
+                section.error-page {
+                    h1 { (self.status.as_u16()) " " (title) }
+                    p { (self.message) }
+                    p { a href="/" { "Back to the projects" } }
+                }
+            },
+        );
         (self.status, body).into_response()
     }
 }
@@ -121,5 +136,8 @@ async fn read_store<T: Send + 'static>(
     f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, WebError> {
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || f(&store)).await.map_err(WebError::internal)?.map_err(WebError::from)
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(WebError::internal)?
+        .map_err(WebError::from)
 }

@@ -29,27 +29,51 @@ pub fn is_sha256_hex(s: &str) -> bool {
 /// cannot break out of the header's quotes.
 pub fn download_name(path: &str) -> String {
     let base = path.rsplit('/').next().unwrap_or(path);
-    let clean: String =
-        base.chars().map(|c| if c.is_ascii_alphanumeric() || "._-+".contains(c) { c } else { '_' }).collect();
+    let clean: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     let clean = clean.trim_start_matches('.').to_string();
-    if clean.is_empty() { "output".into() } else { clean }
+    if clean.is_empty() {
+        "output".into()
+    } else {
+        clean
+    }
 }
 
 /// `GET /runs/{id}/outputs/{sha256}`.
-pub async fn download(State(state): State<AppState>, Path((id, digest)): Path<(RunId, String)>) -> Result<Response, WebError> {
+pub async fn download(
+    State(state): State<AppState>,
+    Path((id, digest)): Path<(RunId, String)>,
+) -> Result<Response, WebError> {
     if !is_sha256_hex(&digest) {
         return Err(WebError::not_found("Not a sha256 digest."));
     }
     let digest = digest.to_ascii_lowercase();
     let wanted = digest.clone();
     let path = read_store(&state, move |store| {
-        Ok(store.jobs(id)?.into_iter().flat_map(|j| j.outputs).find(|o| o.sha256 == wanted).map(|o| o.path))
+        Ok(store
+            .jobs(id)?
+            .into_iter()
+            .flat_map(|j| j.outputs)
+            .find(|o| o.sha256 == wanted)
+            .map(|o| o.path))
     })
     .await?
     .ok_or_else(|| WebError::not_found(format!("Run {id} has no output {digest}.")))?;
     let artifacts = LocalArtifacts::new(state.config.file.data_dir.join("artifacts"));
-    let blob = artifacts.path(&digest).ok_or_else(|| WebError::not_found("The output is no longer stored."))?;
-    let file = tokio::fs::File::open(&blob).await.map_err(WebError::internal)?;
+    let blob = artifacts
+        .path(&digest)
+        .ok_or_else(|| WebError::not_found("The output is no longer stored."))?;
+    let file = tokio::fs::File::open(&blob)
+        .await
+        .map_err(WebError::internal)?;
     let length = file.metadata().await.map_err(WebError::internal)?.len();
 
     let stream = futures_util::stream::unfold(Some(file), |file| async move {
@@ -67,10 +91,19 @@ pub async fn download(State(state): State<AppState>, Path((id, digest)): Path<(R
     let disposition = format!("attachment; filename=\"{}\"", download_name(&path));
     let mut response = Body::from_stream(stream).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).map_err(WebError::internal)?);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=86400, immutable"));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&disposition).map_err(WebError::internal)?,
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=86400, immutable"),
+    );
     Ok(response)
 }
 
@@ -81,7 +114,11 @@ mod tests {
     #[test]
     fn names_and_digests_are_checked() {
         assert!(is_sha256_hex(&"a".repeat(64)));
-        assert!(!is_sha256_hex(&"g".repeat(64)) && !is_sha256_hex("../../etc/passwd") && !is_sha256_hex(""));
+        assert!(
+            !is_sha256_hex(&"g".repeat(64))
+                && !is_sha256_hex("../../etc/passwd")
+                && !is_sha256_hex("")
+        );
         assert_eq!(download_name("dist/greet.tar.gz"), "greet.tar.gz");
         assert_eq!(download_name("dist/a\"b\r\n;c.txt"), "a_b___c.txt");
         assert_eq!(download_name("dist/.."), "output");

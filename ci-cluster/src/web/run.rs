@@ -33,15 +33,29 @@ pub struct RunView {
 fn pipeline_at(sources: &SourceCache, git_url: &str, commit: &str) -> Option<Pipeline> {
     let mirror = Mirror::open(&sources.mirror_path(git_url)).ok()?;
     let id: CommitId = commit.parse().ok()?;
-    let bytes = mirror.read_file(&id, spec::PIPELINE_PATH, spec::MAX_PIPELINE_BYTES as u64).ok()??;
+    let bytes = mirror
+        .read_file(&id, spec::PIPELINE_PATH, spec::MAX_PIPELINE_BYTES as u64)
+        .ok()??;
     spec::parse(spec::PIPELINE_PATH, &bytes).ok()
 }
 
 /// Stored jobs plus the planned jobs not reported yet (a queued run), and
 /// the `needs` edges by index, from the pipeline when there is one.
-fn with_plan(run: &RunRow, mut jobs: Vec<JobRow>, pipeline: Option<&Pipeline>) -> (Vec<JobRow>, Option<Vec<Vec<usize>>>) {
-    let Some(pipeline) = pipeline else { return (jobs, None) };
-    if let Ok(plan) = Plan::new(pipeline, &Selection::Event { kind: run.kind, git_ref: run.git_ref.clone() }) {
+fn with_plan(
+    run: &RunRow,
+    mut jobs: Vec<JobRow>,
+    pipeline: Option<&Pipeline>,
+) -> (Vec<JobRow>, Option<Vec<Vec<usize>>>) {
+    let Some(pipeline) = pipeline else {
+        return (jobs, None);
+    };
+    if let Ok(plan) = Plan::new(
+        pipeline,
+        &Selection::Event {
+            kind: run.kind,
+            git_ref: run.git_ref.clone(),
+        },
+    ) {
         for job in &plan.jobs {
             if !run.status.is_final() && !jobs.iter().any(|j| j.name == job.name) {
                 jobs.push(JobRow {
@@ -60,7 +74,12 @@ fn with_plan(run: &RunRow, mut jobs: Vec<JobRow>, pipeline: Option<&Pipeline>) -
     let index = |name: &str| jobs.iter().position(|j| j.name == name);
     let needs = jobs
         .iter()
-        .map(|j| pipeline.job(&j.name).map(|spec| spec.needs.iter().filter_map(|n| index(n)).collect()).unwrap_or_default())
+        .map(|j| {
+            pipeline
+                .job(&j.name)
+                .map(|spec| spec.needs.iter().filter_map(|n| index(n)).collect())
+                .unwrap_or_default()
+        })
         .collect();
     (jobs, Some(needs))
 }
@@ -68,29 +87,52 @@ fn with_plan(run: &RunRow, mut jobs: Vec<JobRow>, pipeline: Option<&Pipeline>) -
 /// Loads a run's page data; `None` when there is no such run.
 pub async fn load(state: &AppState, id: RunId) -> Result<Option<RunView>, WebError> {
     let found = read_store(state, move |store| {
-        let Some(run) = store.run(id)? else { return Ok(None) };
+        let Some(run) = store.run(id)? else {
+            return Ok(None);
+        };
         Ok(Some((run, store.jobs(id)?, store.reports(id)?)))
     })
     .await?;
-    let Some((run, jobs, reports)) = found else { return Ok(None) };
-    let git_url = state.config.project(&run.project).map(|p| p.git_url.clone());
+    let Some((run, jobs, reports)) = found else {
+        return Ok(None);
+    };
+    let git_url = state
+        .config
+        .project(&run.project)
+        .map(|p| p.git_url.clone());
     let (sources, commit) = (state.sources.clone(), run.commit.clone());
     let pipeline = match git_url {
-        Some(url) => tokio::task::spawn_blocking(move || pipeline_at(&sources, &url, &commit)).await.ok().flatten(),
+        Some(url) => tokio::task::spawn_blocking(move || pipeline_at(&sources, &url, &commit))
+            .await
+            .ok()
+            .flatten(),
         None => None,
     };
     let (jobs, needs) = with_plan(&run, jobs, pipeline.as_ref());
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let tails = read_store(state, move |store| {
-        names.iter().map(|name| logs::read_tail(store, id, name)).collect::<Result<Vec<_>, _>>()
+        names
+            .iter()
+            .map(|name| logs::read_tail(store, id, name))
+            .collect::<Result<Vec<_>, _>>()
     })
     .await?;
-    Ok(Some(RunView { run, jobs: jobs.into_iter().zip(tails).collect(), needs, reports }))
+    Ok(Some(RunView {
+        run,
+        jobs: jobs.into_iter().zip(tails).collect(),
+        needs,
+        reports,
+    }))
 }
 
 /// `GET /runs/{id}`.
-pub async fn page(State(state): State<AppState>, Path(id): Path<RunId>) -> Result<Markup, WebError> {
-    let view = load(&state, id).await?.ok_or_else(|| WebError::not_found(format!("There is no run {id}.")))?;
+pub async fn page(
+    State(state): State<AppState>,
+    Path(id): Path<RunId>,
+) -> Result<Markup, WebError> {
+    let view = load(&state, id)
+        .await?
+        .ok_or_else(|| WebError::not_found(format!("There is no run {id}.")))?;
     let now = layout::now_ms();
     let run = &view.run;
     let nodes: Vec<Node> = view
@@ -129,5 +171,9 @@ pub async fn page(State(state): State<AppState>, Path(id): Path<RunId>) -> Resul
             (run_sections::reports(&view.reports, now))
         }
     };
-    Ok(layout::page(&format!("Run #{id} · {}", run.project), Nav::Runs, body))
+    Ok(layout::page(
+        &format!("Run #{id} · {}", run.project),
+        Nav::Runs,
+        body,
+    ))
 }

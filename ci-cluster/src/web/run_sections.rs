@@ -90,8 +90,10 @@ pub fn job_template(run: RunId) -> Markup {
 
 /// Every output with size, digest and a download link.
 pub fn outputs(run: RunId, jobs: &[(JobRow, LogTail)]) -> Markup {
-    let files: Vec<(&str, &airlock_pipeline::outputs::OutputFile)> =
-        jobs.iter().flat_map(|(j, _)| j.outputs.iter().map(move |o| (j.name.as_str(), o))).collect();
+    let files: Vec<(&str, &airlock_pipeline::outputs::OutputFile)> = jobs
+        .iter()
+        .flat_map(|(j, _)| j.outputs.iter().map(move |o| (j.name.as_str(), o)))
+        .collect();
     html! {
         section.panel #outputs data-refresh {
             h2 { "Outputs" }
@@ -122,9 +124,13 @@ pub fn outputs(run: RunId, jobs: &[(JobRow, LogTail)]) -> Markup {
 fn target_text(target: &ReportTarget) -> String {
     let short = |s: &str| s.chars().take(10).collect::<String>();
     match target {
-        ReportTarget::Gerrit { change, revision } => format!("Gerrit change {change}, revision {}", short(revision)),
+        ReportTarget::Gerrit { change, revision } => {
+            format!("Gerrit change {change}, revision {}", short(revision))
+        }
         ReportTarget::Github { repo, sha } => format!("GitHub {repo} at {}", short(sha)),
-        ReportTarget::Gitlab { project_id, sha } => format!("GitLab project {project_id} at {}", short(sha)),
+        ReportTarget::Gitlab { project_id, sha } => {
+            format!("GitLab project {project_id} at {}", short(sha))
+        }
         ReportTarget::None => "nowhere (manual or scheduled run)".into(),
     }
 }

@@ -25,7 +25,9 @@ pub struct RunsQuery {
 }
 
 fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    v.as_ref()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 impl RunsQuery {
@@ -36,7 +38,11 @@ impl RunsQuery {
         };
         let git_ref = non_empty(&self.git_ref).map(|r| {
             // People type `main`; the store keeps full refs.
-            if r.starts_with("refs/") { r } else { format!("refs/heads/{r}") }
+            if r.starts_with("refs/") {
+                r
+            } else {
+                format!("refs/heads/{r}")
+            }
         });
         Ok(RunFilter {
             project: non_empty(&self.project),
@@ -49,13 +55,22 @@ impl RunsQuery {
     }
 
     fn page_number(&self) -> usize {
-        self.page.as_deref().and_then(|p| p.trim().parse::<usize>().ok()).unwrap_or(1).clamp(1, 1_000_000)
+        self.page
+            .as_deref()
+            .and_then(|p| p.trim().parse::<usize>().ok())
+            .unwrap_or(1)
+            .clamp(1, 1_000_000)
     }
 
     /// This query string with another page number.
     fn href(&self, page: usize) -> String {
         let mut parts = Vec::new();
-        for (key, value) in [("project", &self.project), ("status", &self.status), ("ref", &self.git_ref), ("change", &self.change)] {
+        for (key, value) in [
+            ("project", &self.project),
+            ("status", &self.status),
+            ("ref", &self.git_ref),
+            ("change", &self.change),
+        ] {
             if let Some(v) = non_empty(value) {
                 parts.push(format!("{key}={}", url_segment(&v)));
             }
@@ -63,19 +78,32 @@ impl RunsQuery {
         if page > 1 {
             parts.push(format!("page={page}"));
         }
-        if parts.is_empty() { "/runs".into() } else { format!("/runs?{}", parts.join("&")) }
+        if parts.is_empty() {
+            "/runs".into()
+        } else {
+            format!("/runs?{}", parts.join("&"))
+        }
     }
 }
 
 /// `GET /runs`.
-pub async fn page(State(state): State<AppState>, Query(query): Query<RunsQuery>) -> Result<Markup, WebError> {
+pub async fn page(
+    State(state): State<AppState>,
+    Query(query): Query<RunsQuery>,
+) -> Result<Markup, WebError> {
     let filter = query.filter()?;
     let mut rows = read_store(&state, move |store| store.runs(&filter)).await?;
     let has_next = rows.len() > PER_PAGE;
     rows.truncate(PER_PAGE);
     let page = query.page_number();
     let now = layout::now_ms();
-    let projects: Vec<&str> = state.config.file.projects.iter().map(|p| p.name.as_str()).collect();
+    let projects: Vec<&str> = state
+        .config
+        .file
+        .projects
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
     let chosen_project = non_empty(&query.project).unwrap_or_default();
     let chosen_status = non_empty(&query.status).unwrap_or_default();
     let body = html! {

@@ -9,7 +9,12 @@ use super::harness::*;
 
 fn run_ids(server: &Server) -> Vec<i64> {
     let (_, page) = get(&server.url("/api/v1/runs"));
-    page["runs"].as_array().expect("runs").iter().map(|r| r["id"].as_i64().expect("id")).collect()
+    page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["id"].as_i64().expect("id"))
+        .collect()
 }
 
 #[test]
@@ -34,26 +39,42 @@ fn admin_cancel_and_rerun_need_the_admin_token() {
     for headers in &forged {
         for url in [&cancel, &rerun] {
             let (status, reply) = request("POST", url, headers, b"");
-            assert_eq!((status, &reply["error"]), (401, &json!("unauthorized")), "{url} {headers:?}: {reply}");
+            assert_eq!(
+                (status, &reply["error"]),
+                (401, &json!("unauthorized")),
+                "{url} {headers:?}: {reply}"
+            );
             assert!(!reply.to_string().contains(ADMIN_TOKEN), "{reply}");
         }
     }
     // Nothing changed: still running, no cancel flag, no new run.
     std::thread::sleep(Duration::from_secs(1));
     let run = server.run(sleeping);
-    assert_eq!((&run["run"]["status"], &run["run"]["cancel_requested"]), (&json!("running"), &json!(false)), "{run:#}");
+    assert_eq!(
+        (&run["run"]["status"], &run["run"]["cancel_requested"]),
+        (&json!("running"), &json!(false)),
+        "{run:#}"
+    );
     assert_eq!(run_ids(&server), before);
 
     // With the token: the running job is stopped and the run cancelled.
     let (status, reply) = request("POST", &cancel, &admin(), b"");
     assert_eq!(status, 200, "{reply}");
-    assert_eq!((&reply["changed"], &reply["cancel_requested"]), (&json!(true), &json!(true)), "{reply}");
+    assert_eq!(
+        (&reply["changed"], &reply["cancel_requested"]),
+        (&json!(true), &json!(true)),
+        "{reply}"
+    );
     let done = server.wait_final(sleeping);
     assert_eq!(done["run"]["status"], "cancelled", "{done:#}");
     assert_eq!(done["run"]["reason"], "cancelled by an admin");
     assert_eq!(done["jobs"][0]["state"], "cancelled", "{done:#}");
     let (status, again) = request("POST", &cancel, &admin(), b"");
-    assert_eq!((status, &again["changed"], &again["status"]), (200, &json!(false), &json!("cancelled")), "{again}");
+    assert_eq!(
+        (status, &again["changed"], &again["status"]),
+        (200, &json!(false), &json!("cancelled")),
+        "{again}"
+    );
 
     // Re-run: a new run of the same commit, which passes again.
     let (status, reply) = request("POST", &rerun, &admin(), b"");
@@ -66,5 +87,8 @@ fn admin_cancel_and_rerun_need_the_admin_token() {
     assert_eq!(new_run["run"]["commit"], old_run["run"]["commit"]);
     assert_eq!(new_run["run"]["reason"], format!("re-run of run {passed}"));
     assert_eq!(new_run["event"]["id"], old_run["event"]["id"]);
-    assert!(!server.log_text().contains(ADMIN_TOKEN), "the admin token leaked into the log");
+    assert!(
+        !server.log_text().contains(ADMIN_TOKEN),
+        "the admin token leaked into the log"
+    );
 }

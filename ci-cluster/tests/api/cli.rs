@@ -28,7 +28,8 @@ fn runs_list_get_and_logs_read_the_server() {
     let world = World::new();
     let server = Server::start(&world.config());
     let passed = world.change_with_pipeline(&server, 1, "greet: passes", PASSING);
-    let failed = world.change_with_pipeline(&server, 2, "greet: fails \u{1b}]0;pwned\u{7}", FAILING);
+    let failed =
+        world.change_with_pipeline(&server, 2, "greet: fails \u{1b}]0;pwned\u{7}", FAILING);
     server.wait_final(passed);
     server.wait_final(failed);
 
@@ -36,24 +37,67 @@ fn runs_list_get_and_logs_read_the_server() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let header = text.lines().next().expect("header");
-    assert!(header.starts_with("ID") && header.contains("STATUS") && header.contains("TITLE"), "{text}");
-    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with(&failed.to_string()) && l.contains("failed") && l.contains("change 2,1")), "{text}");
-    assert!(text.lines().nth(2).is_some_and(|l| l.starts_with(&passed.to_string()) && l.contains("passed") && l.contains("greet: passes")), "{text}");
-    assert!(!text.contains('\u{1b}'), "a title's escape sequence reached the terminal: {text:?}");
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS") && header.contains("TITLE"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with(&failed.to_string())
+                && l.contains("failed")
+                && l.contains("change 2,1")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .nth(2)
+            .is_some_and(|l| l.starts_with(&passed.to_string())
+                && l.contains("passed")
+                && l.contains("greet: passes")),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "a title's escape sequence reached the terminal: {text:?}"
+    );
 
-    let out = runs(&server.base, &["list", "--status", "passed", "--project", "greet"]);
+    let out = runs(
+        &server.base,
+        &["list", "--status", "passed", "--project", "greet"],
+    );
     assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
     let out = runs(&server.base, &["list", "--project", "greet-gh"]);
-    assert!(out.status.success() && stdout(&out).contains("No runs found."), "{}", stdout(&out));
+    assert!(
+        out.status.success() && stdout(&out).contains("No runs found."),
+        "{}",
+        stdout(&out)
+    );
     let out = runs(&server.base, &["list", "-o", "json", "--limit", "1"]);
     let page: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!((&page["runs"][0]["id"], &page["next_page"]), (&serde_json::json!(failed), &serde_json::json!(2)));
+    assert_eq!(
+        (&page["runs"][0]["id"], &page["next_page"]),
+        (&serde_json::json!(failed), &serde_json::json!(2))
+    );
 
     let out = runs(&server.base, &["get", &passed.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for needle in ["Status:   passed", "Title:    greet: passes", "JOB ", "build", "test", "dist/out.txt", "sha256:", "REPORT", &format!("/runs/{passed}")] {
-        assert!(text.contains(needle), "`runs get` lacks {needle:?}:\n{text}");
+    for needle in [
+        "Status:   passed",
+        "Title:    greet: passes",
+        "JOB ",
+        "build",
+        "test",
+        "dist/out.txt",
+        "sha256:",
+        "REPORT",
+        &format!("/runs/{passed}"),
+    ] {
+        assert!(
+            text.contains(needle),
+            "`runs get` lacks {needle:?}:\n{text}"
+        );
     }
     let out = runs(&server.base, &["get", &failed.to_string(), "-o", "json"]);
     let detail: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -68,16 +112,29 @@ fn runs_list_get_and_logs_read_the_server() {
     let out = runs(&server.base, &["logs", &failed.to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("build | building") && text.contains("test  | not ok 1 - greets"), "{text}");
-    let out = runs(&server.base, &["logs", &failed.to_string(), "--job", "test"]);
+    assert!(
+        text.contains("build | building") && text.contains("test  | not ok 1 - greets"),
+        "{text}"
+    );
+    let out = runs(
+        &server.base,
+        &["logs", &failed.to_string(), "--job", "test"],
+    );
     assert_eq!(stdout(&out), "not ok 1 - greets\n");
-    let out = runs(&server.base, &["logs", &failed.to_string(), "--job", "nope"]);
+    let out = runs(
+        &server.base,
+        &["logs", &failed.to_string(), "--job", "nope"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
 
     // Nothing listens on port 1.
     let out = runs("http://127.0.0.1:1", &["list"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot reach the server at http://127.0.0.1:1"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the server at http://127.0.0.1:1"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -87,7 +144,16 @@ fn runs_logs_follow_prints_lines_as_they_arrive_and_exits_with_the_run() {
     let run = world.change_with_pipeline(&server, 1, "greet: ticks", &ticking(8, "0.5"));
     server.wait_running(run);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
-        .args(["runs", "logs", &run.to_string(), "-f", "--job", "tick", "--server", &server.base])
+        .args([
+            "runs",
+            "logs",
+            &run.to_string(),
+            "-f",
+            "--job",
+            "tick",
+            "--server",
+            &server.base,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -98,9 +164,15 @@ fn runs_logs_follow_prints_lines_as_they_arrive_and_exits_with_the_run() {
     for line in reader.lines() {
         let line = line.expect("line");
         // Whether the run was still going when this line reached us.
-        let status = server.run(run)["run"]["status"].as_str().unwrap_or("").to_string();
+        let status = server.run(run)["run"]["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         seen.push((line, started.elapsed(), status));
-        assert!(started.elapsed() < Duration::from_secs(60), "still following after a minute: {seen:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still following after a minute: {seen:?}"
+        );
     }
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
@@ -109,7 +181,10 @@ fn runs_logs_follow_prints_lines_as_they_arrive_and_exits_with_the_run() {
     assert_eq!(texts, want, "{seen:?}");
     // Live: the first line came while the run was running, well before the last.
     assert_eq!(seen[0].2, "running", "{seen:?}");
-    assert!(seen[7].1 - seen[0].1 >= Duration::from_secs(2), "lines came in one burst: {seen:?}");
+    assert!(
+        seen[7].1 - seen[0].1 >= Duration::from_secs(2),
+        "lines came in one burst: {seen:?}"
+    );
     // And it stopped on its own once the run was final.
     assert_eq!(server.run(run)["run"]["status"], "passed");
 }

@@ -18,12 +18,19 @@ pub struct OpenApi {
 
 impl OpenApi {
     pub fn new(doc: Value) -> OpenApi {
-        assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3: {}", doc["openapi"]);
+        assert!(
+            doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+            "not OpenAPI 3: {}",
+            doc["openapi"]
+        );
         let mut strict = doc;
         if let Some(schemas) = strict.pointer_mut("/components/schemas") {
             make_strict(schemas);
         }
-        OpenApi { strict, checked: BTreeSet::new() }
+        OpenApi {
+            strict,
+            checked: BTreeSet::new(),
+        }
     }
 
     /// Every (method, path template) the document describes.
@@ -52,11 +59,18 @@ impl OpenApi {
         );
         let mut schema = self.strict.clone();
         schema["$ref"] = json!(format!("#{}", percent_encode(&pointer)));
-        let validator = jsonschema::draft202012::new(&schema)
-            .unwrap_or_else(|e| panic!("schema of {method} {template} {status} does not compile: {e}"));
-        let errors: Vec<String> =
-            validator.iter_errors(body).map(|e| format!("{e} (at '{}')", e.instance_path())).collect();
-        assert!(errors.is_empty(), "{method} {template} {status}: body does not match the document:\n{}\n{body:#}", errors.join("\n"));
+        let validator = jsonschema::draft202012::new(&schema).unwrap_or_else(|e| {
+            panic!("schema of {method} {template} {status} does not compile: {e}")
+        });
+        let errors: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{e} (at '{}')", e.instance_path()))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: body does not match the document:\n{}\n{body:#}",
+            errors.join("\n")
+        );
         self.checked.insert((method, template.to_string(), status));
     }
 }

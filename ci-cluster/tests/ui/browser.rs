@@ -3,8 +3,8 @@
 //! group; dropping [`Browser`] kills the group and any Chromium process still
 //! using this browser's profile directory, so a failed test leaves no browser.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,10 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start() -> Browser {
-        let profile = tempfile::Builder::new().prefix("airlock-ui-chromium-").tempdir().expect("profile dir");
+        let profile = tempfile::Builder::new()
+            .prefix("airlock-ui-chromium-")
+            .tempdir()
+            .expect("profile dir");
         let log = profile.path().join("chromedriver.log");
         let port = free_port();
         let driver = Command::new("/usr/bin/chromedriver")
@@ -42,7 +45,10 @@ impl Browser {
             .expect("chromedriver (apt-get install chromium chromium-driver; scripts/install-deps.sh does)");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let args = [
@@ -65,10 +71,17 @@ impl Browser {
         .collect::<Vec<_>>();
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), json!("chrome"));
-        caps.insert("goog:chromeOptions".into(), json!({"binary": "/usr/bin/chromium", "args": args}));
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": "/usr/bin/chromium", "args": args}),
+        );
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         // From here on a panic drops the guard, which kills chromedriver.
-        let driver = Driver { child: driver, profile, log };
+        let driver = Driver {
+            child: driver,
+            profile,
+            log,
+        };
         let client = ClientBuilder::new(connector)
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
@@ -78,23 +91,40 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|e| panic!("goto {url}: {e}"));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
     /// Visible text of the first element matching `css`.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("find {css}: {e}"));
-        element.text().await.unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        let element = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"));
+        element
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
     }
 
     /// How many elements match `css`.
     pub async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.map(|v| v.len()).unwrap_or(0)
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map(|v| v.len())
+            .unwrap_or(0)
     }
 
     /// Runs a script in the page and returns its value.
     pub async fn eval(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("execute {script}: {e}"))
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("execute {script}: {e}"))
     }
 
     /// Polls `script` until it returns `true`; returns how long that took.
@@ -118,14 +148,27 @@ impl Browser {
 
     /// A PNG of the whole page at `width`: the window is made as tall as the document first.
     pub async fn full_page_png_at(&self, width: u32) -> Vec<u8> {
-        self.client.set_window_size(width, 900).await.expect("resize");
-        let height = self.eval("return Math.ceil(document.documentElement.scrollHeight);").await.as_u64().unwrap_or(900);
+        self.client
+            .set_window_size(width, 900)
+            .await
+            .expect("resize");
+        let height = self
+            .eval("return Math.ceil(document.documentElement.scrollHeight);")
+            .await
+            .as_u64()
+            .unwrap_or(900);
         let height = height.clamp(600, 12_000) as u32;
         // The window's outer height includes the (headless) browser chrome.
-        self.client.set_window_size(width, height + 140).await.expect("resize");
+        self.client
+            .set_window_size(width, height + 140)
+            .await
+            .expect("resize");
         tokio::time::sleep(Duration::from_millis(300)).await;
         let png = self.client.screenshot().await.expect("screenshot");
-        self.client.set_window_size(1280, 900).await.expect("resize back");
+        self.client
+            .set_window_size(1280, 900)
+            .await
+            .expect("resize back");
         png
     }
 
@@ -150,7 +193,10 @@ impl Drop for Driver {
     fn drop(&mut self) {
         // The whole process group of chromedriver (Chromium is its child)...
         if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -158,10 +204,19 @@ impl Drop for Driver {
         let marker = self.profile.path().display().to_string();
         if let Ok(entries) = std::fs::read_dir("/proc") {
             for entry in entries.flatten() {
-                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|s| s.parse::<i32>().ok())
+                else {
+                    continue;
+                };
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 if String::from_utf8_lossy(&cmdline).contains(&marker) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
         }

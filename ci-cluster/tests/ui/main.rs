@@ -144,7 +144,13 @@ async fn save(b: &Browser, name: &str) {
 }
 
 fn assert_safe_headers(url: &str, page: &harness::Fetched) {
-    let header = |name: &str| page.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |name: &str| {
+        page.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     assert_eq!(header("content-security-policy"), CSP, "{url}");
     assert_eq!(header("x-content-type-options"), "nosniff", "{url}");
     assert_eq!(header("referrer-policy"), "no-referrer", "{url}");
@@ -173,21 +179,47 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         assert_safe_headers(&url, &page);
         // One script element, the file; no inline style or handler anywhere.
         assert_eq!(page.body.matches("<script").count(), 1, "{url}");
-        assert!(page.body.contains("<script src=\"/assets/app.js\" defer></script>"), "{url}");
-        assert!(!page.body.contains(" style=") && !page.body.contains("onerror=\"window"), "{url}");
-        assert!(!page.body.contains("<script>window") && !page.body.contains("<img src=x"), "{url}");
+        assert!(
+            page.body
+                .contains("<script src=\"/assets/app.js\" defer></script>"),
+            "{url}"
+        );
+        assert!(
+            !page.body.contains(" style=") && !page.body.contains("onerror=\"window"),
+            "{url}"
+        );
+        assert!(
+            !page.body.contains("<script>window") && !page.body.contains("<img src=x"),
+            "{url}"
+        );
     }
     let run_page = get(&format!("{base}/runs/{done}")).expect("GET").body;
-    assert!(run_page.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;"), "the title is escaped");
-    for (path, status) in [(format!("/runs/{}", live + 10), 404), ("/changes/greet/999".into(), 404), ("/runs?status=bogus".into(), 400)] {
+    assert!(
+        run_page.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;"),
+        "the title is escaped"
+    );
+    for (path, status) in [
+        (format!("/runs/{}", live + 10), 404),
+        ("/changes/greet/999".into(), 404),
+        ("/runs?status=bogus".into(), 400),
+    ] {
         let page = get(&format!("{base}{path}")).expect("GET");
         assert_eq!(page.status, status, "{path}");
         assert_safe_headers(&path, &page);
     }
-    for (path, kind) in [("/assets/app.js", "text/javascript"), ("/assets/app.css", "text/css")] {
+    for (path, kind) in [
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
         let asset = get(&format!("{base}{path}")).expect("GET");
         assert_eq!(asset.status, 200);
-        assert!(asset.headers["content-type"].to_str().unwrap_or("").starts_with(kind), "{path}");
+        assert!(
+            asset.headers["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with(kind),
+            "{path}"
+        );
         assert_safe_headers(path, &asset);
     }
 
@@ -198,7 +230,10 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
     let file = get(&format!("{base}/runs/{done}/outputs/{digest}")).expect("GET");
     assert_eq!(file.status, 200);
     assert_eq!(hex::encode(sha2::Sha256::digest(&file.bytes)), digest);
-    assert_eq!(file.headers["content-disposition"], "attachment; filename=\"greet\"");
+    assert_eq!(
+        file.headers["content-disposition"],
+        "attachment; filename=\"greet\""
+    );
     assert_eq!(file.headers["content-type"], "application/octet-stream");
     assert_safe_headers("download", &file);
     for path in [
@@ -207,41 +242,83 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         format!("/runs/{done}/outputs/..%2F..%2Fci.sqlite"),
         format!("/runs/{done}/outputs/{}", "g".repeat(64)),
     ] {
-        assert_eq!(get(&format!("{base}{path}")).expect("GET").status, 404, "{path}");
+        assert_eq!(
+            get(&format!("{base}{path}")).expect("GET").status,
+            404,
+            "{path}"
+        );
     }
 
     // The raw log is text, never HTML.
     let raw = get(&format!("{base}/runs/{live}/jobs/live/log.txt")).expect("GET");
-    assert!(raw.headers["content-type"].to_str().unwrap_or("").starts_with("text/plain"));
+    assert!(
+        raw.headers["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
     assert!(raw.body.contains("<script>window.__pwned=3</script>"));
 
     // The live stream of a finished run sends its jobs and the verdict, then ends.
     let finished = get(&format!("{base}/runs/{done}/live")).expect("a finite stream");
-    assert!(finished.headers["content-type"].to_str().unwrap_or("").starts_with("text/event-stream"));
-    assert!(finished.body.contains("event: job") && finished.body.contains("event: run"), "{}", finished.body);
-    assert!(finished.body.contains("\"status\":\"passed\""), "{}", finished.body);
+    assert!(
+        finished.headers["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/event-stream")
+    );
+    assert!(
+        finished.body.contains("event: job") && finished.body.contains("event: run"),
+        "{}",
+        finished.body
+    );
+    assert!(
+        finished.body.contains("\"status\":\"passed\""),
+        "{}",
+        finished.body
+    );
     // A running one sends escaped lines after the cursor it is given.
-    let lines = world.rt.block_on(read_stream_until(&format!("{base}/runs/{live}/live?after=1:live"), "__pwned=3"));
+    let lines = world.rt.block_on(read_stream_until(
+        &format!("{base}/runs/{live}/live?after=1:live"),
+        "__pwned=3",
+    ));
     let data: Vec<Value> = lines
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
         .filter(|v| v.get("seq").is_some())
         .collect();
-    assert!(data.iter().all(|v| v["seq"].as_u64() > Some(1)), "sent lines before the cursor: {lines}");
-    let html = data.iter().filter_map(|v| v["html"].as_str()).collect::<Vec<_>>().join("\n");
-    assert!(html.contains("&lt;script&gt;window.__pwned=3&lt;/script&gt;") && !html.contains("<script"), "{html}");
+    assert!(
+        data.iter().all(|v| v["seq"].as_u64() > Some(1)),
+        "sent lines before the cursor: {lines}"
+    );
+    let html = data
+        .iter()
+        .filter_map(|v| v["html"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        html.contains("&lt;script&gt;window.__pwned=3&lt;/script&gt;") && !html.contains("<script"),
+        "{html}"
+    );
 }
 
 /// Reads an SSE response until `needle` arrives (or 10 s pass).
 async fn read_stream_until(url: &str, needle: &str) -> String {
-    let mut response = reqwest::Client::new().get(url).send().await.expect("stream");
+    let mut response = reqwest::Client::new()
+        .get(url)
+        .send()
+        .await
+        .expect("stream");
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !text.contains(needle) {
         match tokio::time::timeout_at(deadline, response.chunk()).await {
             Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("stream ended or stalled ({:?}) before {needle}: {text}", other.map(|r| r.map(|c| c.map(|b| b.len())))),
+            other => panic!(
+                "stream ended or stalled ({:?}) before {needle}: {text}",
+                other.map(|r| r.map(|c| c.map(|b| b.len())))
+            ),
         }
     }
     text

@@ -17,7 +17,7 @@ use tracing::{Instrument, info_span};
 use super::plan::Plan;
 use super::workspace;
 use crate::events::{JobState, RunEvent};
-use crate::executor::{ExitReason, Executor, JobRequest};
+use crate::executor::{Executor, ExitReason, JobRequest};
 use crate::log::{JobLog, LogSink, now_ms};
 use crate::outputs::{self, ContentStore, OutputFile};
 use crate::spec::JobSpec;
@@ -124,7 +124,14 @@ impl<E: Executor> Engine<E> {
     pub fn new(executor: Arc<E>, config: EngineConfig) -> Self {
         // Lagging subscribers lose events rather than grow memory without bound.
         let (events, _) = broadcast::channel(8192);
-        Engine { executor, config: EngineConfig { concurrency: config.concurrency.max(1), ..config }, events }
+        Engine {
+            executor,
+            config: EngineConfig {
+                concurrency: config.concurrency.max(1),
+                ..config
+            },
+            events,
+        }
     }
 
     /// State changes and log lines of every run of this engine.
@@ -133,7 +140,13 @@ impl<E: Executor> Engine<E> {
     }
 
     fn emit(&self, job: &str, state: JobState, attempt: u32, detail: Option<String>) {
-        let _ = self.events.send(RunEvent::Job { job: job.to_string(), state, attempt, detail, at_ms: now_ms() });
+        let _ = self.events.send(RunEvent::Job {
+            job: job.to_string(),
+            state,
+            attempt,
+            detail,
+            at_ms: now_ms(),
+        });
     }
 
     /// Runs every job of `plan` on a copy of the `source` tree.
@@ -146,7 +159,8 @@ impl<E: Executor> Engine<E> {
             self.emit(&job.name, JobState::Pending, 0, None);
         }
         let mut running: JoinSet<(usize, JobReport)> = JoinSet::new();
-        let mut task_index: std::collections::HashMap<tokio::task::Id, usize> = std::collections::HashMap::new();
+        let mut task_index: std::collections::HashMap<tokio::task::Id, usize> =
+            std::collections::HashMap::new();
         loop {
             if !cancel.is_cancelled() {
                 for i in 0..n {
@@ -155,7 +169,11 @@ impl<E: Executor> Engine<E> {
                     }
                     let ready = !started[i]
                         && reports[i].is_none()
-                        && plan.needs[i].iter().all(|&d| reports[d].as_ref().is_some_and(|r| r.state == JobState::Passed));
+                        && plan.needs[i].iter().all(|&d| {
+                            reports[d]
+                                .as_ref()
+                                .is_some_and(|r| r.state == JobState::Passed)
+                        });
                     if !ready {
                         continue;
                     }
@@ -173,25 +191,43 @@ impl<E: Executor> Engine<E> {
                         source: source.to_path_buf(),
                         workspace: self.config.work_root.join("jobs").join(&plan.jobs[i].name),
                         store: store.clone(),
-                        log: LogSink::new(&plan.jobs[i].name, self.config.log_cap, Some(self.events.clone())),
+                        log: LogSink::new(
+                            &plan.jobs[i].name,
+                            self.config.log_cap,
+                            Some(self.events.clone()),
+                        ),
                         env: self.config.env.clone(),
                         events: self.events.clone(),
                         cancel: cancel.child_token(),
                     };
                     let span = info_span!("job", job = %plan.jobs[i].name);
-                    let handle = running.spawn(async move { (i, task.run().await) }.instrument(span));
+                    let handle =
+                        running.spawn(async move { (i, task.run().await) }.instrument(span));
                     task_index.insert(handle.id(), i);
                 }
             }
-            let Some(done) = running.join_next_with_id().await else { break };
+            let Some(done) = running.join_next_with_id().await else {
+                break;
+            };
             let (i, report) = match done {
                 Ok((_, pair)) => pair,
                 Err(e) => {
                     // A panicking job task must not take the run down.
                     tracing::error!(error = %e, "job task failed");
-                    let Some(&i) = task_index.get(&e.id()) else { continue };
-                    let report = JobReport::not_run(&plan.jobs[i].name, JobState::Error, format!("internal error: {e}"));
-                    self.emit(&plan.jobs[i].name, JobState::Error, 0, report.detail.clone());
+                    let Some(&i) = task_index.get(&e.id()) else {
+                        continue;
+                    };
+                    let report = JobReport::not_run(
+                        &plan.jobs[i].name,
+                        JobState::Error,
+                        format!("internal error: {e}"),
+                    );
+                    self.emit(
+                        &plan.jobs[i].name,
+                        JobState::Error,
+                        0,
+                        report.detail.clone(),
+                    );
                     (i, report)
                 }
             };
@@ -204,7 +240,10 @@ impl<E: Executor> Engine<E> {
         for (i, slot) in reports.iter_mut().enumerate() {
             if slot.is_none() {
                 let (state, why) = if cancel.is_cancelled() {
-                    (JobState::Cancelled, "run cancelled before it started".to_string())
+                    (
+                        JobState::Cancelled,
+                        "run cancelled before it started".to_string(),
+                    )
                 } else {
                     (JobState::Skipped, "not reached".to_string())
                 };
@@ -213,20 +252,39 @@ impl<E: Executor> Engine<E> {
             }
         }
         let jobs: Vec<JobReport> = reports.into_iter().flatten().collect();
-        let report = RunReport { jobs, cancelled: cancel.is_cancelled(), store };
-        let _ = self.events.send(RunEvent::Finished { passed: report.passed(), cancelled: report.cancelled });
+        let report = RunReport {
+            jobs,
+            cancelled: cancel.is_cancelled(),
+            store,
+        };
+        let _ = self.events.send(RunEvent::Finished {
+            passed: report.passed(),
+            cancelled: report.cancelled,
+        });
         report
     }
 
-    fn skip_dependents(&self, plan: &Plan, failed: usize, reports: &mut [Option<JobReport>], cancelled: bool) {
+    fn skip_dependents(
+        &self,
+        plan: &Plan,
+        failed: usize,
+        reports: &mut [Option<JobReport>],
+        cancelled: bool,
+    ) {
         let mut stack = vec![(failed, plan.jobs[failed].name.clone())];
         while let Some((i, cause)) = stack.pop() {
             for &d in &plan.dependents[i] {
                 if reports[d].is_none() {
                     let (state, why) = if cancelled {
-                        (JobState::Cancelled, "run cancelled before it started".to_string())
+                        (
+                            JobState::Cancelled,
+                            "run cancelled before it started".to_string(),
+                        )
                     } else {
-                        (JobState::Skipped, format!("needs '{cause}', which did not pass"))
+                        (
+                            JobState::Skipped,
+                            format!("needs '{cause}', which did not pass"),
+                        )
                     };
                     self.emit(&plan.jobs[d].name, state, 0, Some(why.clone()));
                     reports[d] = Some(JobReport::not_run(&plan.jobs[d].name, state, why));
@@ -252,7 +310,13 @@ struct JobTask<E: Executor> {
 
 impl<E: Executor> JobTask<E> {
     fn emit(&self, state: JobState, attempt: u32, detail: Option<String>) {
-        let _ = self.events.send(RunEvent::Job { job: self.job.name.clone(), state, attempt, detail, at_ms: now_ms() });
+        let _ = self.events.send(RunEvent::Job {
+            job: self.job.name.clone(),
+            state,
+            attempt,
+            detail,
+            at_ms: now_ms(),
+        });
     }
 
     async fn run(self) -> JobReport {
@@ -266,19 +330,25 @@ impl<E: Executor> JobTask<E> {
             }
             report.attempts = attempt;
             if attempt > 1 {
-                self.log.system(format!("[airlock] attempt {attempt} of {max_attempts}"));
+                self.log
+                    .system(format!("[airlock] attempt {attempt} of {max_attempts}"));
             }
             self.emit(JobState::Running, attempt, None);
             let (state, detail, exit_code) = self.attempt(attempt, &mut report).await;
             report.state = state;
             report.detail = detail;
             report.exit_code = exit_code;
-            let retryable = matches!(state, JobState::Failed | JobState::TimedOut | JobState::OutOfMemory);
+            let retryable = matches!(
+                state,
+                JobState::Failed | JobState::TimedOut | JobState::OutOfMemory
+            );
             if !retryable || attempt == max_attempts {
                 break;
             }
             let why = report.detail.clone().unwrap_or_default();
-            self.log.system(format!("[airlock] attempt {attempt} did not pass ({why}); retrying"));
+            self.log.system(format!(
+                "[airlock] attempt {attempt} did not pass ({why}); retrying"
+            ));
         }
         report.log = self.log.finish();
         let detail = match (report.state, report.duration_ms()) {
@@ -289,15 +359,37 @@ impl<E: Executor> JobTask<E> {
         report
     }
 
-    async fn attempt(&self, attempt: u32, report: &mut JobReport) -> (JobState, Option<String>, Option<i32>) {
-        let (source, workspace, store, inputs) =
-            (self.source.clone(), self.workspace.clone(), self.store.clone(), self.inputs.clone());
-        let prepared =
-            tokio::task::spawn_blocking(move || workspace::prepare(&source, &workspace, &store, &inputs)).await;
+    async fn attempt(
+        &self,
+        attempt: u32,
+        report: &mut JobReport,
+    ) -> (JobState, Option<String>, Option<i32>) {
+        let (source, workspace, store, inputs) = (
+            self.source.clone(),
+            self.workspace.clone(),
+            self.store.clone(),
+            self.inputs.clone(),
+        );
+        let prepared = tokio::task::spawn_blocking(move || {
+            workspace::prepare(&source, &workspace, &store, &inputs)
+        })
+        .await;
         match prepared {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return (JobState::Error, Some(format!("could not prepare the workspace: {e}")), None),
-            Err(e) => return (JobState::Error, Some(format!("could not prepare the workspace: {e}")), None),
+            Ok(Err(e)) => {
+                return (
+                    JobState::Error,
+                    Some(format!("could not prepare the workspace: {e}")),
+                    None,
+                );
+            }
+            Err(e) => {
+                return (
+                    JobState::Error,
+                    Some(format!("could not prepare the workspace: {e}")),
+                    None,
+                );
+            }
         }
         let mut env = self.env.clone();
         env.insert("AIRLOCK_JOB".into(), self.job.name.clone());
@@ -317,7 +409,11 @@ impl<E: Executor> JobTask<E> {
             resources: self.job.resources,
             image: self.job.image.clone(),
         };
-        let execution = match self.executor.execute(request, self.log.clone(), self.cancel.clone()).await {
+        let execution = match self
+            .executor
+            .execute(request, self.log.clone(), self.cancel.clone())
+            .await
+        {
             Ok(e) => e,
             Err(e) => {
                 self.log.system(format!("[airlock] {e}"));
@@ -353,11 +449,17 @@ impl<E: Executor> JobTask<E> {
     }
 
     async fn collect(&self) -> Result<Vec<OutputFile>, String> {
-        let (workspace, patterns, store) = (self.workspace.clone(), self.job.outputs.clone(), self.store.clone());
+        let (workspace, patterns, store) = (
+            self.workspace.clone(),
+            self.job.outputs.clone(),
+            self.store.clone(),
+        );
         tokio::task::spawn_blocking(move || {
             let files = outputs::collect(&workspace, &patterns).map_err(|e| e.to_string())?;
             for f in &files {
-                store.put(&workspace, f).map_err(|e| format!("storing output '{}': {e}", f.path))?;
+                store
+                    .put(&workspace, f)
+                    .map_err(|e| format!("storing output '{}': {e}", f.path))?;
             }
             Ok(files)
         })
@@ -367,5 +469,7 @@ impl<E: Executor> JobTask<E> {
 }
 
 fn ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

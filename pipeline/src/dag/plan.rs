@@ -51,8 +51,12 @@ pub struct Plan {
 impl Plan {
     /// Plans a validated pipeline (which has no cycles and no unknown needs).
     pub fn new(pipeline: &Pipeline, selection: &Selection) -> Result<Plan, PlanError> {
-        let by_name: HashMap<&str, usize> =
-            pipeline.jobs.iter().enumerate().map(|(i, j)| (j.name.as_str(), i)).collect();
+        let by_name: HashMap<&str, usize> = pipeline
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (j.name.as_str(), i))
+            .collect();
         let mut wanted = vec![false; pipeline.jobs.len()];
         let mut stack: Vec<usize> = match selection {
             Selection::All => (0..pipeline.jobs.len()).collect(),
@@ -66,10 +70,18 @@ impl Plan {
             Selection::Named(names) => names
                 .iter()
                 .map(|n| {
-                    by_name.get(n.as_str()).copied().ok_or_else(|| PlanError::UnknownJob {
-                        name: n.clone(),
-                        known: pipeline.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", "),
-                    })
+                    by_name
+                        .get(n.as_str())
+                        .copied()
+                        .ok_or_else(|| PlanError::UnknownJob {
+                            name: n.clone(),
+                            known: pipeline
+                                .jobs
+                                .iter()
+                                .map(|j| j.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -77,7 +89,12 @@ impl Plan {
             if std::mem::replace(&mut wanted[i], true) {
                 continue;
             }
-            stack.extend(pipeline.jobs[i].needs.iter().filter_map(|n| by_name.get(n.as_str()).copied()));
+            stack.extend(
+                pipeline.jobs[i]
+                    .needs
+                    .iter()
+                    .filter_map(|n| by_name.get(n.as_str()).copied()),
+            );
         }
 
         // Topological order (Kahn), stable in file order among ready jobs.
@@ -97,8 +114,11 @@ impl Plan {
                 }
             }
         }
-        let mut ready: std::collections::VecDeque<usize> =
-            selected.iter().copied().filter(|i| remaining[i] == 0).collect();
+        let mut ready: std::collections::VecDeque<usize> = selected
+            .iter()
+            .copied()
+            .filter(|i| remaining[i] == 0)
+            .collect();
         let mut order = Vec::with_capacity(selected.len());
         while let Some(i) = ready.pop_front() {
             order.push(i);
@@ -111,11 +131,22 @@ impl Plan {
                 }
             }
         }
-        let position: HashMap<usize, usize> = order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
+        let position: HashMap<usize, usize> =
+            order.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
         let jobs: Vec<JobSpec> = order.iter().map(|&i| pipeline.jobs[i].clone()).collect();
         let needs: Vec<Vec<usize>> = jobs
             .iter()
-            .map(|j| j.needs.iter().filter_map(|n| by_name.get(n.as_str()).and_then(|i| position.get(i)).copied()).collect())
+            .map(|j| {
+                j.needs
+                    .iter()
+                    .filter_map(|n| {
+                        by_name
+                            .get(n.as_str())
+                            .and_then(|i| position.get(i))
+                            .copied()
+                    })
+                    .collect()
+            })
             .collect();
         let mut dependents = vec![Vec::new(); jobs.len()];
         for (i, ns) in needs.iter().enumerate() {
@@ -123,7 +154,11 @@ impl Plan {
                 dependents[n].push(i);
             }
         }
-        Ok(Plan { jobs, needs, dependents })
+        Ok(Plan {
+            jobs,
+            needs,
+            dependents,
+        })
     }
 
     /// Indices of every job `i` needs, directly or not.
@@ -157,7 +192,12 @@ mod tests {
         let plan = Plan::new(&pipeline(DIAMOND), &Selection::All).expect("plan");
         let names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
         let pos = |n: &str| names.iter().position(|x| *x == n).expect("present");
-        assert!(pos("a") < pos("b") && pos("a") < pos("c") && pos("b") < pos("d") && pos("c") < pos("d"));
+        assert!(
+            pos("a") < pos("b")
+                && pos("a") < pos("c")
+                && pos("b") < pos("d")
+                && pos("c") < pos("d")
+        );
         assert!(pos("d") < pos("release"));
         let d = pos("d");
         let closure: Vec<&str> = plan.needs_closure(d).iter().map(|&i| names[i]).collect();
@@ -167,13 +207,25 @@ mod tests {
     #[test]
     fn selection_by_event_pulls_in_needs() {
         let p = pipeline(DIAMOND);
-        let plan = Plan::new(&p, &Selection::Event { kind: EventKind::Push, git_ref: "refs/tags/v1".into() })
-            .expect("plan");
+        let plan = Plan::new(
+            &p,
+            &Selection::Event {
+                kind: EventKind::Push,
+                git_ref: "refs/tags/v1".into(),
+            },
+        )
+        .expect("plan");
         let mut names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
         names.sort_unstable();
         assert_eq!(names, ["a", "b", "c", "d", "release"]);
         let plan = Plan::new(&p, &Selection::Named(vec!["b".into()])).expect("plan");
-        assert_eq!(plan.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(
+            plan.jobs
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
         assert!(matches!(
             Plan::new(&p, &Selection::Named(vec!["zzz".into()])),
             Err(PlanError::UnknownJob { .. })

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::events::{JobState, RunEvent};
-use crate::executor::{ExecutorError, Execution, ExitReason, Executor, JobRequest};
+use crate::executor::{Execution, Executor, ExecutorError, ExitReason, JobRequest};
 use crate::log::{LogSink, Stream};
 
 /// What the scripted executor does for a job: fail the first `failures`
@@ -32,7 +32,12 @@ impl Executor for Scripted {
     fn name(&self) -> &'static str {
         "scripted"
     }
-    async fn execute(&self, req: JobRequest, log: LogSink, cancel: CancellationToken) -> Result<Execution, ExecutorError> {
+    async fn execute(
+        &self,
+        req: JobRequest,
+        log: LogSink,
+        cancel: CancellationToken,
+    ) -> Result<Execution, ExecutorError> {
         let script = self.scripts.get(&req.job).copied().unwrap_or_default();
         let attempt = {
             let mut a = self.attempts.lock().expect("lock");
@@ -40,9 +45,15 @@ impl Executor for Scripted {
             *n += 1;
             *n
         };
-        self.order.lock().expect("lock").push((req.job.clone(), "start"));
+        self.order
+            .lock()
+            .expect("lock")
+            .push((req.job.clone(), "start"));
         let started = SystemTime::now();
-        log.push(Stream::Stdout, format!("hello from {} attempt {attempt}", req.job));
+        log.push(
+            Stream::Stdout,
+            format!("hello from {} attempt {attempt}", req.job),
+        );
         // Each job sees the outputs of what it needs.
         let marker = req.workspace.join(format!("{}.out", req.job));
         let reason = if script.hang {
@@ -55,13 +66,24 @@ impl Executor for Scripted {
         } else {
             tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
             let seen: Vec<String> = std::fs::read_dir(&req.workspace)
-                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().to_string())
+                        .collect()
+                })
                 .unwrap_or_default();
             let _ = std::fs::write(&marker, seen.join(","));
             ExitReason::Exited(0)
         };
-        self.order.lock().expect("lock").push((req.job.clone(), "end"));
-        Ok(Execution { reason, started, finished: SystemTime::now() })
+        self.order
+            .lock()
+            .expect("lock")
+            .push((req.job.clone(), "end"));
+        Ok(Execution {
+            reason,
+            started,
+            finished: SystemTime::now(),
+        })
     }
 }
 
@@ -79,20 +101,41 @@ fn setup(text: &str, scripts: &[(&str, Script)]) -> (Plan, Arc<Scripted>, tempfi
 }
 
 fn state_of(report: &RunReport, name: &str) -> JobState {
-    report.jobs.iter().find(|j| j.name == name).map(|j| j.state).expect("job in report")
+    report
+        .jobs
+        .iter()
+        .find(|j| j.name == name)
+        .map(|j| j.state)
+        .expect("job in report")
 }
 
 const DIAMOND: &str = "version: 1\njobs:\n  a: {run: x, outputs: [a.out]}\n  b: {run: x, needs: [a], outputs: [b.out]}\n  c: {run: x, needs: [a], outputs: [c.out]}\n  d: {run: x, needs: [b, c], outputs: [d.out]}\n";
 
 #[tokio::test]
 async fn diamond_runs_in_order_and_passes_outputs_down() {
-    let (plan, exec, dir) = setup(DIAMOND, &[("b", Script { delay_ms: 50, ..Default::default() })]);
+    let (plan, exec, dir) = setup(
+        DIAMOND,
+        &[(
+            "b",
+            Script {
+                delay_ms: 50,
+                ..Default::default()
+            },
+        )],
+    );
     let engine = Engine::new(exec.clone(), EngineConfig::new(dir.path().join("work")));
     let mut events = engine.subscribe();
-    let report = engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
     assert!(report.passed(), "{report:#?}");
     let order = exec.order.lock().expect("lock").clone();
-    let pos = |job: &str, what: &str| order.iter().position(|(j, w)| j == job && *w == what).expect("event");
+    let pos = |job: &str, what: &str| {
+        order
+            .iter()
+            .position(|(j, w)| j == job && *w == what)
+            .expect("event")
+    };
     assert!(pos("a", "end") < pos("b", "start") && pos("a", "end") < pos("c", "start"));
     assert!(pos("b", "end") < pos("d", "start") && pos("c", "end") < pos("d", "start"));
     // d's workspace held the source and the outputs of a, b and c (transitively).
@@ -114,8 +157,16 @@ async fn diamond_runs_in_order_and_passes_outputs_down() {
         }
     }
     for job in ["a", "b", "c", "d"] {
-        let states: Vec<JobState> = seen.iter().filter(|(j, _)| j == job).map(|(_, s)| *s).collect();
-        assert_eq!(states, [JobState::Pending, JobState::Running, JobState::Passed], "{job}");
+        let states: Vec<JobState> = seen
+            .iter()
+            .filter(|(j, _)| j == job)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(
+            states,
+            [JobState::Pending, JobState::Running, JobState::Passed],
+            "{job}"
+        );
     }
 }
 
@@ -124,47 +175,120 @@ async fn failure_skips_dependents_while_an_independent_branch_finishes() {
     let text = "version: 1\njobs:\n  broken: {run: x}\n  after: {run: x, needs: [broken]}\n  later: {run: x, needs: [after]}\n  slow: {run: x}\n";
     let (plan, exec, dir) = setup(
         text,
-        &[("broken", Script { failures: 1, ..Default::default() }), ("slow", Script { delay_ms: 300, ..Default::default() })],
+        &[
+            (
+                "broken",
+                Script {
+                    failures: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "slow",
+                Script {
+                    delay_ms: 300,
+                    ..Default::default()
+                },
+            ),
+        ],
     );
     let engine = Engine::new(exec.clone(), EngineConfig::new(dir.path().join("work")));
-    let report = engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
     assert!(!report.passed());
     assert_eq!(state_of(&report, "broken"), JobState::Failed);
     assert_eq!(state_of(&report, "after"), JobState::Skipped);
     assert_eq!(state_of(&report, "later"), JobState::Skipped);
     assert_eq!(state_of(&report, "slow"), JobState::Passed);
     let order = exec.order.lock().expect("lock").clone();
-    let broken_end = order.iter().position(|(j, w)| j == "broken" && *w == "end").expect("end");
-    let slow_end = order.iter().position(|(j, w)| j == "slow" && *w == "end").expect("end");
-    assert!(slow_end > broken_end, "slow finished after its sibling failed: {order:?}");
-    let broken = report.jobs.iter().find(|j| j.name == "broken").expect("job");
+    let broken_end = order
+        .iter()
+        .position(|(j, w)| j == "broken" && *w == "end")
+        .expect("end");
+    let slow_end = order
+        .iter()
+        .position(|(j, w)| j == "slow" && *w == "end")
+        .expect("end");
+    assert!(
+        slow_end > broken_end,
+        "slow finished after its sibling failed: {order:?}"
+    );
+    let broken = report
+        .jobs
+        .iter()
+        .find(|j| j.name == "broken")
+        .expect("job");
     assert_eq!(broken.exit_code, Some(3));
     let after = report.jobs.iter().find(|j| j.name == "after").expect("job");
-    assert_eq!(after.detail.as_deref(), Some("needs 'broken', which did not pass"));
+    assert_eq!(
+        after.detail.as_deref(),
+        Some("needs 'broken', which did not pass")
+    );
 }
 
 #[tokio::test]
 async fn retries_until_it_passes() {
-    let text = "version: 1\njobs:\n  flaky: {run: x, retries: 2}\n  hopeless: {run: x, retries: 1}\n";
+    let text =
+        "version: 1\njobs:\n  flaky: {run: x, retries: 2}\n  hopeless: {run: x, retries: 1}\n";
     let (plan, exec, dir) = setup(
         text,
-        &[("flaky", Script { failures: 2, ..Default::default() }), ("hopeless", Script { failures: 5, ..Default::default() })],
+        &[
+            (
+                "flaky",
+                Script {
+                    failures: 2,
+                    ..Default::default()
+                },
+            ),
+            (
+                "hopeless",
+                Script {
+                    failures: 5,
+                    ..Default::default()
+                },
+            ),
+        ],
     );
     let engine = Engine::new(exec, EngineConfig::new(dir.path().join("work")));
-    let report = engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
     let flaky = report.jobs.iter().find(|j| j.name == "flaky").expect("job");
     assert_eq!((flaky.state, flaky.attempts), (JobState::Passed, 3));
-    assert!(flaky.log.lines.iter().any(|l| l.text.contains("attempt 3 of 3")));
-    let hopeless = report.jobs.iter().find(|j| j.name == "hopeless").expect("job");
+    assert!(
+        flaky
+            .log
+            .lines
+            .iter()
+            .any(|l| l.text.contains("attempt 3 of 3"))
+    );
+    let hopeless = report
+        .jobs
+        .iter()
+        .find(|j| j.name == "hopeless")
+        .expect("job");
     assert_eq!((hopeless.state, hopeless.attempts), (JobState::Failed, 2));
 }
 
 #[tokio::test]
 async fn timeout_is_reported() {
-    let text = "version: 1\njobs:\n  stuck: {run: x, timeout: 200ms}\n  next: {run: x, needs: [stuck]}\n";
-    let (plan, exec, dir) = setup(text, &[("stuck", Script { hang: true, ..Default::default() })]);
+    let text =
+        "version: 1\njobs:\n  stuck: {run: x, timeout: 200ms}\n  next: {run: x, needs: [stuck]}\n";
+    let (plan, exec, dir) = setup(
+        text,
+        &[(
+            "stuck",
+            Script {
+                hang: true,
+                ..Default::default()
+            },
+        )],
+    );
     let engine = Engine::new(exec, EngineConfig::new(dir.path().join("work")));
-    let report = engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
     assert_eq!(state_of(&report, "stuck"), JobState::TimedOut);
     assert_eq!(state_of(&report, "next"), JobState::Skipped);
 }
@@ -172,7 +296,25 @@ async fn timeout_is_reported() {
 #[tokio::test]
 async fn cancel_stops_running_jobs_and_never_starts_the_rest() {
     let text = "version: 1\njobs:\n  a: {run: x}\n  b: {run: x}\n  c: {run: x, needs: [a]}\n";
-    let (plan, exec, dir) = setup(text, &[("a", Script { hang: true, ..Default::default() }), ("b", Script { hang: true, ..Default::default() })]);
+    let (plan, exec, dir) = setup(
+        text,
+        &[
+            (
+                "a",
+                Script {
+                    hang: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "b",
+                Script {
+                    hang: true,
+                    ..Default::default()
+                },
+            ),
+        ],
+    );
     let engine = Engine::new(exec.clone(), EngineConfig::new(dir.path().join("work")));
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
@@ -180,25 +322,48 @@ async fn cancel_stops_running_jobs_and_never_starts_the_rest() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         trigger.cancel();
     });
-    let report = tokio::time::timeout(Duration::from_secs(10), engine.run(&plan, &dir.path().join("src"), cancel))
-        .await
-        .expect("cancel ends the run");
+    let report = tokio::time::timeout(
+        Duration::from_secs(10),
+        engine.run(&plan, &dir.path().join("src"), cancel),
+    )
+    .await
+    .expect("cancel ends the run");
     assert!(report.cancelled && !report.passed());
     assert_eq!(state_of(&report, "a"), JobState::Cancelled);
     assert_eq!(state_of(&report, "b"), JobState::Cancelled);
     assert_eq!(state_of(&report, "c"), JobState::Cancelled);
-    assert!(!exec.order.lock().expect("lock").iter().any(|(j, _)| j == "c"), "c never started");
+    assert!(
+        !exec
+            .order
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(j, _)| j == "c"),
+        "c never started"
+    );
 }
 
 #[tokio::test]
 async fn concurrency_limit_is_respected() {
-    let text = "version: 1\njobs:\n  j1: {run: x}\n  j2: {run: x}\n  j3: {run: x}\n  j4: {run: x}\n";
-    let slow = Script { delay_ms: 50, ..Default::default() };
-    let (plan, exec, dir) = setup(text, &[("j1", slow), ("j2", slow), ("j3", slow), ("j4", slow)]);
+    let text =
+        "version: 1\njobs:\n  j1: {run: x}\n  j2: {run: x}\n  j3: {run: x}\n  j4: {run: x}\n";
+    let slow = Script {
+        delay_ms: 50,
+        ..Default::default()
+    };
+    let (plan, exec, dir) = setup(
+        text,
+        &[("j1", slow), ("j2", slow), ("j3", slow), ("j4", slow)],
+    );
     let mut config = EngineConfig::new(dir.path().join("work"));
     config.concurrency = 2;
     let engine = Engine::new(exec.clone(), config);
-    assert!(engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await.passed());
+    assert!(
+        engine
+            .run(&plan, &dir.path().join("src"), CancellationToken::new())
+            .await
+            .passed()
+    );
     let mut now = 0i32;
     let mut peak = 0;
     for (_, what) in exec.order.lock().expect("lock").iter() {
@@ -213,8 +378,17 @@ async fn a_missing_output_fails_the_job() {
     let text = "version: 1\njobs:\n  a: {run: x, outputs: [never-written]}\n";
     let (plan, exec, dir) = setup(text, &[]);
     let engine = Engine::new(exec, EngineConfig::new(dir.path().join("work")));
-    let report = engine.run(&plan, &dir.path().join("src"), CancellationToken::new()).await;
+    let report = engine
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
     let a = &report.jobs[0];
     assert_eq!(a.state, JobState::Failed);
-    assert!(a.detail.as_deref().unwrap_or("").contains("was not produced"), "{:?}", a.detail);
+    assert!(
+        a.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("was not produced"),
+        "{:?}",
+        a.detail
+    );
 }

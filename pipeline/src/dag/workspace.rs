@@ -9,7 +9,12 @@ use crate::outputs::{ContentStore, OutputFile};
 
 /// Replaces `dest` with a copy of `source` (files, executable bits,
 /// symlinks as symlinks) and the given outputs.
-pub(super) fn prepare(source: &Path, dest: &Path, store: &ContentStore, inputs: &[OutputFile]) -> io::Result<()> {
+pub(super) fn prepare(
+    source: &Path,
+    dest: &Path,
+    store: &ContentStore,
+    inputs: &[OutputFile],
+) -> io::Result<()> {
     if dest.exists() {
         fs::remove_dir_all(dest)?;
     }
@@ -19,7 +24,10 @@ pub(super) fn prepare(source: &Path, dest: &Path, store: &ContentStore, inputs: 
         // Paths were checked when the producing job collected them; check again
         // because this is where a bad path would do harm.
         if file.path.split('/').any(|c| c == ".." || c.is_empty()) || file.path.starts_with('/') {
-            return Err(io::Error::other(format!("refusing output path '{}'", file.path)));
+            return Err(io::Error::other(format!(
+                "refusing output path '{}'",
+                file.path
+            )));
         }
         let target = dest.join(&file.path);
         if target.exists() {

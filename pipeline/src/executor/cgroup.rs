@@ -34,9 +34,15 @@ impl CgroupSupport {
         if root.join("cgroup.controllers").exists() {
             return CgroupSupport::V2;
         }
-        let v1 = ["memory", "pids", "cpu"].iter().all(|c| root.join(c).join("cgroup.procs").exists());
+        let v1 = ["memory", "pids", "cpu"]
+            .iter()
+            .all(|c| root.join(c).join("cgroup.procs").exists());
         let writable = nix::unistd::geteuid().is_root();
-        if v1 && writable { CgroupSupport::V1 } else { CgroupSupport::Unavailable }
+        if v1 && writable {
+            CgroupSupport::V1
+        } else {
+            CgroupSupport::Unavailable
+        }
     }
 }
 
@@ -49,7 +55,11 @@ pub(super) struct Cgroup {
 
 impl Cgroup {
     /// Creates the groups and writes the limits.
-    pub(super) fn create(support: CgroupSupport, name: &str, limits: &ResourceLimits) -> io::Result<Cgroup> {
+    pub(super) fn create(
+        support: CgroupSupport,
+        name: &str,
+        limits: &ResourceLimits,
+    ) -> io::Result<Cgroup> {
         let mut cg = Cgroup { dirs: Vec::new() };
         match support {
             CgroupSupport::Unavailable => return Ok(cg),
@@ -73,7 +83,10 @@ impl Cgroup {
                 }
                 if let Some(millis) = limits.cpu_millis {
                     let quota = millis * CPU_PERIOD_US / 1000;
-                    fs::write(cg.dir("cpu").join("cpu.cfs_period_us"), CPU_PERIOD_US.to_string())?;
+                    fs::write(
+                        cg.dir("cpu").join("cpu.cfs_period_us"),
+                        CPU_PERIOD_US.to_string(),
+                    )?;
                     fs::write(cg.dir("cpu").join("cpu.cfs_quota_us"), quota.to_string())?;
                 }
             }
@@ -89,7 +102,10 @@ impl Cgroup {
                     fs::write(dir.join("pids.max"), pids.to_string())?;
                 }
                 if let Some(millis) = limits.cpu_millis {
-                    fs::write(dir.join("cpu.max"), format!("{} {CPU_PERIOD_US}", millis * CPU_PERIOD_US / 1000))?;
+                    fs::write(
+                        dir.join("cpu.max"),
+                        format!("{} {CPU_PERIOD_US}", millis * CPU_PERIOD_US / 1000),
+                    )?;
                 }
             }
         }
@@ -97,12 +113,19 @@ impl Cgroup {
     }
 
     fn dir(&self, controller: &str) -> &Path {
-        self.dirs.iter().find(|(c, _)| *c == controller).map(|(_, d)| d.as_path()).unwrap_or(Path::new("/nonexistent"))
+        self.dirs
+            .iter()
+            .find(|(c, _)| *c == controller)
+            .map(|(_, d)| d.as_path())
+            .unwrap_or(Path::new("/nonexistent"))
     }
 
     /// The `cgroup.procs` files a launcher writes its pid into before it execs the job.
     pub(super) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs.iter().map(|(_, d)| d.join("cgroup.procs")).collect()
+        self.dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
     }
 
     /// Every process in the group (host pids).
@@ -126,7 +149,11 @@ impl Cgroup {
 
     /// Whether the kernel's OOM killer killed something in the group.
     pub(super) fn oom_killed(&self) -> bool {
-        let file = match self.dirs.iter().find(|(c, _)| *c == "memory" || c.is_empty()) {
+        let file = match self
+            .dirs
+            .iter()
+            .find(|(c, _)| *c == "memory" || c.is_empty())
+        {
             Some(("memory", dir)) => dir.join("memory.oom_control"),
             Some((_, dir)) => dir.join("memory.events"),
             None => return false,
@@ -147,7 +174,12 @@ impl Cgroup {
                 break;
             }
             self.signal_all(Signal::SIGKILL);
-            tokio::time::sleep(std::time::Duration::from_millis(if attempt < 20 { 1 } else { 20 })).await;
+            tokio::time::sleep(std::time::Duration::from_millis(if attempt < 20 {
+                1
+            } else {
+                20
+            }))
+            .await;
         }
         for (_, dir) in self.dirs.drain(..) {
             if let Err(e) = fs::remove_dir(&dir) {
@@ -172,10 +204,18 @@ fn own_group(controller: &str) -> PathBuf {
     let rel = text.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let hit = if controller.is_empty() { ctrls.is_empty() } else { ctrls.split(',').any(|c| c == controller) };
+        let hit = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
         hit.then(|| path.trim_start_matches('/').to_string())
     });
-    let base = if controller.is_empty() { PathBuf::from(CGROUP_ROOT) } else { Path::new(CGROUP_ROOT).join(controller) };
+    let base = if controller.is_empty() {
+        PathBuf::from(CGROUP_ROOT)
+    } else {
+        Path::new(CGROUP_ROOT).join(controller)
+    };
     match rel {
         Some(rel) if !rel.is_empty() && base.join(&rel).is_dir() => base.join(rel),
         _ => base,

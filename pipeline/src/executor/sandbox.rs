@@ -22,7 +22,7 @@ use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::supervise::{Terminator, supervise};
-use super::{ExecutorError, Execution, ExitReason, Executor, JobRequest};
+use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest};
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;
 
@@ -60,10 +60,12 @@ impl Default for SandboxConfig {
                 memory_bytes: Some(4 << 30),
                 pids: Some(4096),
             },
-            read_only: ["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            read_only: [
+                "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             cgroups: CgroupSupport::detect(),
         }
     }
@@ -90,7 +92,10 @@ impl SandboxExecutor {
                 ))
             })?;
         if !probe.status.success() {
-            return Err(ExecutorError::Unavailable(format!("{} --version failed", config.bwrap.display())));
+            return Err(ExecutorError::Unavailable(format!(
+                "{} --version failed",
+                config.bwrap.display()
+            )));
         }
         let as_root = nix::unistd::geteuid().is_root();
         Ok(SandboxExecutor { config, as_root })
@@ -104,7 +109,10 @@ impl SandboxExecutor {
     /// Prepares a workspace for the sandbox user: reachable through every
     /// parent directory and owned by that user.
     fn prepare_workspace(&self, workspace: &Path) -> Result<(), ExecutorError> {
-        let err = |reason: String| ExecutorError::Workspace { path: workspace.to_path_buf(), reason };
+        let err = |reason: String| ExecutorError::Workspace {
+            path: workspace.to_path_buf(),
+            reason,
+        };
         if !workspace.is_dir() {
             return Err(err("is not a directory".into()));
         }
@@ -127,7 +135,8 @@ impl SandboxExecutor {
         let (uid, gid) = (Some(self.config.sandbox_uid), Some(self.config.sandbox_gid));
         for entry in walkdir::WalkDir::new(workspace).follow_links(false) {
             let entry = entry.map_err(|e| err(e.to_string()))?;
-            std::os::unix::fs::lchown(entry.path(), uid, gid).map_err(|e| err(format!("chown: {e}")))?;
+            std::os::unix::fs::lchown(entry.path(), uid, gid)
+                .map_err(|e| err(format!("chown: {e}")))?;
         }
         Ok(())
     }
@@ -154,10 +163,18 @@ impl SandboxExecutor {
                 // merged-/usr systems: /bin -> usr/bin; recreate the link, don't bind it.
                 Ok(m) if m.file_type().is_symlink() => {
                     if let Ok(target) = std::fs::read_link(dir) {
-                        args.extend(["--symlink".into(), target.display().to_string(), dir.display().to_string()]);
+                        args.extend([
+                            "--symlink".into(),
+                            target.display().to_string(),
+                            dir.display().to_string(),
+                        ]);
                     }
                 }
-                Ok(_) => args.extend(["--ro-bind".into(), dir.display().to_string(), dir.display().to_string()]),
+                Ok(_) => args.extend([
+                    "--ro-bind".into(),
+                    dir.display().to_string(),
+                    dir.display().to_string(),
+                ]),
                 Err(_) => {}
             }
         }
@@ -226,7 +243,10 @@ impl SandboxExecutor {
 /// Minimal environment every job gets before its own `env`.
 fn base_env() -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("PATH".into(), "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin".into()),
+        (
+            "PATH".into(),
+            "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin".into(),
+        ),
         ("HOME".into(), "/tmp".into()),
         ("TMPDIR".into(), "/tmp".into()),
         ("LANG".into(), "C.UTF-8".into()),
@@ -265,19 +285,36 @@ impl Executor for SandboxExecutor {
     ) -> Result<Execution, ExecutorError> {
         self.prepare_workspace(&request.workspace)?;
         let limits = self.limits(&request.resources);
-        let support = if self.as_root { self.config.cgroups } else { CgroupSupport::Unavailable };
+        let support = if self.as_root {
+            self.config.cgroups
+        } else {
+            CgroupSupport::Unavailable
+        };
         if support == CgroupSupport::Unavailable {
             log.system("[airlock] warning: cgroups unavailable here; memory, pids and cpu limits are not enforced");
         }
         let cgroup = Cgroup::create(support, &request.attempt_id, &limits)
             .map_err(|e| ExecutorError::Limits(e.to_string()))?;
         let started = SystemTime::now();
-        let child = self.command(&request, &cgroup).spawn().map_err(ExecutorError::Spawn)?;
-        tracing::debug!(pid = child.id(), "sandbox started");
-        let tree = SandboxTree { cgroup: &cgroup, launcher: child.id() };
-        let reason = supervise(child, &log, request.timeout, self.config.kill_grace, &cancel, &tree)
-            .await
+        let child = self
+            .command(&request, &cgroup)
+            .spawn()
             .map_err(ExecutorError::Spawn)?;
+        tracing::debug!(pid = child.id(), "sandbox started");
+        let tree = SandboxTree {
+            cgroup: &cgroup,
+            launcher: child.id(),
+        };
+        let reason = supervise(
+            child,
+            &log,
+            request.timeout,
+            self.config.kill_grace,
+            &cancel,
+            &tree,
+        )
+        .await
+        .map_err(ExecutorError::Spawn)?;
         let reason = match reason {
             ExitReason::Exited(0) => reason,
             ExitReason::TimedOut | ExitReason::Cancelled => reason,
@@ -295,6 +332,10 @@ impl Executor for SandboxExecutor {
             _ => reason,
         };
         cgroup.remove().await;
-        Ok(Execution { reason, started, finished: SystemTime::now() })
+        Ok(Execution {
+            reason,
+            started,
+            finished: SystemTime::now(),
+        })
     }
 }

@@ -41,13 +41,19 @@ pub(super) async fn supervise(
     };
 
     log.system(match ended_by_us {
-        ExitReason::TimedOut => format!("[airlock] timeout of {} reached: stopping the job", humantime::format_duration(timeout)),
+        ExitReason::TimedOut => format!(
+            "[airlock] timeout of {} reached: stopping the job",
+            humantime::format_duration(timeout)
+        ),
         _ => "[airlock] run cancelled: stopping the job".to_string(),
     });
     tree.signal_tree(Signal::SIGTERM);
     let exited = tokio::time::timeout(grace, child.wait()).await;
     if exited.is_err() {
-        log.system(format!("[airlock] still running {}s after SIGTERM: killing it", grace.as_secs_f32()));
+        log.system(format!(
+            "[airlock] still running {}s after SIGTERM: killing it",
+            grace.as_secs_f32()
+        ));
     }
     // Always: a child may have ignored SIGTERM even if the job's main process exited.
     tree.signal_tree(Signal::SIGKILL);

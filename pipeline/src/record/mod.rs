@@ -155,7 +155,9 @@ pub enum RecordError {
     #[error("pass record signature does not verify")]
     BadSignature,
     /// A record version this code does not read.
-    #[error("pass record version {0} is not supported (this build reads version {PASS_RECORD_VERSION})")]
+    #[error(
+        "pass record version {0} is not supported (this build reads version {PASS_RECORD_VERSION})"
+    )]
     UnsupportedVersion(u32),
     /// Well-formed and signed, but a field breaks the rules in [`PassRecord::validate`].
     #[error("invalid pass record: {0}")]
@@ -176,7 +178,10 @@ pub enum RecordError {
 
 impl RecordError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        RecordError::Io { path: path.into(), source }
+        RecordError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 
@@ -201,7 +206,10 @@ fn invalid(field: &str, value: &str, why: &str) -> RecordError {
 }
 
 fn is_lower_hex(text: &str, len: usize) -> bool {
-    text.len() == len && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn check_len(field: &str, value: &str) -> Result<(), RecordError> {
@@ -256,7 +264,11 @@ fn check_git_url(url: &str) -> Result<(), RecordError> {
 fn check_git_ref(git_ref: &str) -> Result<(), RecordError> {
     check_text("git_ref", git_ref)?;
     if !git_ref.starts_with("refs/") || git_ref.len() == "refs/".len() {
-        return Err(invalid("git_ref", git_ref, "is not a full ref name under refs/"));
+        return Err(invalid(
+            "git_ref",
+            git_ref,
+            "is not a full ref name under refs/",
+        ));
     }
     if git_ref.contains("..") || git_ref.chars().any(char::is_whitespace) {
         return Err(invalid("git_ref", git_ref, "contains '..' or whitespace"));
@@ -268,16 +280,26 @@ fn check_project(project: &str) -> Result<(), RecordError> {
     check_text("project", project)?;
     // The trusted side may use the project name as a path component or a policy key.
     if project == "." || project.contains('/') || project.contains('\\') || project.contains("..") {
-        return Err(invalid("project", project, "contains '/', '\\' or '..', or is '.'"));
+        return Err(invalid(
+            "project",
+            project,
+            "contains '/', '\\' or '..', or is '.'",
+        ));
     }
     Ok(())
 }
 
 fn check_job(job: &str) -> Result<(), RecordError> {
     // Same rule as the pipeline file's job names (spec::validate).
-    let ok_chars = job.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok_chars = job
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if job.is_empty() || job.len() > 63 || !ok_chars {
-        return Err(invalid("job", job, "is not 1-63 letters, digits, '-' or '_'"));
+        return Err(invalid(
+            "job",
+            job,
+            "is not 1-63 letters, digits, '-' or '_'",
+        ));
     }
     Ok(())
 }
@@ -290,15 +312,23 @@ fn check_output_path(path: &str) -> Result<(), RecordError> {
     if path.starts_with('/') || path.contains('\\') {
         return Err(invalid("output path", path, "is absolute or contains '\\'"));
     }
-    if path.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return Err(invalid("output path", path, "has an empty, '.' or '..' component"));
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(invalid(
+            "output path",
+            path,
+            "has an empty, '.' or '..' component",
+        ));
     }
     Ok(())
 }
 
 fn parse_time(field: &str, value: &str) -> Result<std::time::SystemTime, RecordError> {
     check_len(field, value)?;
-    humantime::parse_rfc3339(value).map_err(|e| invalid(field, value, &format!("is not an RFC 3339 UTC time ({e})")))
+    humantime::parse_rfc3339(value)
+        .map_err(|e| invalid(field, value, &format!("is not an RFC 3339 UTC time ({e})")))
 }
 
 impl PassRecord {
@@ -314,7 +344,11 @@ impl PassRecord {
         check_git_url(&self.git_url)?;
         check_git_ref(&self.git_ref)?;
         if !is_lower_hex(&self.commit, 40) {
-            return Err(invalid("commit", &self.commit, "is not 40 lowercase hex digits"));
+            return Err(invalid(
+                "commit",
+                &self.commit,
+                "is not 40 lowercase hex digits",
+            ));
         }
         check_job(&self.job)?;
         check_sha256("pipeline_sha256", &self.pipeline_sha256)?;
@@ -351,9 +385,13 @@ impl SignedPassRecord {
     /// The envelope's bytes as written to the outbox; refused when larger than
     /// [`MAX_RECORD_BYTES`], since the reader would refuse them.
     pub fn to_json(&self) -> Result<Vec<u8>, RecordError> {
-        let bytes = serde_json::to_vec(self).map_err(|e| RecordError::Malformed(format!("encoding envelope: {e}")))?;
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| RecordError::Malformed(format!("encoding envelope: {e}")))?;
         if bytes.len() > MAX_RECORD_BYTES {
-            return Err(RecordError::TooLarge { size: bytes.len() as u64, max: MAX_RECORD_BYTES });
+            return Err(RecordError::TooLarge {
+                size: bytes.len() as u64,
+                max: MAX_RECORD_BYTES,
+            });
         }
         Ok(bytes)
     }
@@ -376,9 +414,15 @@ struct VersionProbe {
 /// In order: size limit (before any parsing), envelope (strict JSON), key lookup by `key_id`
 /// among `trusted`, signature over the PAE, payload type, version, record (strict JSON), then
 /// [`PassRecord::validate`]. The payload is not parsed at all unless the signature verifies.
-pub fn open(bytes: &[u8], trusted: &[ed25519_dalek::VerifyingKey]) -> Result<PassRecord, RecordError> {
+pub fn open(
+    bytes: &[u8],
+    trusted: &[ed25519_dalek::VerifyingKey],
+) -> Result<PassRecord, RecordError> {
     if bytes.len() > MAX_RECORD_BYTES {
-        return Err(RecordError::TooLarge { size: bytes.len() as u64, max: MAX_RECORD_BYTES });
+        return Err(RecordError::TooLarge {
+            size: bytes.len() as u64,
+            max: MAX_RECORD_BYTES,
+        });
     }
     let envelope: SignedPassRecord = serde_json::from_slice(bytes)
         .map_err(|e| RecordError::Malformed(format!("envelope: {}", quote(&e.to_string()))))?;
@@ -393,14 +437,17 @@ pub fn open(bytes: &[u8], trusted: &[ed25519_dalek::VerifyingKey]) -> Result<Pas
         .iter()
         .find(|k| key_id_of(k) == envelope.key_id)
         .ok_or_else(|| RecordError::UnknownKey(envelope.key_id.clone()))?;
-    let payload =
-        BASE64.decode(&envelope.payload).map_err(|e| RecordError::Malformed(format!("payload is not base64: {e}")))?;
+    let payload = BASE64
+        .decode(&envelope.payload)
+        .map_err(|e| RecordError::Malformed(format!("payload is not base64: {e}")))?;
     let signature = BASE64
         .decode(&envelope.signature)
         .map_err(|e| RecordError::Malformed(format!("signature is not base64: {e}")))?;
-    let signature = ed25519_dalek::Signature::from_slice(&signature)
-        .map_err(|_| RecordError::Malformed(format!("signature is {} bytes, not 64", signature.len())))?;
-    key.verify_strict(&pae(&envelope.payload_type, &payload), &signature).map_err(|_| RecordError::BadSignature)?;
+    let signature = ed25519_dalek::Signature::from_slice(&signature).map_err(|_| {
+        RecordError::Malformed(format!("signature is {} bytes, not 64", signature.len()))
+    })?;
+    key.verify_strict(&pae(&envelope.payload_type, &payload), &signature)
+        .map_err(|_| RecordError::BadSignature)?;
     decode_verified(&envelope.payload_type, &payload)
 }
 

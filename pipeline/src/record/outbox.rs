@@ -55,8 +55,12 @@ impl DirOutbox {
         for entry in fs::read_dir(&self.dir).map_err(|e| RecordError::io(&self.dir, e))? {
             let entry = entry.map_err(|e| RecordError::io(&self.dir, e))?;
             // DirEntry::file_type does not follow links, so a link is never taken for a file.
-            let file_type = entry.file_type().map_err(|e| RecordError::io(entry.path(), e))?;
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let file_type = entry
+                .file_type()
+                .map_err(|e| RecordError::io(entry.path(), e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             if file_type.is_file() && name.ends_with(".json") && check_name(&name).is_ok() {
                 names.push(name);
             }
@@ -79,32 +83,54 @@ impl DirOutbox {
             .open(&path)
             .map_err(|e| {
                 if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
-                    RecordError::Invalid(format!("outbox entry {} is a symbolic link; refused", quote(name)))
+                    RecordError::Invalid(format!(
+                        "outbox entry {} is a symbolic link; refused",
+                        quote(name)
+                    ))
                 } else {
                     RecordError::io(&path, e)
                 }
             })?;
         let meta = file.metadata().map_err(|e| RecordError::io(&path, e))?;
         if !meta.is_file() {
-            return Err(RecordError::Invalid(format!("outbox entry {} is not a regular file", quote(name))));
+            return Err(RecordError::Invalid(format!(
+                "outbox entry {} is not a regular file",
+                quote(name)
+            )));
         }
         if meta.len() > MAX_RECORD_BYTES as u64 {
-            return Err(RecordError::TooLarge { size: meta.len(), max: MAX_RECORD_BYTES });
+            return Err(RecordError::TooLarge {
+                size: meta.len(),
+                max: MAX_RECORD_BYTES,
+            });
         }
         // The file can still grow after the check: read one byte past the limit to notice.
         let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(MAX_RECORD_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| RecordError::io(&path, e))?;
+        file.take(MAX_RECORD_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| RecordError::io(&path, e))?;
         if bytes.len() > MAX_RECORD_BYTES {
-            return Err(RecordError::TooLarge { size: bytes.len() as u64, max: MAX_RECORD_BYTES });
+            return Err(RecordError::TooLarge {
+                size: bytes.len() as u64,
+                max: MAX_RECORD_BYTES,
+            });
         }
         Ok(bytes)
     }
 
     fn write_tmp(&self, bytes: &[u8]) -> Result<PathBuf, RecordError> {
         use std::io::Write as _;
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{:016x}", std::process::id(), OsRng.next_u64()));
+        let tmp = self.dir.join(format!(
+            "{TMP_PREFIX}{}-{:016x}",
+            std::process::id(),
+            OsRng.next_u64()
+        ));
         let result = (|| {
-            let mut file = OpenOptions::new().write(true).create_new(true).mode(0o644).open(&tmp)?;
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&tmp)?;
             // Records are not secret, and the trusted side may read them as another user.
             file.set_permissions(fs::Permissions::from_mode(0o644))?;
             file.write_all(bytes)?;
@@ -130,7 +156,9 @@ impl DirOutbox {
                     "a different envelope for the same record is already in the outbox; it is left as it is",
                 ),
             )),
-            Err(RecordError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(RecordError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -180,15 +208,32 @@ fn sanitise_hint(hint: &str) -> String {
     let clean: String = hint
         .chars()
         .take(MAX_HINT_CHARS)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    if clean.is_empty() { "record".into() } else { clean }
+    if clean.is_empty() {
+        "record".into()
+    } else {
+        clean
+    }
 }
 
 fn check_name(name: &str) -> Result<(), RecordError> {
-    if name.is_empty() || name.len() > 255 || name.contains(['/', '\0']) || name.contains("..") || name.starts_with('.')
+    if name.is_empty()
+        || name.len() > 255
+        || name.contains(['/', '\0'])
+        || name.contains("..")
+        || name.starts_with('.')
     {
-        return Err(RecordError::Invalid(format!("outbox entry name {} refused", quote(name))));
+        return Err(RecordError::Invalid(format!(
+            "outbox entry name {} refused",
+            quote(name)
+        )));
     }
     Ok(())
 }

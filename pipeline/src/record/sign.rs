@@ -26,7 +26,12 @@ const MAX_KEY_FILE_BYTES: u64 = 1024;
 /// lengths as decimal byte counts. This, not the JSON envelope, is what gets signed, so the
 /// payload type is covered by the signature and the encoding is unambiguous.
 pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
-    let header = format!("DSSEv1 {} {} {} ", payload_type.len(), payload_type, body.len());
+    let header = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        body.len()
+    );
     let mut out = Vec::with_capacity(header.len() + body.len());
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(body);
@@ -45,8 +50,8 @@ pub fn parse_public_key_hex(text: &str) -> Result<VerifyingKey, RecordError> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(text.trim(), &mut bytes)
         .map_err(|_| RecordError::Key("a public key must be 64 hex digits".into()))?;
-    let key =
-        VerifyingKey::from_bytes(&bytes).map_err(|_| RecordError::Key("not a valid ed25519 public key".into()))?;
+    let key = VerifyingKey::from_bytes(&bytes)
+        .map_err(|_| RecordError::Key("not a valid ed25519 public key".into()))?;
     if key.is_weak() {
         return Err(RecordError::Key("weak ed25519 public key refused".into()));
     }
@@ -60,7 +65,9 @@ pub struct OriginKey {
 
 impl fmt::Debug for OriginKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OriginKey").field("key_id", &self.key_id()).finish_non_exhaustive()
+        f.debug_struct("OriginKey")
+            .field("key_id", &self.key_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +81,9 @@ fn wipe(buf: &mut [u8]) {
 impl OriginKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Self {
-        OriginKey { key: SigningKey::generate(&mut OsRng) }
+        OriginKey {
+            key: SigningKey::generate(&mut OsRng),
+        }
     }
 
     /// Loads the key from `path` (a file holding the 32-byte seed as 64 hex digits), or, when
@@ -105,7 +114,13 @@ impl OriginKey {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 write_new_file(&pub_path, format!("{public}\n").as_bytes(), 0o644)
-                    .or_else(|e| if e.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                    .or_else(|e| {
+                        if e.kind() == io::ErrorKind::AlreadyExists {
+                            Ok(())
+                        } else {
+                            Err(e)
+                        }
+                    })
                     .map_err(|e| RecordError::io(&pub_path, e))?;
             }
             Err(e) => return Err(RecordError::io(&pub_path, e)),
@@ -152,7 +167,9 @@ impl OriginKey {
 impl OriginKey {
     /// A key from a fixed seed, so that tests produce the same bytes on every run.
     pub(super) fn from_seed(seed: [u8; 32]) -> Self {
-        OriginKey { key: SigningKey::from_bytes(&seed) }
+        OriginKey {
+            key: SigningKey::from_bytes(&seed),
+        }
     }
 
     /// Signs any bytes under any payload type, skipping validation: how tests make envelopes
@@ -184,13 +201,19 @@ fn read_key_file(path: &Path) -> Result<Option<OriginKey>, RecordError> {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
-            return Err(RecordError::Key(format!("{} is a symbolic link; refused", path.display())));
+            return Err(RecordError::Key(format!(
+                "{} is a symbolic link; refused",
+                path.display()
+            )));
         }
         Err(e) => return Err(RecordError::io(path, e)),
     };
     let meta = file.metadata().map_err(|e| RecordError::io(path, e))?;
     if !meta.is_file() {
-        return Err(RecordError::Key(format!("{} is not a regular file", path.display())));
+        return Err(RecordError::Key(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
     }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
@@ -200,12 +223,19 @@ fn read_key_file(path: &Path) -> Result<Option<OriginKey>, RecordError> {
         )));
     }
     let mut text = Vec::new();
-    file.take(MAX_KEY_FILE_BYTES).read_to_end(&mut text).map_err(|e| RecordError::io(path, e))?;
+    file.take(MAX_KEY_FILE_BYTES)
+        .read_to_end(&mut text)
+        .map_err(|e| RecordError::io(path, e))?;
     let mut seed = [0u8; 32];
     let parsed = hex::decode_to_slice(text.trim_ascii(), &mut seed);
     wipe(&mut text);
     // The error says what is expected, never what was found: that could be (part of) a key.
-    parsed.map_err(|_| RecordError::Key(format!("{} does not hold a 64-hex-digit ed25519 seed", path.display())))?;
+    parsed.map_err(|_| {
+        RecordError::Key(format!(
+            "{} does not hold a 64-hex-digit ed25519 seed",
+            path.display()
+        ))
+    })?;
     let key = SigningKey::from_bytes(&seed);
     wipe(&mut seed);
     Ok(Some(OriginKey { key }))
@@ -219,10 +249,19 @@ fn create_key_file(path: &Path) -> Result<OriginKey, RecordError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| RecordError::io(&dir, e))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| RecordError::io(&dir, e))?;
     let key = OriginKey::generate();
     let mut text = format!("{}\n", hex::encode(key.key.to_bytes())).into_bytes();
-    let tmp = dir.join(format!(".{}.tmp-{}-{:016x}", file_name(path), std::process::id(), OsRng.next_u64()));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{:016x}",
+        file_name(path),
+        std::process::id(),
+        OsRng.next_u64()
+    ));
     let written = write_new_file(&tmp, &text, 0o600);
     wipe(&mut text);
     written.map_err(|e| RecordError::io(&tmp, e))?;
@@ -233,20 +272,32 @@ fn create_key_file(path: &Path) -> Result<OriginKey, RecordError> {
             sync_dir(&dir).map_err(|e| RecordError::io(&dir, e))?;
             Ok(key)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_key_file(path)?
-            .ok_or_else(|| RecordError::Key(format!("{} vanished while it was being created", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            read_key_file(path)?.ok_or_else(|| {
+                RecordError::Key(format!(
+                    "{} vanished while it was being created",
+                    path.display()
+                ))
+            })
+        }
         Err(e) => Err(RecordError::io(path, e)),
     }
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "key".into())
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "key".into())
 }
 
 /// Writes a file that must not exist yet, with `mode` from the start (never briefly wider), and
 /// syncs it.
 fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?;
     // The umask may have narrowed the mode; it must never have widened it, but set it exactly so
     // that a .pub file is readable whatever the umask.
     file.set_permissions(fs::Permissions::from_mode(mode))?;

@@ -155,7 +155,10 @@ impl Mirror {
     /// The branch `HEAD` points to (`refs/heads/main`), or `None` when HEAD is detached.
     pub fn head_ref(&self) -> Option<String> {
         let repo = self.repo.to_thread_local();
-        repo.head_name().ok().flatten().map(|name| name.as_bstr().to_string())
+        repo.head_name()
+            .ok()
+            .flatten()
+            .map(|name| name.as_bstr().to_string())
     }
 
     /// The commit the full ref name `full_ref` (e.g. `refs/heads/main`) points to, if it exists.

@@ -16,7 +16,11 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A finding at `at`.
     pub fn new(at: Position, message: impl Into<String>) -> Self {
-        Diagnostic { at, message: message.into(), help: None }
+        Diagnostic {
+            at,
+            message: message.into(),
+            help: None,
+        }
     }
     /// Adds the fix.
     pub fn help(mut self, help: impl Into<String>) -> Self {

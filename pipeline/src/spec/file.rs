@@ -74,7 +74,19 @@ pub struct WhenFile {
 }
 
 /// What caused a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Deserialize,
+    serde::Serialize,
+    JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     /// A change under review (Gerrit patchset, pull/merge request).

@@ -24,7 +24,10 @@ impl std::fmt::Display for Position {
 
 impl From<serde_saphyr::Location> for Position {
     fn from(loc: serde_saphyr::Location) -> Self {
-        Position { line: loc.line(), column: loc.column() }
+        Position {
+            line: loc.line(),
+            column: loc.column(),
+        }
     }
 }
 
@@ -40,7 +43,10 @@ pub struct Located<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Located<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(deserializer)?;
-        Ok(Located { value: spanned.value, at: spanned.referenced.into() })
+        Ok(Located {
+            value: spanned.value,
+            at: spanned.referenced.into(),
+        })
     }
 }
 

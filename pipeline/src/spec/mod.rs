@@ -22,32 +22,48 @@ pub const MAX_PIPELINE_BYTES: usize = 1024 * 1024;
 
 /// Parses and validates a pipeline file. `source_name` is used in messages.
 pub fn parse(source_name: &str, bytes: &[u8]) -> Result<Pipeline, Diagnostics> {
-    let fail = |d: Diagnostic| Diagnostics { source_name: source_name.to_string(), items: vec![d] };
+    let fail = |d: Diagnostic| Diagnostics {
+        source_name: source_name.to_string(),
+        items: vec![d],
+    };
     if bytes.len() > MAX_PIPELINE_BYTES {
         return Err(fail(
             Diagnostic::new(
                 Position::default(),
-                format!("file is {} bytes; the limit is {} bytes (1 MiB)", bytes.len(), MAX_PIPELINE_BYTES),
+                format!(
+                    "file is {} bytes; the limit is {} bytes (1 MiB)",
+                    bytes.len(),
+                    MAX_PIPELINE_BYTES
+                ),
             )
             .help("split long scripts into files in the repository and run them from the job"),
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        fail(Diagnostic::new(Position::default(), format!("file is not UTF-8 ({e})")))
+        fail(Diagnostic::new(
+            Position::default(),
+            format!("file is not UTF-8 ({e})"),
+        ))
     })?;
-    let file: file::PipelineFile =
-        serde_saphyr::from_str_with_options(text, parse_options()).map_err(|e| fail(yaml_diagnostic(&e)))?;
+    let file: file::PipelineFile = serde_saphyr::from_str_with_options(text, parse_options())
+        .map_err(|e| fail(yaml_diagnostic(&e)))?;
     let file_sha256 = hex::encode(Sha256::digest(bytes));
     validate::validate(&file, file_sha256).map_err(|mut items| {
         items.sort_by_key(|d| d.at);
-        Diagnostics { source_name: source_name.to_string(), items }
+        Diagnostics {
+            source_name: source_name.to_string(),
+            items,
+        }
     })
 }
 
 /// Reads and validates a pipeline file from disk.
 pub fn load(path: &std::path::Path) -> Result<Pipeline, Diagnostics> {
     let name = path.display().to_string();
-    let fail = |msg: String| Diagnostics { source_name: name.clone(), items: vec![Diagnostic::new(Position::default(), msg)] };
+    let fail = |msg: String| Diagnostics {
+        source_name: name.clone(),
+        items: vec![Diagnostic::new(Position::default(), msg)],
+    };
     let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     if meta.len() > MAX_PIPELINE_BYTES as u64 {
         return parse(&name, &vec![0; MAX_PIPELINE_BYTES + 1]);
@@ -95,7 +111,9 @@ fn yaml_diagnostic(err: &serde_saphyr::Error) -> Diagnostic {
     } else if lower.contains("duplicate") {
         Some("every key may appear once; give each job a unique name")
     } else if lower.contains("budget") || lower.contains("alias") || lower.contains("replay") {
-        Some("the file expands YAML aliases beyond Airlock's limits; write the values out or use fewer aliases")
+        Some(
+            "the file expands YAML aliases beyond Airlock's limits; write the values out or use fewer aliases",
+        )
     } else if lower.contains("unknown variant") {
         Some("use one of the listed values")
     } else if lower.contains("missing field") {

@@ -11,9 +11,12 @@ pub(super) fn cpu_millis(q: &Quantity) -> Result<u64, String> {
         Quantity::Text(t) => {
             let t = t.trim();
             if let Some(m) = t.strip_suffix('m') {
-                m.parse::<f64>().map_err(|_| format!("'{t}' is not a CPU quantity"))?
+                m.parse::<f64>()
+                    .map_err(|_| format!("'{t}' is not a CPU quantity"))?
             } else {
-                t.parse::<f64>().map_err(|_| format!("'{t}' is not a CPU quantity"))? * 1000.0
+                t.parse::<f64>()
+                    .map_err(|_| format!("'{t}' is not a CPU quantity"))?
+                    * 1000.0
             }
         }
     };
@@ -83,7 +86,10 @@ mod tests {
     #[test]
     fn memory_forms() {
         assert_eq!(memory_bytes(&Quantity::Text("512Mi".into())), Ok(512 << 20));
-        assert_eq!(memory_bytes(&Quantity::Text("2G".into())), Ok(2_000_000_000));
+        assert_eq!(
+            memory_bytes(&Quantity::Text("2G".into())),
+            Ok(2_000_000_000)
+        );
         assert_eq!(memory_bytes(&Quantity::Number(4194304.0)), Ok(4 << 20));
         assert!(memory_bytes(&Quantity::Text("12 parsecs".into())).is_err());
         assert!(memory_bytes(&Quantity::Text("1Ki".into())).is_err());

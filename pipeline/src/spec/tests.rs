@@ -39,7 +39,11 @@ fn good_file_parses_into_the_model() {
     assert_eq!(build.needs, ["test"]);
     assert_eq!(build.resources.cpu_millis, Some(500));
     assert_eq!(build.resources.memory_bytes, Some(256 << 20));
-    let image = build.publish.as_ref().and_then(|p| p.image.as_ref()).expect("image");
+    let image = build
+        .publish
+        .as_ref()
+        .and_then(|p| p.image.as_ref())
+        .expect("image");
     assert_eq!(image.base, BaseImage::Scratch);
     assert_eq!(image.files["dist/app"], "/usr/local/bin/app");
     assert_eq!(p.file_sha256.len(), 64);
@@ -47,29 +51,144 @@ fn good_file_parses_into_the_model() {
 
 /// (name, file, expected position "line:col", expected text in the message)
 const BAD: &[(&str, &str, &str, &str)] = &[
-    ("unknown key", "version: 1\njobs:\n  a:\n    run: x\n    tiemout: 5s\n", "5:5", "tiemout"),
-    ("unknown top-level key", "version: 1\nstages: []\njobs:\n  a: {run: x}\n", "2:1", "stages"),
-    ("wrong version", "version: 2\njobs:\n  a: {run: x}\n", "1:10", "unsupported pipeline version 2"),
-    ("cycle", "version: 1\njobs:\n  a: {run: x, needs: [b]}\n  b: {run: x, needs: [c]}\n  c: {run: x, needs: [a]}\n", "3:23", "dependency cycle: a -> b -> c -> a"),
-    ("unknown needs", "version: 1\njobs:\n  a: {run: x, needs: [tset]}\n  test: {run: x}\n", "3:23", "needs 'tset', which is not a job"),
-    ("self needs", "version: 1\njobs:\n  a: {run: x, needs: [a]}\n", "3:23", "needs itself"),
-    ("duplicate names", "version: 1\njobs:\n  a: {run: x}\n  a: {run: y}\n", "4:3", "uplicate"),
-    ("absolute output", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [/etc/passwd]\n", "5:15", "is absolute"),
-    ("climbing output", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [dist/../../secret]\n", "5:15", "climbs out of the workspace"),
-    ("published file not an output", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [dist/app]\n    publish:\n      image:\n        base: scratch\n        files: {dist/other: /app}\n", "9:17", "'dist/other' is not an output of job 'a'"),
-    ("artifact not an output", "version: 1\njobs:\n  a:\n    run: x\n    publish:\n      artifacts: [x.tgz]\n", "6:19", "'x.tgz' is not an output"),
-    ("base by tag", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: alpine:3.19\n        files: {app: /app}\n", "8:15", "given by tag, not by digest"),
-    ("bad digest", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: alpine@sha256:abc\n        files: {app: /app}\n", "8:15", "64 lowercase hex"),
-    ("relative image path", "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: scratch\n        files: {app: bin/app}\n", "9:22", "absolute file path"),
-    ("neither run nor command", "version: 1\njobs:\n  a: {env: {X: y}}\n", "3:3", "neither `run` nor `command`"),
-    ("both run and command", "version: 1\njobs:\n  a: {run: x, command: [y]}\n", "3:24", "both `run` and `command`"),
-    ("bad timeout", "version: 1\njobs:\n  a: {run: x, timeout: soon}\n", "3:24", "'soon' is not a duration"),
-    ("bad memory", "version: 1\njobs:\n  a: {run: x, resources: {memory: lots}}\n", "3:35", "not a memory quantity"),
-    ("bad event kind", "version: 1\njobs:\n  a: {run: x, when: {events: [merge]}}\n", "3:31", "merge"),
-    ("bad job name", "version: 1\njobs:\n  'a b': {run: x}\n", "3:3", "not a valid job name"),
-    ("too many retries", "version: 1\njobs:\n  a: {run: x, retries: 99}\n", "3:24", "99 retries"),
-    ("no jobs", "version: 1\njobs: {}\n", "1:1", "declares no jobs"),
-    ("syntax error", "version: 1\njobs:\n  a: {run: x\n", "", "error"),
+    (
+        "unknown key",
+        "version: 1\njobs:\n  a:\n    run: x\n    tiemout: 5s\n",
+        "5:5",
+        "tiemout",
+    ),
+    (
+        "unknown top-level key",
+        "version: 1\nstages: []\njobs:\n  a: {run: x}\n",
+        "2:1",
+        "stages",
+    ),
+    (
+        "wrong version",
+        "version: 2\njobs:\n  a: {run: x}\n",
+        "1:10",
+        "unsupported pipeline version 2",
+    ),
+    (
+        "cycle",
+        "version: 1\njobs:\n  a: {run: x, needs: [b]}\n  b: {run: x, needs: [c]}\n  c: {run: x, needs: [a]}\n",
+        "3:23",
+        "dependency cycle: a -> b -> c -> a",
+    ),
+    (
+        "unknown needs",
+        "version: 1\njobs:\n  a: {run: x, needs: [tset]}\n  test: {run: x}\n",
+        "3:23",
+        "needs 'tset', which is not a job",
+    ),
+    (
+        "self needs",
+        "version: 1\njobs:\n  a: {run: x, needs: [a]}\n",
+        "3:23",
+        "needs itself",
+    ),
+    (
+        "duplicate names",
+        "version: 1\njobs:\n  a: {run: x}\n  a: {run: y}\n",
+        "4:3",
+        "uplicate",
+    ),
+    (
+        "absolute output",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [/etc/passwd]\n",
+        "5:15",
+        "is absolute",
+    ),
+    (
+        "climbing output",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [dist/../../secret]\n",
+        "5:15",
+        "climbs out of the workspace",
+    ),
+    (
+        "published file not an output",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [dist/app]\n    publish:\n      image:\n        base: scratch\n        files: {dist/other: /app}\n",
+        "9:17",
+        "'dist/other' is not an output of job 'a'",
+    ),
+    (
+        "artifact not an output",
+        "version: 1\njobs:\n  a:\n    run: x\n    publish:\n      artifacts: [x.tgz]\n",
+        "6:19",
+        "'x.tgz' is not an output",
+    ),
+    (
+        "base by tag",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: alpine:3.19\n        files: {app: /app}\n",
+        "8:15",
+        "given by tag, not by digest",
+    ),
+    (
+        "bad digest",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: alpine@sha256:abc\n        files: {app: /app}\n",
+        "8:15",
+        "64 lowercase hex",
+    ),
+    (
+        "relative image path",
+        "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: scratch\n        files: {app: bin/app}\n",
+        "9:22",
+        "absolute file path",
+    ),
+    (
+        "neither run nor command",
+        "version: 1\njobs:\n  a: {env: {X: y}}\n",
+        "3:3",
+        "neither `run` nor `command`",
+    ),
+    (
+        "both run and command",
+        "version: 1\njobs:\n  a: {run: x, command: [y]}\n",
+        "3:24",
+        "both `run` and `command`",
+    ),
+    (
+        "bad timeout",
+        "version: 1\njobs:\n  a: {run: x, timeout: soon}\n",
+        "3:24",
+        "'soon' is not a duration",
+    ),
+    (
+        "bad memory",
+        "version: 1\njobs:\n  a: {run: x, resources: {memory: lots}}\n",
+        "3:35",
+        "not a memory quantity",
+    ),
+    (
+        "bad event kind",
+        "version: 1\njobs:\n  a: {run: x, when: {events: [merge]}}\n",
+        "3:31",
+        "merge",
+    ),
+    (
+        "bad job name",
+        "version: 1\njobs:\n  'a b': {run: x}\n",
+        "3:3",
+        "not a valid job name",
+    ),
+    (
+        "too many retries",
+        "version: 1\njobs:\n  a: {run: x, retries: 99}\n",
+        "3:24",
+        "99 retries",
+    ),
+    (
+        "no jobs",
+        "version: 1\njobs: {}\n",
+        "1:1",
+        "declares no jobs",
+    ),
+    (
+        "syntax error",
+        "version: 1\njobs:\n  a: {run: x\n",
+        "",
+        "error",
+    ),
 ];
 
 #[test]
@@ -96,14 +215,16 @@ fn bad_files_name_the_problem_and_its_position() {
 
 #[test]
 fn every_problem_is_reported_at_once() {
-    let text = "version: 1\njobs:\n  a: {run: x, needs: [nope], outputs: [../x]}\n  b: {command: []}\n";
+    let text =
+        "version: 1\njobs:\n  a: {run: x, needs: [nope], outputs: [../x]}\n  b: {command: []}\n";
     let d = parse("config.yaml", text.as_bytes()).expect_err("invalid");
     assert_eq!(d.items.len(), 3, "{d}");
 }
 
 #[test]
 fn diagnostics_say_how_to_fix() {
-    let d = parse("c.yaml", b"version: 1\njobs:\n  a: {run: x, needs: [b]}\n").expect_err("invalid");
+    let d =
+        parse("c.yaml", b"version: 1\njobs:\n  a: {run: x, needs: [b]}\n").expect_err("invalid");
     assert!(d.to_string().contains("help: use one of: a"), "{d}");
 }
 
@@ -111,7 +232,9 @@ fn diagnostics_say_how_to_fix() {
 fn oversized_file_is_refused_before_parsing() {
     let mut text = String::from("version: 1\njobs:\n  a:\n    run: |\n");
     while text.len() <= MAX_PIPELINE_BYTES {
-        text.push_str("      echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n");
+        text.push_str(
+            "      echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+        );
     }
     let d = parse("big.yaml", text.as_bytes()).expect_err("too big");
     assert!(d.to_string().contains("the limit is 1048576 bytes"), "{d}");
@@ -133,7 +256,11 @@ fn alias_bomb_is_refused() {
     let shown = d.to_string();
     // Typed fields stop the expansion at the first mismatch; it must be refused, fast.
     assert!(!shown.is_empty());
-    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -144,7 +271,10 @@ fn alias_flood_hits_the_yaml_budget() {
         text.push_str(&format!("      V{i}: *s\n"));
     }
     let d = parse("flood.yaml", text.as_bytes()).expect_err("flood");
-    assert!(d.to_string().contains("aliases beyond Airlock's limits"), "{d}");
+    assert!(
+        d.to_string().contains("aliases beyond Airlock's limits"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -158,7 +288,15 @@ fn anchors_within_limits_are_fine() {
 fn schema_describes_the_file() {
     let schema = json_schema();
     let text = schema.to_string();
-    for key in ["version", "jobs", "needs", "outputs", "publish", "entrypoint", "resources"] {
+    for key in [
+        "version",
+        "jobs",
+        "needs",
+        "outputs",
+        "publish",
+        "entrypoint",
+        "resources",
+    ] {
         assert!(text.contains(&format!("\"{key}\"")), "schema lacks {key}");
     }
     assert_eq!(schema["additionalProperties"], serde_json::json!(false));

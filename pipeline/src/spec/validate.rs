@@ -14,18 +14,25 @@ use super::quantity;
 const MAX_RETRIES: u32 = 10;
 const MAX_JOBS: usize = 10_000;
 
-pub(super) fn validate(file: &PipelineFile, file_sha256: String) -> Result<Pipeline, Vec<Diagnostic>> {
+pub(super) fn validate(
+    file: &PipelineFile,
+    file_sha256: String,
+) -> Result<Pipeline, Vec<Diagnostic>> {
     let mut out = Vec::new();
     if file.version.value != 1 {
         out.push(
-            Diagnostic::new(file.version.at, format!("unsupported pipeline version {}", file.version.value))
-                .help("this Airlock understands `version: 1`"),
+            Diagnostic::new(
+                file.version.at,
+                format!("unsupported pipeline version {}", file.version.value),
+            )
+            .help("this Airlock understands `version: 1`"),
         );
     }
     if file.jobs.is_empty() {
-        out.push(Diagnostic::new(Position { line: 1, column: 1 }, "the file declares no jobs").help(
-            "add at least one job under `jobs:`, e.g. `jobs: {test: {run: make test}}`",
-        ));
+        out.push(
+            Diagnostic::new(Position { line: 1, column: 1 }, "the file declares no jobs")
+                .help("add at least one job under `jobs:`, e.g. `jobs: {test: {run: make test}}`"),
+        );
     }
     if file.jobs.len() > MAX_JOBS {
         out.push(Diagnostic::new(
@@ -38,8 +45,11 @@ pub(super) fn validate(file: &PipelineFile, file_sha256: String) -> Result<Pipel
     for (name, _) in file.jobs.iter() {
         if let Some(first) = seen.insert(name.value.as_str(), name.at) {
             out.push(
-                Diagnostic::new(name.at, format!("job '{}' is declared twice (first at {first})", name.value))
-                    .help("rename one of them"),
+                Diagnostic::new(
+                    name.at,
+                    format!("job '{}' is declared twice (first at {first})", name.value),
+                )
+                .help("rename one of them"),
             );
         }
         if let Err(why) = check_job_name(&name.value) {
@@ -55,11 +65,17 @@ pub(super) fn validate(file: &PipelineFile, file_sha256: String) -> Result<Pipel
     }
     check_cycles(file, &mut out);
 
-    if out.is_empty() { Ok(Pipeline { jobs, file_sha256 }) } else { Err(out) }
+    if out.is_empty() {
+        Ok(Pipeline { jobs, file_sha256 })
+    } else {
+        Err(out)
+    }
 }
 
 fn check_job_name(name: &str) -> Result<(), String> {
-    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if name.is_empty() || name.len() > 63 || !ok_chars {
         return Err(format!("'{name}' is not a valid job name"));
     }
@@ -78,7 +94,10 @@ fn validate_job(
     let action = match (&job.run, &job.command) {
         (Some(script), None) => {
             if script.value.trim().is_empty() {
-                out.push(Diagnostic::new(script.at, format!("job '{n}' has an empty `run` script")));
+                out.push(Diagnostic::new(
+                    script.at,
+                    format!("job '{n}' has an empty `run` script"),
+                ));
             }
             Action::Script(script.value.clone())
         }
@@ -100,8 +119,11 @@ fn validate_job(
         }
         (None, None) => {
             out.push(
-                Diagnostic::new(name.at, format!("job '{n}' has neither `run` nor `command`"))
-                    .help("add `run: <shell script>` or `command: [program, args...]`"),
+                Diagnostic::new(
+                    name.at,
+                    format!("job '{n}' has neither `run` nor `command`"),
+                )
+                .help("add `run: <shell script>` or `command: [program, args...]`"),
             );
             Action::Command(Vec::new())
         }
@@ -110,16 +132,28 @@ fn validate_job(
     let mut needs = Vec::new();
     for need in &job.needs {
         if need.value == *n {
-            out.push(Diagnostic::new(need.at, format!("job '{n}' needs itself")).help("remove it from `needs`"));
+            out.push(
+                Diagnostic::new(need.at, format!("job '{n}' needs itself"))
+                    .help("remove it from `needs`"),
+            );
         } else if !names.contains_key(need.value.as_str()) {
             let mut known: Vec<&str> = names.keys().copied().collect();
             known.sort_unstable();
             out.push(
-                Diagnostic::new(need.at, format!("job '{n}' needs '{}', which is not a job in this file", need.value))
-                    .help(format!("use one of: {}", known.join(", "))),
+                Diagnostic::new(
+                    need.at,
+                    format!(
+                        "job '{n}' needs '{}', which is not a job in this file",
+                        need.value
+                    ),
+                )
+                .help(format!("use one of: {}", known.join(", "))),
             );
         } else if needs.contains(&need.value) {
-            out.push(Diagnostic::new(need.at, format!("job '{n}' lists '{}' twice in `needs`", need.value)));
+            out.push(Diagnostic::new(
+                need.at,
+                format!("job '{n}' lists '{}' twice in `needs`", need.value),
+            ));
         } else {
             needs.push(need.value.clone());
         }
@@ -128,8 +162,11 @@ fn validate_job(
     for key in job.env.keys() {
         if !is_env_name(key) {
             out.push(
-                Diagnostic::new(name.at, format!("job '{n}': '{key}' is not a valid environment variable name"))
-                    .help("use letters, digits and '_', not starting with a digit"),
+                Diagnostic::new(
+                    name.at,
+                    format!("job '{n}': '{key}' is not a valid environment variable name"),
+                )
+                .help("use letters, digits and '_', not starting with a digit"),
             );
         }
     }
@@ -137,7 +174,10 @@ fn validate_job(
     let timeout = match &job.timeout {
         None => DEFAULT_TIMEOUT,
         Some(t) => quantity::duration(&t.value).unwrap_or_else(|why| {
-            out.push(Diagnostic::new(t.at, why).help("write a duration such as `90s`, `10m` or `1h 30m`"));
+            out.push(
+                Diagnostic::new(t.at, why)
+                    .help("write a duration such as `90s`, `10m` or `1h 30m`"),
+            );
             DEFAULT_TIMEOUT
         }),
     };
@@ -145,13 +185,20 @@ fn validate_job(
     let retries = match &job.retries {
         None => 0,
         Some(r) if r.value > MAX_RETRIES => {
-            out.push(Diagnostic::new(r.at, format!("{} retries; the limit is {MAX_RETRIES}", r.value)));
+            out.push(Diagnostic::new(
+                r.at,
+                format!("{} retries; the limit is {MAX_RETRIES}", r.value),
+            ));
             0
         }
         Some(r) => r.value,
     };
 
-    let when = job.when.as_ref().map(|w| validate_when(w, out)).unwrap_or_default();
+    let when = job
+        .when
+        .as_ref()
+        .map(|w| validate_when(w, out))
+        .unwrap_or_default();
 
     let mut outputs = Vec::new();
     for output in &job.outputs {
@@ -171,14 +218,24 @@ fn validate_job(
 
     let image = job.image.as_ref().map(|i| {
         if i.value.trim().is_empty() || i.value.chars().any(char::is_whitespace) {
-            out.push(Diagnostic::new(i.at, format!("'{}' is not an image reference", i.value)));
+            out.push(Diagnostic::new(
+                i.at,
+                format!("'{}' is not an image reference", i.value),
+            ));
         }
         i.value.clone()
     });
 
-    let resources = job.resources.as_ref().map(|r| validate_resources(r, out)).unwrap_or_default();
+    let resources = job
+        .resources
+        .as_ref()
+        .map(|r| validate_resources(r, out))
+        .unwrap_or_default();
 
-    let publish = job.publish.as_ref().map(|p| validate_publish(n, name.at, p, &job.outputs, out));
+    let publish = job
+        .publish
+        .as_ref()
+        .map(|p| validate_publish(n, name.at, p, &job.outputs, out));
 
     (out.len() == before).then(|| JobSpec {
         name: n.clone(),
@@ -204,11 +261,17 @@ fn is_env_name(key: &str) -> bool {
 fn validate_when(when: &WhenFile, out: &mut Vec<Diagnostic>) -> WhenSpec {
     let mut refs = Vec::new();
     for pattern in &when.refs {
-        match globset::GlobBuilder::new(&pattern.value).literal_separator(true).build() {
+        match globset::GlobBuilder::new(&pattern.value)
+            .literal_separator(true)
+            .build()
+        {
             Ok(_) => refs.push(pattern.value.clone()),
             Err(e) => out.push(
-                Diagnostic::new(pattern.at, format!("ref pattern '{}' is not a valid glob: {e}", pattern.value))
-                    .help("write full ref names or globs such as `refs/heads/main` or `refs/tags/v*`"),
+                Diagnostic::new(
+                    pattern.at,
+                    format!("ref pattern '{}' is not a valid glob: {e}", pattern.value),
+                )
+                .help("write full ref names or globs such as `refs/heads/main` or `refs/tags/v*`"),
             ),
         }
     }
@@ -223,7 +286,10 @@ fn validate_resources(r: &ResourcesFile, out: &mut Vec<Diagnostic>) -> ResourceL
     if let Some(cpu) = &r.cpu {
         match quantity::cpu_millis(&cpu.value) {
             Ok(m) => limits.cpu_millis = Some(m),
-            Err(why) => out.push(Diagnostic::new(cpu.at, why).help("write cores (`2`, `0.5`) or millicores (`500m`)")),
+            Err(why) => out.push(
+                Diagnostic::new(cpu.at, why)
+                    .help("write cores (`2`, `0.5`) or millicores (`500m`)"),
+            ),
         }
     }
     if let Some(mem) = &r.memory {
@@ -234,7 +300,10 @@ fn validate_resources(r: &ResourcesFile, out: &mut Vec<Diagnostic>) -> ResourceL
     }
     if let Some(pids) = &r.pids {
         if pids.value < 8 {
-            out.push(Diagnostic::new(pids.at, "pids below 8 cannot even start a shell pipeline"));
+            out.push(Diagnostic::new(
+                pids.at,
+                "pids below 8 cannot even start a shell pipeline",
+            ));
         } else {
             limits.pids = Some(pids.value);
         }
@@ -252,22 +321,38 @@ fn validate_publish(
     let covered = |path: &str| outputs.iter().any(|o| output_covers(&o.value, path));
     let declared = || {
         let list: Vec<&str> = outputs.iter().map(|o| o.value.as_str()).collect();
-        if list.is_empty() { "the job declares no outputs".to_string() } else { format!("its outputs are: {}", list.join(", ")) }
+        if list.is_empty() {
+            "the job declares no outputs".to_string()
+        } else {
+            format!("its outputs are: {}", list.join(", "))
+        }
     };
     if publish.image.is_none() && publish.artifacts.is_empty() {
         out.push(
-            Diagnostic::new(job_at, format!("job '{job}' has a `publish` section that publishes nothing"))
-                .help("add `image:` and/or `artifacts:`, or remove `publish`"),
+            Diagnostic::new(
+                job_at,
+                format!("job '{job}' has a `publish` section that publishes nothing"),
+            )
+            .help("add `image:` and/or `artifacts:`, or remove `publish`"),
         );
     }
     let mut artifacts = Vec::new();
     for artifact in &publish.artifacts {
         if let Err(why) = check_workspace_path(&artifact.value) {
-            out.push(Diagnostic::new(artifact.at, format!("artifact '{}' {why}", artifact.value)));
+            out.push(Diagnostic::new(
+                artifact.at,
+                format!("artifact '{}' {why}", artifact.value),
+            ));
         } else if !covered(&artifact.value) {
             out.push(
-                Diagnostic::new(artifact.at, format!("artifact '{}' is not an output of job '{job}'", artifact.value))
-                    .help(format!("add it to `outputs`; {}", declared())),
+                Diagnostic::new(
+                    artifact.at,
+                    format!(
+                        "artifact '{}' is not an output of job '{job}'",
+                        artifact.value
+                    ),
+                )
+                .help(format!("add it to `outputs`; {}", declared())),
             );
         } else {
             artifacts.push(artifact.value.clone());
@@ -328,7 +413,10 @@ fn parse_base(base: &str) -> Result<BaseImage, (String, String)> {
         ));
     };
     let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    let hex_ok = hex.len() == 64 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let hex_ok = hex.len() == 64
+        && hex
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
     if repository.is_empty() || !hex_ok {
         return Err((
             format!("base image '{base}' is not `REPOSITORY@sha256:<64 lowercase hex>`"),
@@ -340,7 +428,10 @@ fn parse_base(base: &str) -> Result<BaseImage, (String, String)> {
         Some((repo, tag)) if !tag.contains('/') => repo,
         _ => repository,
     };
-    Ok(BaseImage::Pinned { repository: repository.to_string(), digest: digest.to_string() })
+    Ok(BaseImage::Pinned {
+        repository: repository.to_string(),
+        digest: digest.to_string(),
+    })
 }
 
 /// A workspace-relative path: not empty, not absolute, never climbing out with `..`.
@@ -392,15 +483,23 @@ pub(crate) fn output_covers(pattern: &str, path: &str) -> bool {
 
 /// Finds dependency cycles and names each one once: `a -> b -> c -> a`.
 fn check_cycles(file: &PipelineFile, out: &mut Vec<Diagnostic>) {
-    let index: HashMap<&str, usize> =
-        file.jobs.iter().enumerate().map(|(i, (n, _))| (n.value.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = file
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (n, _))| (n.value.as_str(), i))
+        .collect();
     let edges: Vec<Vec<(usize, Position)>> = file
         .jobs
         .iter()
         .enumerate()
         .map(|(me, (_, job))| {
             // A job needing itself is reported on its own; not again as a cycle.
-            job.needs.iter().filter_map(|n| index.get(n.value.as_str()).map(|&i| (i, n.at))).filter(|(i, _)| *i != me).collect()
+            job.needs
+                .iter()
+                .filter_map(|n| index.get(n.value.as_str()).map(|&i| (i, n.at)))
+                .filter(|(i, _)| *i != me)
+                .collect()
         })
         .collect();
 
@@ -435,8 +534,12 @@ fn check_cycles(file: &PipelineFile, out: &mut Vec<Diagnostic>) {
         let mut at_pos: Vec<Position> = Vec::new();
         let mut position_in_path: HashMap<usize, usize> = HashMap::from([(start, 0)]);
         let cycle = loop {
-            let Some(&current) = path.last() else { break None };
-            let Some(&(next, pos)) = edges[current].iter().find(|(n, _)| !done[*n]) else { break None };
+            let Some(&current) = path.last() else {
+                break None;
+            };
+            let Some(&(next, pos)) = edges[current].iter().find(|(n, _)| !done[*n]) else {
+                break None;
+            };
             at_pos.push(pos);
             if let Some(&k) = position_in_path.get(&next) {
                 break Some((path[k..].to_vec(), at_pos[k]));

@@ -3,8 +3,8 @@
 //! what cosign produces and verifies: an ASN.1 DER ECDSA P-256 signature over
 //! the SHA-256 of the message.
 
-pub mod cosign;
 mod config;
+pub mod cosign;
 pub mod dsse;
 mod file_key;
 mod secret;

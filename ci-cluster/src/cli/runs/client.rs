@@ -13,7 +13,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answered at the server's address.
-    #[error("cannot reach the server at {server}: {cause} (is `ci-cluster serve` running there? Set --server or AIRLOCK_SERVER)")]
+    #[error(
+        "cannot reach the server at {server}: {cause} (is `ci-cluster serve` running there? Set --server or AIRLOCK_SERVER)"
+    )]
     Unreachable {
         /// Base URL.
         server: String,
@@ -51,27 +53,41 @@ impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str) -> Result<Client, ClientError> {
         let base = base.trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(|e| ClientError::Invalid {
-            url: base.clone(),
-            why: format!("cannot build an HTTP client: {e}"),
-        })?;
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| ClientError::Invalid {
+                url: base.clone(),
+                why: format!("cannot build an HTTP client: {e}"),
+            })?;
         Ok(Client { base, http })
     }
 
     /// GETs `path` (with its query) under the base URL and decodes the JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let response = self.http.get(&url).send().await.map_err(|e| ClientError::Unreachable {
-            server: self.base.clone(),
-            cause: innermost(&e),
-        })?;
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                server: self.base.clone(),
+                cause: innermost(&e),
+            })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Unreachable {
-            server: self.base.clone(),
-            cause: innermost(&e),
-        })?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                server: self.base.clone(),
+                cause: innermost(&e),
+            })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Invalid { url, why: e.to_string() });
+            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Invalid {
+                url,
+                why: e.to_string(),
+            });
         }
         let message = serde_json::from_slice::<ApiError>(&bytes)
             .map(|e| e.message)
@@ -79,7 +95,10 @@ impl Client {
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(ClientError::NotFound(message));
         }
-        Err(ClientError::Refused { status: status.as_u16(), message })
+        Err(ClientError::Refused {
+            status: status.as_u16(),
+            message,
+        })
     }
 }
 

@@ -25,7 +25,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i == last {
                 line.push_str(cell);
             } else {
-                let pad = widths.get(i).copied().unwrap_or(0).saturating_sub(cell.chars().count());
+                let pad = widths
+                    .get(i)
+                    .copied()
+                    .unwrap_or(0)
+                    .saturating_sub(cell.chars().count());
                 let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
             }
         }
@@ -87,7 +91,11 @@ pub fn subject(run: &Run) -> String {
 /// characters (escape sequences could rewrite the terminal) become `?`,
 /// and long text is cut.
 pub fn cell(text: &str, max_chars: usize) -> String {
-    let mut out: String = text.chars().map(|c| if c.is_control() { '?' } else { c }).take(max_chars).collect();
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(max_chars)
+        .collect();
     if text.chars().count() > max_chars {
         out.pop();
         out.push('…');
@@ -136,7 +144,13 @@ mod tests {
 
     #[test]
     fn tables_align_and_leave_the_last_column_unpadded() {
-        let t = table(&["ID", "NAME"], &[vec!["1".into(), "a".into()], vec!["100".into(), "bb".into()]]);
+        let t = table(
+            &["ID", "NAME"],
+            &[
+                vec!["1".into(), "a".into()],
+                vec!["100".into(), "bb".into()],
+            ],
+        );
         assert_eq!(t, "ID   NAME\n1    a\n100  bb\n");
     }
 
@@ -153,7 +167,10 @@ mod tests {
     fn terminal_controls_are_neutralised() {
         assert_eq!(cell("a\u{1b}]0;pwned\u{7}b", 80), "a?]0;pwned?b");
         assert_eq!(cell("abcdef", 4), "abc…");
-        assert_eq!(log_text("\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}"), "\u{1b}[31mred\u{1b}[0m clear]0;t");
+        assert_eq!(
+            log_text("\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}"),
+            "\u{1b}[31mred\u{1b}[0m clear]0;t"
+        );
         assert_eq!(log_text("tab\there\r"), "tab\there");
     }
 }

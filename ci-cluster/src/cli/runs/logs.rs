@@ -49,8 +49,12 @@ pub async fn logs(client: &Client, args: &LogsArgs, output: Output) -> Result<()
         for job in &jobs {
             loop {
                 let after = cursors.get(job).copied().unwrap_or(0);
-                let page: LogPage =
-                    client.get(&format!("/api/v1/runs/{id}/jobs/{}/log?after={after}", encode(job))).await?;
+                let page: LogPage = client
+                    .get(&format!(
+                        "/api/v1/runs/{id}/jobs/{}/log?after={after}",
+                        encode(job)
+                    ))
+                    .await?;
                 let prefix = args.job.is_none().then(|| format!("{job:<width$} | "));
                 if !print_lines(&mut out, job, prefix.as_deref(), &page.lines, output) {
                     // stdout was closed (`| head`): nothing more to do.
@@ -70,7 +74,13 @@ pub async fn logs(client: &Client, args: &LogsArgs, output: Output) -> Result<()
 }
 
 /// Writes lines to stdout and flushes them; false once stdout is gone.
-fn print_lines(out: &mut std::io::Stdout, job: &str, prefix: Option<&str>, lines: &[LogLine], output: Output) -> bool {
+fn print_lines(
+    out: &mut std::io::Stdout,
+    job: &str,
+    prefix: Option<&str>,
+    lines: &[LogLine],
+    output: Output,
+) -> bool {
     let mut lock = out.lock();
     for line in lines {
         let written = match output {

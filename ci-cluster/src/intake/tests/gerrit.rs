@@ -14,14 +14,35 @@ const REV: &str = "4a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
 /// Every Gerrit fixture file and its outcome.
 pub(super) const FIXTURES: &[(&str, Expect)] = &[
-    ("gerrit/gerrit-events/DeserializeChangeDeletedTest.json", Expect::Cancel),
-    ("gerrit/gerrit-events/DeserializeEventCreatedOnTest.json", Expect::Run(EventKind::Change)),
-    ("gerrit/gerrit-events/DeserializeVoteDeletedTest.json", Expect::Ignored("event 'vote-deleted' is not acted on")),
-    ("gerrit/gerrit-events/malformed/DeserializeHashtagsChangedTest.json", Expect::Malformed("body is not JSON")),
+    (
+        "gerrit/gerrit-events/DeserializeChangeDeletedTest.json",
+        Expect::Cancel,
+    ),
+    (
+        "gerrit/gerrit-events/DeserializeEventCreatedOnTest.json",
+        Expect::Run(EventKind::Change),
+    ),
+    (
+        "gerrit/gerrit-events/DeserializeVoteDeletedTest.json",
+        Expect::Ignored("event 'vote-deleted' is not acted on"),
+    ),
+    (
+        "gerrit/gerrit-events/malformed/DeserializeHashtagsChangedTest.json",
+        Expect::Malformed("body is not JSON"),
+    ),
     // REST bodies (Set Review), not events: refused for want of a `type`.
-    ("gerrit/docs/review-input.verified-example.json", Expect::Malformed("missing field `type`")),
-    ("gerrit/docs/set-review.request.json", Expect::Malformed("missing field `type`")),
-    ("gerrit/docs/set-review.response.json", Expect::Malformed("missing field `type`")),
+    (
+        "gerrit/docs/review-input.verified-example.json",
+        Expect::Malformed("missing field `type`"),
+    ),
+    (
+        "gerrit/docs/set-review.request.json",
+        Expect::Malformed("missing field `type`"),
+    ),
+    (
+        "gerrit/docs/set-review.response.json",
+        Expect::Malformed("missing field `type`"),
+    ),
 ];
 
 /// Files with one event per line, and the outcome of each line in order.
@@ -88,8 +109,14 @@ fn comment_added(comment: &str) -> Value {
     let o = v.as_object_mut().expect("object");
     o.remove("uploader");
     o.insert("type".into(), "comment-added".into());
-    o.insert("author".into(), json!({"name": "Rita Reviewer", "username": "rita"}));
-    o.insert("approvals".into(), json!([{"type": "Code-Review", "description": "Code-Review", "value": "1"}]));
+    o.insert(
+        "author".into(),
+        json!({"name": "Rita Reviewer", "username": "rita"}),
+    );
+    o.insert(
+        "approvals".into(),
+        json!([{"type": "Code-Review", "description": "Code-Review", "value": "1"}]),
+    );
     o.insert("comment".into(), comment.into());
     v
 }
@@ -117,9 +144,17 @@ fn intake_gerrit_every_fixture_gives_the_expected_outcome() {
     for (rel, expects) in JSONL_FIXTURES {
         let text = String::from_utf8(fixture(rel)).expect("utf-8");
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), expects.len(), "{rel}: one expectation per line");
+        assert_eq!(
+            lines.len(),
+            expects.len(),
+            "{rel}: one expectation per line"
+        );
         for (n, (line, expect)) in lines.iter().zip(expects.iter()).enumerate() {
-            check(&format!("{rel} line {}", n + 1), deliver(line.as_bytes()), *expect);
+            check(
+                &format!("{rel} line {}", n + 1),
+                deliver(line.as_bytes()),
+                *expect,
+            );
         }
     }
 }
@@ -142,8 +177,19 @@ fn intake_gerrit_patchset_created_runs_the_new_patchset() {
     );
     assert_eq!(e.title, "Build: cache the toolchain");
     assert_eq!(e.author, "Uma Uploader");
-    assert_eq!(e.report, ReportTarget::Gerrit { change: "1234".into(), revision: REV.into() });
-    assert!(e.delivery.starts_with("patchset-created:1234:2:1718000101:"), "{}", e.delivery);
+    assert_eq!(
+        e.report,
+        ReportTarget::Gerrit {
+            change: "1234".into(),
+            revision: REV.into()
+        }
+    );
+    assert!(
+        e.delivery
+            .starts_with("patchset-created:1234:2:1718000101:"),
+        "{}",
+        e.delivery
+    );
     assert_eq!(e.delivery.rsplit(':').next().map(str::len), Some(16));
 }
 
@@ -158,7 +204,10 @@ fn intake_gerrit_numbers_may_be_strings_and_the_ref_may_be_missing() {
     o.remove("project");
     o.remove("uploader");
     let e = event(deliver_json(&v));
-    assert_eq!(e.change.as_ref().map(|c| (c.number.as_str(), c.patchset)), Some(("654", 3)));
+    assert_eq!(
+        e.change.as_ref().map(|c| (c.number.as_str(), c.patchset)),
+        Some(("654", 3))
+    );
     assert_eq!(e.git_ref, "refs/changes/54/654/3");
     assert_eq!(e.author, "Uma Uploader", "patchSet.uploader stands in");
 
@@ -169,10 +218,19 @@ fn intake_gerrit_numbers_may_be_strings_and_the_ref_may_be_missing() {
 
     // Only `project` at the top (change.project missing) still names the repository.
     let mut v = patchset_created();
-    v["change"].as_object_mut().expect("object").remove("project");
+    v["change"]
+        .as_object_mut()
+        .expect("object")
+        .remove("project");
     assert_eq!(event(deliver_json(&v)).repository, "platform/build");
 
-    for bad in [json!("12a"), json!(-1), json!(1.5), json!("+7"), json!(true)] {
+    for bad in [
+        json!("12a"),
+        json!(-1),
+        json!(1.5),
+        json!("+7"),
+        json!(true),
+    ] {
         let mut v = patchset_created();
         v["change"]["number"] = bad.clone();
         assert_eq!(
@@ -186,26 +244,70 @@ fn intake_gerrit_numbers_may_be_strings_and_the_ref_may_be_missing() {
 #[test]
 fn intake_gerrit_patchset_created_bad_fields_are_malformed() {
     let cases: &[(&str, Value, &str)] = &[
-        ("/patchSet/revision", Value::Null, "missing field `patchSet.revision`"),
-        ("/patchSet/revision", REV.to_uppercase().into(), "`patchSet.revision` is not a 40-hex"),
-        ("/patchSet/revision", "0000000000000000000000000000000000000000".into(), "null object id"),
-        ("/patchSet/ref", "refs/changes/34/1234/../../heads/main".into(), "`patchSet.ref` is not a full"),
-        ("/patchSet/ref", "refs/changes/34/1234/2 ".into(), "`patchSet.ref` is not a full"),
-        ("/patchSet/number", Value::Null, "missing field `patchSet.number`"),
-        ("/patchSet/number", 4_294_967_296_u64.into(), "`patchSet.number` is too large"),
-        ("/change/number", Value::Null, "missing field `change.number`"),
+        (
+            "/patchSet/revision",
+            Value::Null,
+            "missing field `patchSet.revision`",
+        ),
+        (
+            "/patchSet/revision",
+            REV.to_uppercase().into(),
+            "`patchSet.revision` is not a 40-hex",
+        ),
+        (
+            "/patchSet/revision",
+            "0000000000000000000000000000000000000000".into(),
+            "null object id",
+        ),
+        (
+            "/patchSet/ref",
+            "refs/changes/34/1234/../../heads/main".into(),
+            "`patchSet.ref` is not a full",
+        ),
+        (
+            "/patchSet/ref",
+            "refs/changes/34/1234/2 ".into(),
+            "`patchSet.ref` is not a full",
+        ),
+        (
+            "/patchSet/number",
+            Value::Null,
+            "missing field `patchSet.number`",
+        ),
+        (
+            "/patchSet/number",
+            4_294_967_296_u64.into(),
+            "`patchSet.number` is too large",
+        ),
+        (
+            "/change/number",
+            Value::Null,
+            "missing field `change.number`",
+        ),
     ];
     for (pointer, value, message) in cases {
         let mut v = patchset_created();
         *v.pointer_mut(pointer).expect("pointer") = value.clone();
         let e = error(deliver_json(&v));
-        assert!(matches!(e, IntakeError::Malformed(ref m) if m.contains(message)), "{pointer}: {e:?}");
+        assert!(
+            matches!(e, IntakeError::Malformed(ref m) if m.contains(message)),
+            "{pointer}: {e:?}"
+        );
     }
     let mut v = patchset_created();
-    v["change"].as_object_mut().expect("object").remove("project");
+    v["change"]
+        .as_object_mut()
+        .expect("object")
+        .remove("project");
     v.as_object_mut().expect("object").remove("project");
-    assert_eq!(error(deliver_json(&v)), IntakeError::Malformed("missing field `change.project`".into()));
-    assert_eq!(error(deliver(b"[]")), IntakeError::Malformed("missing field `type`".into()));
+    assert_eq!(
+        error(deliver_json(&v)),
+        IntakeError::Malformed("missing field `change.project`".into())
+    );
+    assert_eq!(
+        error(deliver(b"[]")),
+        IntakeError::Malformed("missing field `type`".into())
+    );
 }
 
 #[test]
@@ -218,13 +320,31 @@ fn intake_gerrit_recheck_comment_runs_the_commented_patchset() {
         "Patch Set 12: -Verified\n\n(1 comment)\n\n  recheck  ",
     ] {
         let e = event(deliver_json(&comment_added(comment)));
-        assert_eq!((e.intent, e.kind), (Intent::Run, EventKind::Change), "{comment:?}");
+        assert_eq!(
+            (e.intent, e.kind),
+            (Intent::Run, EventKind::Change),
+            "{comment:?}"
+        );
         // The patchset the comment was made on, from the event itself.
-        assert_eq!((e.git_ref.as_str(), e.commit.as_str()), ("refs/changes/34/1234/2", REV), "{comment:?}");
+        assert_eq!(
+            (e.git_ref.as_str(), e.commit.as_str()),
+            ("refs/changes/34/1234/2", REV),
+            "{comment:?}"
+        );
         assert_eq!(e.change.as_ref().map(|c| c.patchset), Some(2));
         assert_eq!(e.author, "Rita Reviewer", "the person who asked");
-        assert_eq!(e.report, ReportTarget::Gerrit { change: "1234".into(), revision: REV.into() });
-        assert!(e.delivery.starts_with("comment-added:1234:2:"), "{}", e.delivery);
+        assert_eq!(
+            e.report,
+            ReportTarget::Gerrit {
+                change: "1234".into(),
+                revision: REV.into()
+            }
+        );
+        assert!(
+            e.delivery.starts_with("comment-added:1234:2:"),
+            "{}",
+            e.delivery
+        );
     }
 }
 
@@ -248,10 +368,20 @@ fn intake_gerrit_other_comments_are_ignored() {
     }
     let mut merged = comment_added("Patch Set 2:\n\nrecheck");
     merged["change"]["status"] = "MERGED".into();
-    assert_eq!(deliver_json(&merged), Ok(Intake::Ignored("recheck on a merged or abandoned change".into())));
+    assert_eq!(
+        deliver_json(&merged),
+        Ok(Intake::Ignored(
+            "recheck on a merged or abandoned change".into()
+        ))
+    );
     let mut abandoned = comment_added("recheck");
     abandoned["change"]["status"] = "ABANDONED".into();
-    assert_eq!(deliver_json(&abandoned), Ok(Intake::Ignored("recheck on a merged or abandoned change".into())));
+    assert_eq!(
+        deliver_json(&abandoned),
+        Ok(Intake::Ignored(
+            "recheck on a merged or abandoned change".into()
+        ))
+    );
 }
 
 #[test]
@@ -262,42 +392,77 @@ fn intake_gerrit_abandon_and_delete_cancel_the_change() {
     v["reason"] = "superseded".into();
     v["change"]["status"] = "ABANDONED".into();
     let e = event(deliver_json(&v));
-    assert_eq!((e.intent, e.kind), (Intent::CancelChange, EventKind::Change));
+    assert_eq!(
+        (e.intent, e.kind),
+        (Intent::CancelChange, EventKind::Change)
+    );
     assert_eq!(e.change.as_ref().map(|c| c.number.as_str()), Some("1234"));
-    assert_eq!((e.git_ref.as_str(), e.commit.as_str()), ("refs/changes/34/1234/2", REV));
+    assert_eq!(
+        (e.git_ref.as_str(), e.commit.as_str()),
+        ("refs/changes/34/1234/2", REV)
+    );
     assert_eq!(e.author, "Olga Owner");
 
     // The real change-deleted fixture: no patchSet at all.
-    let d = event(deliver(&fixture("gerrit/gerrit-events/DeserializeChangeDeletedTest.json")));
-    assert_eq!((d.intent, d.repository.as_str()), (Intent::CancelChange, "bwnUVH"));
+    let d = event(deliver(&fixture(
+        "gerrit/gerrit-events/DeserializeChangeDeletedTest.json",
+    )));
+    assert_eq!(
+        (d.intent, d.repository.as_str()),
+        (Intent::CancelChange, "bwnUVH")
+    );
     assert_eq!(
         d.change,
-        Some(Change { number: "3".into(), patchset: 0, url: Some("http://testGerrit/c/bwnUVH/+/3".into()) })
+        Some(Change {
+            number: "3".into(),
+            patchset: 0,
+            url: Some("http://testGerrit/c/bwnUVH/+/3".into())
+        })
     );
-    assert_eq!((d.git_ref.as_str(), d.commit.as_str(), &d.report), ("refs/changes/03/3", "", &ReportTarget::None));
+    assert_eq!(
+        (d.git_ref.as_str(), d.commit.as_str(), &d.report),
+        ("refs/changes/03/3", "", &ReportTarget::None)
+    );
     assert_eq!(d.author, "Administrator");
-    assert!(d.delivery.starts_with("change-deleted:3:-:1710524800:"), "{}", d.delivery);
+    assert!(
+        d.delivery.starts_with("change-deleted:3:-:1710524800:"),
+        "{}",
+        d.delivery
+    );
 }
 
 #[test]
 fn intake_gerrit_restore_runs_again() {
     // The real 2014 change-restored fixture: string numbers.
-    let e = event(deliver(&fixture("gerrit/gerrit-events/DeserializeEventCreatedOnTest.json")));
+    let e = event(deliver(&fixture(
+        "gerrit/gerrit-events/DeserializeEventCreatedOnTest.json",
+    )));
     assert_eq!((e.intent, e.kind), (Intent::Run, EventKind::Change));
     assert_eq!(e.repository, "playback-test");
     assert_eq!(e.git_ref, "refs/changes/54/654/1");
     assert_eq!(e.commit, "b2b5f7c8fb8f96312d629d4d4f379f34f5b9b651");
     assert_eq!(
         e.change,
-        Some(Change { number: "654".into(), patchset: 1, url: Some("http://localhost:9090/654".into()) })
+        Some(Change {
+            number: "654".into(),
+            patchset: 1,
+            url: Some("http://localhost:9090/654".into())
+        })
     );
     assert_eq!(e.title, "Mon Dec  8 20:53:56 EST 2014");
     assert_eq!(e.author, "Scott");
     assert_eq!(
         e.report,
-        ReportTarget::Gerrit { change: "654".into(), revision: "b2b5f7c8fb8f96312d629d4d4f379f34f5b9b651".into() }
+        ReportTarget::Gerrit {
+            change: "654".into(),
+            revision: "b2b5f7c8fb8f96312d629d4d4f379f34f5b9b651".into()
+        }
     );
-    assert!(e.delivery.starts_with("change-restored:654:1:1418133772:"), "{}", e.delivery);
+    assert!(
+        e.delivery.starts_with("change-restored:654:1:1418133772:"),
+        "{}",
+        e.delivery
+    );
 }
 
 #[test]
@@ -316,35 +481,68 @@ fn intake_gerrit_ref_updated_branches_and_tags_run_other_refs_do_not() {
     );
 
     // Old servers: a short branch name.
-    assert_eq!(event(deliver_json(&ref_updated("master", REV))).git_ref, "refs/heads/master");
+    assert_eq!(
+        event(deliver_json(&ref_updated("master", REV))).git_ref,
+        "refs/heads/master"
+    );
 
     let t = event(deliver_json(&ref_updated("refs/tags/v1.2.0", REV)));
-    assert_eq!((t.kind, t.git_ref.as_str()), (EventKind::Tag, "refs/tags/v1.2.0"));
+    assert_eq!(
+        (t.kind, t.git_ref.as_str()),
+        (EventKind::Tag, "refs/tags/v1.2.0")
+    );
 
-    for other in ["refs/changes/34/1234/2", "refs/changes/34/1234/meta", "refs/meta/config", "refs/users/00/1000000"] {
+    for other in [
+        "refs/changes/34/1234/2",
+        "refs/changes/34/1234/meta",
+        "refs/meta/config",
+        "refs/users/00/1000000",
+    ] {
         assert_eq!(
             deliver_json(&ref_updated(other, REV)),
-            Ok(Intake::Ignored("ref-updated on a ref that is neither a branch nor a tag".into())),
+            Ok(Intake::Ignored(
+                "ref-updated on a ref that is neither a branch nor a tag".into()
+            )),
             "{other}"
         );
     }
     assert_eq!(
-        deliver_json(&ref_updated("refs/heads/main", "0000000000000000000000000000000000000000")),
+        deliver_json(&ref_updated(
+            "refs/heads/main",
+            "0000000000000000000000000000000000000000"
+        )),
         Ok(Intake::Ignored("ref deleted".into()))
     );
-    assert_eq!(error(deliver_json(&ref_updated("refs/heads/a..b", REV))).reason(), "malformed");
-    assert_eq!(error(deliver_json(&ref_updated("refs/heads/main", "abc"))).reason(), "malformed");
+    assert_eq!(
+        error(deliver_json(&ref_updated("refs/heads/a..b", REV))).reason(),
+        "malformed"
+    );
+    assert_eq!(
+        error(deliver_json(&ref_updated("refs/heads/main", "abc"))).reason(),
+        "malformed"
+    );
 }
 
 #[test]
 fn intake_gerrit_change_merged_and_unknown_types_are_ignored() {
     let mut v = patchset_created();
     v["type"] = "change-merged".into();
-    assert_eq!(deliver_json(&v), Ok(Intake::Ignored("the merge arrives as ref-updated".into())));
+    assert_eq!(
+        deliver_json(&v),
+        Ok(Intake::Ignored("the merge arrives as ref-updated".into()))
+    );
     v["type"] = "change-deferred".into();
-    assert_eq!(deliver_json(&v), Ok(Intake::Ignored("event 'change-deferred' is not acted on".into())));
+    assert_eq!(
+        deliver_json(&v),
+        Ok(Intake::Ignored(
+            "event 'change-deferred' is not acted on".into()
+        ))
+    );
     v["type"] = "x\ny".into();
-    assert_eq!(deliver_json(&v), Ok(Intake::Ignored("event '?' is not acted on".into())));
+    assert_eq!(
+        deliver_json(&v),
+        Ok(Intake::Ignored("event '?' is not acted on".into()))
+    );
 }
 
 #[test]
@@ -360,49 +558,91 @@ fn intake_gerrit_wrong_or_missing_token_is_refused() {
         assert_unauthorized(what, gerrit::parse(token, &body, &secret), SECRET);
     }
     // Checked before the body is parsed.
-    assert_unauthorized("garbage", gerrit::parse(Some(b"nope"), b"\xff{", &secret), SECRET);
-    assert_unauthorized("empty configured secret", gerrit::parse(Some(b""), &body, &Secret::new("")), SECRET);
+    assert_unauthorized(
+        "garbage",
+        gerrit::parse(Some(b"nope"), b"\xff{", &secret),
+        SECRET,
+    );
+    assert_unauthorized(
+        "empty configured secret",
+        gerrit::parse(Some(b""), &body, &Secret::new("")),
+        SECRET,
+    );
 }
 
 #[test]
 fn intake_gerrit_presented_token_from_bearer_header_or_query() {
     let mut h = HeaderMap::new();
     assert_eq!(gerrit::presented_token(&h, None), None);
-    assert_eq!(gerrit::presented_token(&h, Some("token=s3cr%2Ft%2B+x&other=1")), Some(b"s3cr/t+ x".to_vec()));
-    assert_eq!(gerrit::presented_token(&h, Some("a=1&token=abc")), Some(b"abc".to_vec()));
-    assert_eq!(gerrit::presented_token(&h, Some("tok%65n=abc")), Some(b"abc".to_vec()));
-    assert_eq!(gerrit::presented_token(&h, Some("token=100%")), Some(b"100%".to_vec()));
+    assert_eq!(
+        gerrit::presented_token(&h, Some("token=s3cr%2Ft%2B+x&other=1")),
+        Some(b"s3cr/t+ x".to_vec())
+    );
+    assert_eq!(
+        gerrit::presented_token(&h, Some("a=1&token=abc")),
+        Some(b"abc".to_vec())
+    );
+    assert_eq!(
+        gerrit::presented_token(&h, Some("tok%65n=abc")),
+        Some(b"abc".to_vec())
+    );
+    assert_eq!(
+        gerrit::presented_token(&h, Some("token=100%")),
+        Some(b"100%".to_vec())
+    );
     assert_eq!(gerrit::presented_token(&h, Some("token=")), None);
     assert_eq!(gerrit::presented_token(&h, Some("tokens=abc")), None);
 
-    h.insert("authorization", HeaderValue::from_static("Bearer from-header"));
-    assert_eq!(gerrit::presented_token(&h, Some("token=from-query")), Some(b"from-header".to_vec()));
+    h.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer from-header"),
+    );
+    assert_eq!(
+        gerrit::presented_token(&h, Some("token=from-query")),
+        Some(b"from-header".to_vec())
+    );
     h.insert("authorization", HeaderValue::from_static("bearer  spaced "));
     assert_eq!(gerrit::presented_token(&h, None), Some(b"spaced".to_vec()));
     // Not a bearer token: the query is used.
-    h.insert("authorization", HeaderValue::from_static("Basic dXNlcjpwYXNz"));
-    assert_eq!(gerrit::presented_token(&h, Some("token=q")), Some(b"q".to_vec()));
+    h.insert(
+        "authorization",
+        HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+    );
+    assert_eq!(
+        gerrit::presented_token(&h, Some("token=q")),
+        Some(b"q".to_vec())
+    );
     assert_eq!(gerrit::presented_token(&h, None), None);
 
     // End to end: what the server does.
     let body = serde_json::to_vec(&patchset_created()).expect("json");
     let query = format!("token={SECRET}");
     let token = gerrit::presented_token(&HeaderMap::new(), Some(&query));
-    assert!(matches!(gerrit::parse(token.as_deref(), &body, &Secret::new(SECRET)), Ok(Intake::Event(_))));
+    assert!(matches!(
+        gerrit::parse(token.as_deref(), &body, &Secret::new(SECRET)),
+        Ok(Intake::Event(_))
+    ));
 }
 
 #[test]
 fn intake_gerrit_delivery_key_dedupes_replays_only() {
     let body = serde_json::to_vec(&patchset_created()).expect("json");
     let first = event(deliver(&body)).delivery;
-    assert_eq!(event(deliver(&body)).delivery, first, "an identical replay has the same key");
+    assert_eq!(
+        event(deliver(&body)).delivery,
+        first,
+        "an identical replay has the same key"
+    );
 
     // Same change, patchset and second, but a different body: a different key.
     let mut v = patchset_created();
     v["uploader"]["name"] = "Someone Else".into();
     let other = event(deliver_json(&v)).delivery;
     assert_ne!(other, first);
-    assert_eq!(other.rsplit_once(':').map(|(head, _)| head), first.rsplit_once(':').map(|(head, _)| head));
+    assert_eq!(
+        other.rsplit_once(':').map(|(head, _)| head),
+        first.rsplit_once(':').map(|(head, _)| head)
+    );
 
     // Two recheck comments in the same second on the same patchset differ by body.
     let a = event(deliver_json(&comment_added("recheck"))).delivery;
@@ -412,7 +652,11 @@ fn intake_gerrit_delivery_key_dedupes_replays_only() {
     // A missing timestamp is written as `-`.
     let mut v = patchset_created();
     v.as_object_mut().expect("object").remove("eventCreatedOn");
-    assert!(event(deliver_json(&v)).delivery.starts_with("patchset-created:1234:2:-:"));
+    assert!(
+        event(deliver_json(&v))
+            .delivery
+            .starts_with("patchset-created:1234:2:-:")
+    );
 }
 
 #[test]
@@ -430,8 +674,14 @@ fn intake_gerrit_real_comment_added_fixture_fields() {
     v["patchSet"]["revision"] = REV.into();
     let e = event(deliver_json(&v));
     // Old Gerrit: `refs/changes/1/1/1` (not zero-padded) is taken as sent.
-    assert_eq!((e.git_ref.as_str(), e.repository.as_str()), ("refs/changes/1/1/1", "test"));
-    assert_eq!(e.change.map(|c| (c.number, c.patchset)), Some(("1".into(), 1)));
+    assert_eq!(
+        (e.git_ref.as_str(), e.repository.as_str()),
+        ("refs/changes/1/1/1", "test")
+    );
+    assert_eq!(
+        e.change.map(|c| (c.number, c.patchset)),
+        Some(("1".into(), 1))
+    );
     assert_eq!(e.author, "Foo Bar");
     let _ = fixture_json("gerrit/gerrit-events/DeserializeVoteDeletedTest.json"); // strict JSON, read by the table too
 }

@@ -18,40 +18,144 @@ const NOTE: &str = "Note Hook";
 
 /// Every GitLab fixture, the `X-Gitlab-Event` it is delivered with, and the outcome.
 pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
-    ("gitlab/docs/merge_request.json", MR, Expect::Run(EventKind::Change)),
-    ("gitlab/docs/note_commit.json", NOTE, Expect::Ignored("only notes on merge requests")),
-    ("gitlab/docs/note_merge_request.json", NOTE, Expect::Ignored("note is not `recheck`")),
-    ("gitlab/docs/pipeline.json", "Pipeline Hook", Expect::Ignored("event 'Pipeline Hook' is not acted on")),
+    (
+        "gitlab/docs/merge_request.json",
+        MR,
+        Expect::Run(EventKind::Change),
+    ),
+    (
+        "gitlab/docs/note_commit.json",
+        NOTE,
+        Expect::Ignored("only notes on merge requests"),
+    ),
+    (
+        "gitlab/docs/note_merge_request.json",
+        NOTE,
+        Expect::Ignored("note is not `recheck`"),
+    ),
+    (
+        "gitlab/docs/pipeline.json",
+        "Pipeline Hook",
+        Expect::Ignored("event 'Pipeline Hook' is not acted on"),
+    ),
     ("gitlab/docs/push.json", PUSH, Expect::Run(EventKind::Push)),
-    ("gitlab/docs/tag_push.json", TAG, Expect::Run(EventKind::Tag)),
-    ("gitlab/go-gitlab/job.json", "Job Hook", Expect::Ignored("event 'Job Hook' is not acted on")),
-    ("gitlab/go-gitlab/merge_request.json", MR, Expect::Run(EventKind::Change)),
-    ("gitlab/go-gitlab/note_commit.json", NOTE, Expect::Ignored("only notes on merge requests")),
-    ("gitlab/go-gitlab/note_merge_request.json", NOTE, Expect::Ignored("note is not `recheck`")),
-    ("gitlab/go-gitlab/pipeline.json", "Pipeline Hook", Expect::Ignored("Pipeline Hook")),
-    ("gitlab/go-gitlab/push.json", PUSH, Expect::Run(EventKind::Push)),
-    ("gitlab/go-gitlab/tag_push.json", TAG, Expect::Run(EventKind::Tag)),
-    ("gitlab/go-scm/branch_create.json", PUSH, Expect::Run(EventKind::Push)),
-    ("gitlab/go-scm/branch_delete.json", PUSH, Expect::Ignored("ref deleted")),
-    ("gitlab/go-scm/merge_request_comment_create.json", NOTE, Expect::Ignored("note is not `recheck`")),
-    ("gitlab/go-scm/pipeline_hook.json", "Pipeline Hook", Expect::Ignored("Pipeline Hook")),
+    (
+        "gitlab/docs/tag_push.json",
+        TAG,
+        Expect::Run(EventKind::Tag),
+    ),
+    (
+        "gitlab/go-gitlab/job.json",
+        "Job Hook",
+        Expect::Ignored("event 'Job Hook' is not acted on"),
+    ),
+    (
+        "gitlab/go-gitlab/merge_request.json",
+        MR,
+        Expect::Run(EventKind::Change),
+    ),
+    (
+        "gitlab/go-gitlab/note_commit.json",
+        NOTE,
+        Expect::Ignored("only notes on merge requests"),
+    ),
+    (
+        "gitlab/go-gitlab/note_merge_request.json",
+        NOTE,
+        Expect::Ignored("note is not `recheck`"),
+    ),
+    (
+        "gitlab/go-gitlab/pipeline.json",
+        "Pipeline Hook",
+        Expect::Ignored("Pipeline Hook"),
+    ),
+    (
+        "gitlab/go-gitlab/push.json",
+        PUSH,
+        Expect::Run(EventKind::Push),
+    ),
+    (
+        "gitlab/go-gitlab/tag_push.json",
+        TAG,
+        Expect::Run(EventKind::Tag),
+    ),
+    (
+        "gitlab/go-scm/branch_create.json",
+        PUSH,
+        Expect::Run(EventKind::Push),
+    ),
+    (
+        "gitlab/go-scm/branch_delete.json",
+        PUSH,
+        Expect::Ignored("ref deleted"),
+    ),
+    (
+        "gitlab/go-scm/merge_request_comment_create.json",
+        NOTE,
+        Expect::Ignored("note is not `recheck`"),
+    ),
+    (
+        "gitlab/go-scm/pipeline_hook.json",
+        "Pipeline Hook",
+        Expect::Ignored("Pipeline Hook"),
+    ),
     ("gitlab/go-scm/pull_request_close.json", MR, Expect::Cancel),
-    ("gitlab/go-scm/pull_request_create.json", MR, Expect::Run(EventKind::Change)),
-    ("gitlab/go-scm/pull_request_merge.json", MR, Expect::Ignored("merged")),
-    ("gitlab/go-scm/pull_request_reopen.json", MR, Expect::Run(EventKind::Change)),
-    ("gitlab/go-scm/push.json", PUSH, Expect::Run(EventKind::Push)),
-    ("gitlab/go-scm/push_merge.json", PUSH, Expect::Run(EventKind::Push)),
-    ("gitlab/go-scm/tag_create.json", TAG, Expect::Run(EventKind::Tag)),
-    ("gitlab/go-scm/tag_delete.json", TAG, Expect::Ignored("ref deleted")),
+    (
+        "gitlab/go-scm/pull_request_create.json",
+        MR,
+        Expect::Run(EventKind::Change),
+    ),
+    (
+        "gitlab/go-scm/pull_request_merge.json",
+        MR,
+        Expect::Ignored("merged"),
+    ),
+    (
+        "gitlab/go-scm/pull_request_reopen.json",
+        MR,
+        Expect::Run(EventKind::Change),
+    ),
+    (
+        "gitlab/go-scm/push.json",
+        PUSH,
+        Expect::Run(EventKind::Push),
+    ),
+    (
+        "gitlab/go-scm/push_merge.json",
+        PUSH,
+        Expect::Run(EventKind::Push),
+    ),
+    (
+        "gitlab/go-scm/tag_create.json",
+        TAG,
+        Expect::Run(EventKind::Tag),
+    ),
+    (
+        "gitlab/go-scm/tag_delete.json",
+        TAG,
+        Expect::Ignored("ref deleted"),
+    ),
 ];
 
 /// The headers GitLab sends, with `token` and an event UUID.
 fn headers(event: &str, token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert("x-gitlab-event", HeaderValue::from_str(event).expect("header"));
-    h.insert("x-gitlab-token", HeaderValue::from_str(token).expect("header"));
-    h.insert("x-gitlab-event-uuid", HeaderValue::from_static("13792a34-cac6-4fda-95a8-c58e00a3954e"));
-    h.insert("x-gitlab-instance", HeaderValue::from_static("https://gitlab.example.com"));
+    h.insert(
+        "x-gitlab-event",
+        HeaderValue::from_str(event).expect("header"),
+    );
+    h.insert(
+        "x-gitlab-token",
+        HeaderValue::from_str(token).expect("header"),
+    );
+    h.insert(
+        "x-gitlab-event-uuid",
+        HeaderValue::from_static("13792a34-cac6-4fda-95a8-c58e00a3954e"),
+    );
+    h.insert(
+        "x-gitlab-instance",
+        HeaderValue::from_static("https://gitlab.example.com"),
+    );
     h
 }
 
@@ -86,14 +190,23 @@ fn intake_gitlab_push_to_branch_runs_checkout_sha() {
     assert_eq!(e.author, "John Smith");
     assert_eq!(
         e.report,
-        ReportTarget::Gitlab { project_id: 15, sha: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into() }
+        ReportTarget::Gitlab {
+            project_id: 15,
+            sha: "da1560886d4f094c3e6c9ef40349f7d38b5d27d7".into()
+        }
     );
 
     // A merge pushed to the branch: the merge commit is the head.
     let m = event(deliver(PUSH, &fixture("gitlab/go-scm/push_merge.json")));
     assert_eq!(m.commit, "78a76ee6b4992a6baf64c59fc4c44c7323d60438");
     assert_eq!(m.title, "Merge branch 'feature' into 'master'");
-    assert_eq!(m.report, ReportTarget::Gitlab { project_id: 4861503, sha: m.commit.clone() });
+    assert_eq!(
+        m.report,
+        ReportTarget::Gitlab {
+            project_id: 4861503,
+            sha: m.commit.clone()
+        }
+    );
 }
 
 #[test]
@@ -110,22 +223,40 @@ fn intake_gitlab_tag_push_is_a_tag_event() {
     v["after"] = "1111111111111111111111111111111111111111".into();
     let e = event(deliver_json(TAG, &v));
     assert_eq!(e.commit, "82b3d5ae55f7080f1e6022629cdb57bfae7cccc7");
-    assert_eq!(e.report, ReportTarget::Gitlab { project_id: 1, sha: e.commit.clone() });
+    assert_eq!(
+        e.report,
+        ReportTarget::Gitlab {
+            project_id: 1,
+            sha: e.commit.clone()
+        }
+    );
 
     // Without checkout_sha (older servers), `after` is used.
     v["checkout_sha"] = Value::Null;
-    assert_eq!(event(deliver_json(TAG, &v)).commit, "1111111111111111111111111111111111111111");
+    assert_eq!(
+        event(deliver_json(TAG, &v)).commit,
+        "1111111111111111111111111111111111111111"
+    );
 }
 
 #[test]
 fn intake_gitlab_branch_and_tag_deletion_are_ignored() {
-    assert_eq!(deliver(PUSH, &fixture("gitlab/go-scm/branch_delete.json")), Ok(Intake::Ignored("ref deleted".into())));
-    assert_eq!(deliver(TAG, &fixture("gitlab/go-scm/tag_delete.json")), Ok(Intake::Ignored("ref deleted".into())));
+    assert_eq!(
+        deliver(PUSH, &fixture("gitlab/go-scm/branch_delete.json")),
+        Ok(Intake::Ignored("ref deleted".into()))
+    );
+    assert_eq!(
+        deliver(TAG, &fixture("gitlab/go-scm/tag_delete.json")),
+        Ok(Intake::Ignored("ref deleted".into()))
+    );
 }
 
 #[test]
 fn intake_gitlab_merge_request_open_runs_the_last_commit() {
-    let e = event(deliver(MR, &fixture("gitlab/go-scm/pull_request_create.json")));
+    let e = event(deliver(
+        MR,
+        &fixture("gitlab/go-scm/pull_request_create.json"),
+    ));
     assert_eq!((e.intent, e.kind), (Intent::Run, EventKind::Change));
     assert_eq!(e.repository, "gitlab-org/hello-world");
     assert_eq!(e.git_ref, "refs/merge-requests/1/head");
@@ -142,7 +273,10 @@ fn intake_gitlab_merge_request_open_runs_the_last_commit() {
     assert_eq!(e.author, "sytses");
     assert_eq!(
         e.report,
-        ReportTarget::Gitlab { project_id: 4861503, sha: "c4c79227ed610f1151f05bbc5be33b4f340d39c8".into() }
+        ReportTarget::Gitlab {
+            project_id: 4861503,
+            sha: "c4c79227ed610f1151f05bbc5be33b4f340d39c8".into()
+        }
     );
 
     // The docs example: `project.id` (1) is the target project and wins over
@@ -150,33 +284,61 @@ fn intake_gitlab_merge_request_open_runs_the_last_commit() {
     let d = event(deliver(MR, &fixture("gitlab/docs/merge_request.json")));
     assert_eq!(d.repository, "gitlabhq/gitlab-test");
     assert_eq!(d.commit, "da1560886d4f094c3e6c9ef40349f7d38b5d27d7");
-    assert_eq!(d.report, ReportTarget::Gitlab { project_id: 1, sha: d.commit.clone() });
+    assert_eq!(
+        d.report,
+        ReportTarget::Gitlab {
+            project_id: 1,
+            sha: d.commit.clone()
+        }
+    );
     assert_eq!(d.title, "MS-Viewport");
 }
 
 #[test]
 fn intake_gitlab_merge_request_close_merge_and_update() {
-    let c = event(deliver(MR, &fixture("gitlab/go-scm/pull_request_close.json")));
+    let c = event(deliver(
+        MR,
+        &fixture("gitlab/go-scm/pull_request_close.json"),
+    ));
     assert_eq!(
         (c.intent, c.kind, c.git_ref.as_str()),
-        (Intent::CancelChange, EventKind::Change, "refs/merge-requests/1/head")
+        (
+            Intent::CancelChange,
+            EventKind::Change,
+            "refs/merge-requests/1/head"
+        )
     );
     assert_eq!(c.change.map(|c| c.number), Some("1".into()));
 
     assert_eq!(
         deliver(MR, &fixture("gitlab/go-scm/pull_request_merge.json")),
-        Ok(Intake::Ignored("merge request merged: the merge arrives as a push".into()))
+        Ok(Intake::Ignored(
+            "merge request merged: the merge arrives as a push".into()
+        ))
     );
 
     let mut v = fixture_json("gitlab/go-scm/pull_request_create.json");
     v["object_attributes"]["action"] = "update".into();
-    assert_eq!(deliver_json(MR, &v), Ok(Intake::Ignored("merge request updated without new commits".into())));
+    assert_eq!(
+        deliver_json(MR, &v),
+        Ok(Intake::Ignored(
+            "merge request updated without new commits".into()
+        ))
+    );
     v["object_attributes"]["oldrev"] = "2adc9465c4edfc33834e173fe89436a7cb899a1d".into();
     let u = event(deliver_json(MR, &v));
-    assert_eq!((u.intent, u.commit.as_str()), (Intent::Run, "c4c79227ed610f1151f05bbc5be33b4f340d39c8"));
+    assert_eq!(
+        (u.intent, u.commit.as_str()),
+        (Intent::Run, "c4c79227ed610f1151f05bbc5be33b4f340d39c8")
+    );
 
     v["object_attributes"]["action"] = "approved".into();
-    assert_eq!(deliver_json(MR, &v), Ok(Intake::Ignored("merge request action 'approved' is not acted on".into())));
+    assert_eq!(
+        deliver_json(MR, &v),
+        Ok(Intake::Ignored(
+            "merge request action 'approved' is not acted on".into()
+        ))
+    );
 }
 
 /// The go-scm MR comment with its text replaced.
@@ -190,7 +352,11 @@ fn note_with(text: &str) -> Value {
 fn intake_gitlab_recheck_note_runs_the_merge_request_head() {
     for text in ["recheck", "  recheck\n", "\nrecheck\t"] {
         let e = event(deliver_json(NOTE, &note_with(text)));
-        assert_eq!((e.intent, e.kind), (Intent::Run, EventKind::Change), "{text:?}");
+        assert_eq!(
+            (e.intent, e.kind),
+            (Intent::Run, EventKind::Change),
+            "{text:?}"
+        );
         assert_eq!(e.git_ref, "refs/merge-requests/1/head");
         assert_eq!(e.commit, "c4c79227ed610f1151f05bbc5be33b4f340d39c8");
         assert_eq!(
@@ -202,7 +368,13 @@ fn intake_gitlab_recheck_note_runs_the_merge_request_head() {
             })
         );
         assert_eq!(e.author, "sytses");
-        assert_eq!(e.report, ReportTarget::Gitlab { project_id: 4861503, sha: e.commit.clone() });
+        assert_eq!(
+            e.report,
+            ReportTarget::Gitlab {
+                project_id: 4861503,
+                sha: e.commit.clone()
+            }
+        );
     }
     // The docs example has no `merge_request.url`: the note URL without its anchor is the request's.
     let mut v = fixture_json("gitlab/docs/note_merge_request.json");
@@ -210,17 +382,29 @@ fn intake_gitlab_recheck_note_runs_the_merge_request_head() {
     let e = event(deliver_json(NOTE, &v));
     assert_eq!(e.commit, "562e173be03b8ff2efb05345d12df18815438a4b");
     assert_eq!(e.repository, "gitlab-org/gitlab-test");
-    assert_eq!(e.change.and_then(|c| c.url), Some("http://example.com/gitlab-org/gitlab-test/merge_requests/1".into()));
+    assert_eq!(
+        e.change.and_then(|c| c.url),
+        Some("http://example.com/gitlab-org/gitlab-test/merge_requests/1".into())
+    );
 }
 
 #[test]
 fn intake_gitlab_other_notes_are_ignored() {
     // The real comment in the fixture is `lgtm`.
     assert_eq!(
-        deliver(NOTE, &fixture("gitlab/go-scm/merge_request_comment_create.json")),
+        deliver(
+            NOTE,
+            &fixture("gitlab/go-scm/merge_request_comment_create.json")
+        ),
         Ok(Intake::Ignored("note is not `recheck`".into()))
     );
-    for text in ["Recheck", "recheck please", "please recheck", "/recheck", ""] {
+    for text in [
+        "Recheck",
+        "recheck please",
+        "please recheck",
+        "/recheck",
+        "",
+    ] {
         assert_eq!(
             deliver_json(NOTE, &note_with(text)),
             Ok(Intake::Ignored("note is not `recheck`".into())),
@@ -230,10 +414,18 @@ fn intake_gitlab_other_notes_are_ignored() {
     // `recheck` on a commit, or on a merged request, does nothing.
     let mut on_commit = fixture_json("gitlab/docs/note_commit.json");
     on_commit["object_attributes"]["note"] = "recheck".into();
-    assert_eq!(deliver_json(NOTE, &on_commit), Ok(Intake::Ignored("only notes on merge requests are acted on".into())));
+    assert_eq!(
+        deliver_json(NOTE, &on_commit),
+        Ok(Intake::Ignored(
+            "only notes on merge requests are acted on".into()
+        ))
+    );
     let mut merged = note_with("recheck");
     merged["merge_request"]["state"] = "merged".into();
-    assert_eq!(deliver_json(NOTE, &merged), Ok(Intake::Ignored("merge request is merged".into())));
+    assert_eq!(
+        deliver_json(NOTE, &merged),
+        Ok(Intake::Ignored("merge request is merged".into()))
+    );
 }
 
 #[test]
@@ -246,15 +438,31 @@ fn intake_gitlab_wrong_or_missing_token_is_refused() {
         ("token plus a byte", "test-gitlab-webhook-tokenX"),
         ("empty token", ""),
     ] {
-        assert_unauthorized(what, gitlab::parse(&headers(PUSH, token), &body, &secret), TOKEN);
+        assert_unauthorized(
+            what,
+            gitlab::parse(&headers(PUSH, token), &body, &secret),
+            TOKEN,
+        );
     }
     let mut missing = headers(PUSH, TOKEN);
     missing.remove("x-gitlab-token");
-    assert_unauthorized("missing token", gitlab::parse(&missing, &body, &secret), TOKEN);
+    assert_unauthorized(
+        "missing token",
+        gitlab::parse(&missing, &body, &secret),
+        TOKEN,
+    );
     // Checked before the body is parsed.
-    assert_unauthorized("garbage with a wrong token", gitlab::parse(&headers(PUSH, "nope"), b"\xff", &secret), TOKEN);
+    assert_unauthorized(
+        "garbage with a wrong token",
+        gitlab::parse(&headers(PUSH, "nope"), b"\xff", &secret),
+        TOKEN,
+    );
     // An empty configured token authenticates nothing, not even an empty header.
-    assert_unauthorized("empty configured token", gitlab::parse(&headers(PUSH, ""), &body, &Secret::new("")), TOKEN);
+    assert_unauthorized(
+        "empty configured token",
+        gitlab::parse(&headers(PUSH, ""), &body, &Secret::new("")),
+        TOKEN,
+    );
 }
 
 #[test]
@@ -279,7 +487,11 @@ fn intake_gitlab_not_json_and_missing_fields_are_malformed() {
     let mut h = headers(PUSH, TOKEN);
     h.remove("x-gitlab-event");
     assert_eq!(
-        error(gitlab::parse(&h, &fixture("gitlab/go-scm/push.json"), &Secret::new(TOKEN))),
+        error(gitlab::parse(
+            &h,
+            &fixture("gitlab/go-scm/push.json"),
+            &Secret::new(TOKEN)
+        )),
         IntakeError::Malformed("missing header X-Gitlab-Event".into())
     );
 }
@@ -291,7 +503,10 @@ fn intake_gitlab_delivery_key_falls_back_from_uuid_to_idempotency_key_to_body_ha
     let key = |h: &HeaderMap, body: &[u8]| event(gitlab::parse(h, body, &secret)).delivery;
 
     let mut h = headers(PUSH, TOKEN);
-    h.insert("idempotency-key", HeaderValue::from_static("c8b5d0a1-0000-4000-8000-000000000001"));
+    h.insert(
+        "idempotency-key",
+        HeaderValue::from_static("c8b5d0a1-0000-4000-8000-000000000001"),
+    );
     assert_eq!(key(&h, &body), "13792a34-cac6-4fda-95a8-c58e00a3954e");
 
     h.remove("x-gitlab-event-uuid");
@@ -299,7 +514,10 @@ fn intake_gitlab_delivery_key_falls_back_from_uuid_to_idempotency_key_to_body_ha
 
     h.remove("idempotency-key");
     let hashed = key(&h, &body);
-    assert!(hashed.starts_with("sha256:") && hashed.len() == 7 + 64, "{hashed}");
+    assert!(
+        hashed.starts_with("sha256:") && hashed.len() == 7 + 64,
+        "{hashed}"
+    );
     assert_eq!(key(&h, &body), hashed, "same body, same key");
     let mut other = body.clone();
     other.push(b'\n');

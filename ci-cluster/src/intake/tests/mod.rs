@@ -18,7 +18,10 @@ use crate::event::{ForgeEvent, Intent};
 /// The shared fixtures: `shared/` sits beside the repository (locally at
 /// /work/shared, in CI cloned next to it).
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures"
+    ))
 }
 
 /// A fixture's bytes, by path relative to the fixtures directory.
@@ -29,7 +32,8 @@ fn fixture(rel: &str) -> Vec<u8> {
 
 /// A fixture parsed as JSON, for tests that edit a real payload.
 fn fixture_json(rel: &str) -> serde_json::Value {
-    serde_json::from_slice(&fixture(rel)).unwrap_or_else(|e| panic!("fixture {rel} is not JSON: {e}"))
+    serde_json::from_slice(&fixture(rel))
+        .unwrap_or_else(|e| panic!("fixture {rel} is not JSON: {e}"))
 }
 
 /// The outcome a fixture must produce.
@@ -56,13 +60,22 @@ fn check(what: &str, result: Result<Intake, IntakeError>, expect: Expect) {
         (Expect::Cancel, Ok(Intake::Event(e))) => {
             assert_eq!(e.intent, Intent::CancelChange, "{what}: {e:?}");
             assert_eq!(e.kind, EventKind::Change, "{what}: {e:?}");
-            assert!(e.change.is_some(), "{what}: a cancel names its change: {e:?}");
+            assert!(
+                e.change.is_some(),
+                "{what}: a cancel names its change: {e:?}"
+            );
         }
         (Expect::Ignored(why), Ok(Intake::Ignored(reason))) => {
-            assert!(reason.contains(why), "{what}: ignored for {reason:?}, expected a reason containing {why:?}");
+            assert!(
+                reason.contains(why),
+                "{what}: ignored for {reason:?}, expected a reason containing {why:?}"
+            );
         }
         (Expect::Malformed(msg), Err(IntakeError::Malformed(m))) => {
-            assert!(m.contains(msg), "{what}: malformed {m:?}, expected a message containing {msg:?}");
+            assert!(
+                m.contains(msg),
+                "{what}: malformed {m:?}, expected a message containing {msg:?}"
+            );
         }
         (expect, got) => panic!("{what}: expected {expect:?}, got {got:?}"),
     }
@@ -71,9 +84,20 @@ fn check(what: &str, result: Result<Intake, IntakeError>, expect: Expect) {
 /// What every `Run` event must satisfy, whatever the forge.
 fn assert_event_is_well_formed(what: &str, e: &ForgeEvent) {
     assert!(super::is_commit(&e.commit), "{what}: commit {:?}", e.commit);
-    assert!(super::check_ref(&e.git_ref, "ref").is_ok(), "{what}: ref {:?}", e.git_ref);
-    assert!(!e.repository.is_empty() && !e.delivery.is_empty(), "{what}: {e:?}");
-    assert_eq!(e.kind == EventKind::Change, e.change.is_some(), "{what}: change iff kind change: {e:?}");
+    assert!(
+        super::check_ref(&e.git_ref, "ref").is_ok(),
+        "{what}: ref {:?}",
+        e.git_ref
+    );
+    assert!(
+        !e.repository.is_empty() && !e.delivery.is_empty(),
+        "{what}: {e:?}"
+    );
+    assert_eq!(
+        e.kind == EventKind::Change,
+        e.change.is_some(),
+        "{what}: change iff kind change: {e:?}"
+    );
 }
 
 /// The event inside an `Intake`, or a panic naming what came instead.
@@ -95,20 +119,32 @@ fn error(result: Result<Intake, IntakeError>) -> IntakeError {
 /// Asserts an `Unauthorized` whose message (Display and Debug) does not leak `secret`.
 fn assert_unauthorized(what: &str, result: Result<Intake, IntakeError>, secret: &str) {
     let e = error(result);
-    assert!(matches!(e, IntakeError::Unauthorized(_)), "{what}: expected unauthorized, got {e:?}");
+    assert!(
+        matches!(e, IntakeError::Unauthorized(_)),
+        "{what}: expected unauthorized, got {e:?}"
+    );
     assert_eq!((e.status(), e.reason()), (401, "unauthorized"), "{what}");
-    assert!(!format!("{e} {e:?}").contains(secret), "{what}: the secret leaked into {e:?}");
+    assert!(
+        !format!("{e} {e:?}").contains(secret),
+        "{what}: the secret leaked into {e:?}"
+    );
 }
 
 /// Every `.json` / `.jsonl` file below `dir`, relative to the fixtures directory.
 fn payload_files(dir: &Path, out: &mut BTreeSet<String>) {
-    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
     for entry in entries {
         let path = entry.expect("directory entry").path();
         if path.is_dir() {
             payload_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "json" || x == "jsonl") {
-            let rel = path.strip_prefix(fixtures_dir()).expect("below the fixtures directory");
+        } else if path
+            .extension()
+            .is_some_and(|x| x == "json" || x == "jsonl")
+        {
+            let rel = path
+                .strip_prefix(fixtures_dir())
+                .expect("below the fixtures directory");
             out.insert(rel.to_string_lossy().into_owned());
         }
     }
@@ -122,32 +158,53 @@ fn intake_every_forge_fixture_is_covered_by_a_test() {
     for forge in ["github", "gitlab", "gerrit"] {
         payload_files(&fixtures_dir().join(forge), &mut on_disk);
     }
-    assert!(on_disk.len() >= 70, "fixtures not found under {}: {on_disk:?}", fixtures_dir().display());
+    assert!(
+        on_disk.len() >= 70,
+        "fixtures not found under {}: {on_disk:?}",
+        fixtures_dir().display()
+    );
     let mut tested: BTreeSet<String> = BTreeSet::new();
     tested.extend(github::FIXTURES.iter().map(|(path, _, _)| path.to_string()));
     tested.extend(gitlab::FIXTURES.iter().map(|(path, _, _)| path.to_string()));
     tested.extend(gerrit::FIXTURES.iter().map(|(path, _)| path.to_string()));
-    tested.extend(gerrit::JSONL_FIXTURES.iter().map(|(path, _)| path.to_string()));
+    tested.extend(
+        gerrit::JSONL_FIXTURES
+            .iter()
+            .map(|(path, _)| path.to_string()),
+    );
     tested.insert(github::SIGNATURE_VECTOR.to_string());
     let untested: Vec<_> = on_disk.difference(&tested).collect();
     assert!(untested.is_empty(), "fixtures no test reads: {untested:?}");
     let missing: Vec<_> = tested.difference(&on_disk).collect();
-    assert!(missing.is_empty(), "tables name files that do not exist: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "tables name files that do not exist: {missing:?}"
+    );
 }
 
 #[test]
 fn intake_error_status_and_reason() {
     let u = IntakeError::Unauthorized("x".into());
     let m = IntakeError::Malformed("y".into());
-    assert_eq!((u.status(), u.reason(), u.to_string().as_str()), (401, "unauthorized", "unauthorized: x"));
-    assert_eq!((m.status(), m.reason(), m.to_string().as_str()), (400, "malformed", "malformed: y"));
+    assert_eq!(
+        (u.status(), u.reason(), u.to_string().as_str()),
+        (401, "unauthorized", "unauthorized: x")
+    );
+    assert_eq!(
+        (m.status(), m.reason(), m.to_string().as_str()),
+        (400, "malformed", "malformed: y")
+    );
 }
 
 #[test]
 fn intake_ref_and_commit_validation() {
-    for good in
-        ["refs/heads/main", "refs/tags/v1.0.0", "refs/changes/54/654/1", "refs/pull/5/head", "refs/heads/feature/x-y_z"]
-    {
+    for good in [
+        "refs/heads/main",
+        "refs/tags/v1.0.0",
+        "refs/changes/54/654/1",
+        "refs/pull/5/head",
+        "refs/heads/feature/x-y_z",
+    ] {
         assert!(super::check_ref(good, "ref").is_ok(), "{good}");
     }
     for bad in [
@@ -166,16 +223,25 @@ fn intake_ref_and_commit_validation() {
         "refs/heads/a\\b",
         "",
     ] {
-        assert!(super::check_ref(bad, "ref").is_err(), "{bad:?} must be refused");
+        assert!(
+            super::check_ref(bad, "ref").is_err(),
+            "{bad:?} must be refused"
+        );
     }
     assert!(super::is_commit("0123456789abcdef0123456789abcdef01234567"));
-    for bad in
-        ["0123456789ABCDEF0123456789abcdef01234567", "0123456789abcdef", "g123456789abcdef0123456789abcdef01234567", ""]
-    {
+    for bad in [
+        "0123456789ABCDEF0123456789abcdef01234567",
+        "0123456789abcdef",
+        "g123456789abcdef0123456789abcdef01234567",
+        "",
+    ] {
         assert!(!super::is_commit(bad), "{bad:?}");
     }
     for bad in ["", "/etc", "a/../b", "a//b", "a\nb"] {
-        assert!(super::check_repository(bad, "repository").is_err(), "{bad:?}");
+        assert!(
+            super::check_repository(bad, "repository").is_err(),
+            "{bad:?}"
+        );
     }
     assert!(super::check_repository("platform/build", "repository").is_ok());
 }
@@ -185,7 +251,10 @@ fn intake_not_json_names_the_position_not_the_content() {
     let e = super::parse_json(b"{\"secret-looking\": nope}").expect_err("not JSON");
     assert_eq!(e.reason(), "malformed");
     assert!(e.to_string().contains("line 1"), "{e}");
-    assert!(!e.to_string().contains("nope") && !e.to_string().contains("secret-looking"), "{e}");
+    assert!(
+        !e.to_string().contains("nope") && !e.to_string().contains("secret-looking"),
+        "{e}"
+    );
 }
 
 #[test]

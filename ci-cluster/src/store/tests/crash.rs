@@ -19,7 +19,9 @@ const KILL_AFTER: usize = 150;
 
 #[test]
 fn crash_child_accepts_until_killed() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else { return };
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
     let store = Store::open(std::path::Path::new(&path)).expect("child: open");
     let mut stdout = std::io::stdout().lock();
     // Bounded, so an orphaned child (parent died) still ends.
@@ -27,8 +29,17 @@ fn crash_child_accepts_until_killed() {
     let mut i: u32 = 0;
     while Instant::now() < deadline {
         let event = patchset(&format!("crash-{i}"), &format!("{}", i % 7), i / 7 + 1, i);
-        let accepted = store.accept_event("app", &event, u64::from(i)).expect("child: accept");
-        let Accepted::New { event_id, run: Some(run), .. } = accepted else { panic!("child: {accepted:?}") };
+        let accepted = store
+            .accept_event("app", &event, u64::from(i))
+            .expect("child: accept");
+        let Accepted::New {
+            event_id,
+            run: Some(run),
+            ..
+        } = accepted
+        else {
+            panic!("child: {accepted:?}")
+        };
         // Printed only after the commit returned: every line is a promise.
         // One write per line, so a kill cuts at most the last line short.
         let line = format!("ACCEPTED {event_id} {run} crash-{i}\n");
@@ -44,7 +55,12 @@ fn kill_9_loses_no_accepted_event() {
     let path = dir.path().join("ci.sqlite");
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "store::tests::crash::crash_child_accepts_until_killed", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "store::tests::crash::crash_child_accepts_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -57,12 +73,20 @@ fn kill_9_loses_no_accepted_event() {
     let mut next_line = |promised: &mut Vec<(i64, i64, String)>| -> bool {
         let mut line = String::new();
         let n = stdout.read_line(&mut line).expect("read child");
-        let Some((_, rest)) = line.strip_suffix('\n').and_then(|l| l.split_once("ACCEPTED ")) else {
+        let Some((_, rest)) = line
+            .strip_suffix('\n')
+            .and_then(|l| l.split_once("ACCEPTED "))
+        else {
             return n > 0;
         };
         let mut parts = rest.split(' ');
-        if let (Some(event), Some(run), Some(delivery)) = (parts.next(), parts.next(), parts.next()) {
-            promised.push((event.parse().expect("event id"), run.parse().expect("run id"), delivery.to_string()));
+        if let (Some(event), Some(run), Some(delivery)) = (parts.next(), parts.next(), parts.next())
+        {
+            promised.push((
+                event.parse().expect("event id"),
+                run.parse().expect("run id"),
+                delivery.to_string(),
+            ));
         }
         true
     };
@@ -72,7 +96,10 @@ fn kill_9_loses_no_accepted_event() {
     // SIGKILL, mid-loop: the child is likely inside a transaction right now.
     child.kill().expect("SIGKILL the child");
     let status = child.wait().expect("reap child");
-    assert!(!status.success(), "the child was killed, not finished: {status:?}");
+    assert!(
+        !status.success(),
+        "the child was killed, not finished: {status:?}"
+    );
     // Lines written before the kill are still in the pipe; each is a promise too.
     while next_line(&mut promised) {}
     assert!(promised.len() >= KILL_AFTER);
@@ -84,11 +111,24 @@ fn kill_9_loses_no_accepted_event() {
         .expect("integrity_check");
     assert_eq!(integrity, "ok");
     for (event_id, run, delivery) in &promised {
-        let row = store.run(*run).expect("query").unwrap_or_else(|| panic!("run {run} of {delivery} lost"));
-        assert_eq!((row.event_id, row.event.delivery.as_str()), (*event_id, delivery.as_str()));
-        assert!(matches!(row.status, RunStatus::Queued | RunStatus::Cancelled));
+        let row = store
+            .run(*run)
+            .expect("query")
+            .unwrap_or_else(|| panic!("run {run} of {delivery} lost"));
+        assert_eq!(
+            (row.event_id, row.event.delivery.as_str()),
+            (*event_id, delivery.as_str())
+        );
+        assert!(matches!(
+            row.status,
+            RunStatus::Queued | RunStatus::Cancelled
+        ));
     }
     // The child may have committed one more than it managed to report; never fewer.
     let events = store.counts().expect("counts").events;
-    assert!(events == promised.len() as u64 || events == promised.len() as u64 + 1, "{events} vs {}", promised.len());
+    assert!(
+        events == promised.len() as u64 || events == promised.len() as u64 + 1,
+        "{events} vs {}",
+        promised.len()
+    );
 }

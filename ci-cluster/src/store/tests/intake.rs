@@ -13,19 +13,42 @@ fn status(store: &Store, run: RunId) -> (RunStatus, Option<String>, bool) {
 #[test]
 fn duplicate_delivery_creates_nothing() {
     let (_dir, store) = open();
-    let first = store.accept_event("app", &push("d-1", 1), 10).expect("accept");
-    let Accepted::New { event_id, run: Some(run), cancel_running } = first else { panic!("{first:?}") };
+    let first = store
+        .accept_event("app", &push("d-1", 1), 10)
+        .expect("accept");
+    let Accepted::New {
+        event_id,
+        run: Some(run),
+        cancel_running,
+    } = first
+    else {
+        panic!("{first:?}")
+    };
     assert!(cancel_running.is_empty());
     // A redelivery reuses the delivery id, even if the payload differs.
-    assert_eq!(store.accept_event("app", &push("d-1", 2), 11).expect("accept"), Accepted::Duplicate);
+    assert_eq!(
+        store
+            .accept_event("app", &push("d-1", 2), 11)
+            .expect("accept"),
+        Accepted::Duplicate
+    );
     let counts = store.counts().expect("counts");
     assert_eq!((counts.events, counts.queued), (1, 1));
     let row = store.run(run).expect("query").expect("run");
-    assert_eq!((row.event_id, row.commit.as_str(), row.created_ms), (event_id, commit(1).as_str(), 10));
+    assert_eq!(
+        (row.event_id, row.commit.as_str(), row.created_ms),
+        (event_id, commit(1).as_str(), 10)
+    );
     assert_eq!(row.event, push("d-1", 1));
     // The key is per forge: the same id from another forge is another event.
-    let gerrit = ForgeEvent { forge: Forge::Gerrit, ..push("d-1", 1) };
-    assert!(matches!(store.accept_event("app", &gerrit, 12).expect("accept"), Accepted::New { .. }));
+    let gerrit = ForgeEvent {
+        forge: Forge::Gerrit,
+        ..push("d-1", 1)
+    };
+    assert!(matches!(
+        store.accept_event("app", &gerrit, 12).expect("accept"),
+        Accepted::New { .. }
+    ));
 }
 
 #[test]
@@ -34,14 +57,33 @@ fn higher_patchset_supersedes_lower_ones() {
     let ps1 = accept_run(&store, "core", &patchset("g-1", "1234", 1, 1), 1);
     let other_change = accept_run(&store, "core", &patchset("g-2", "999", 1, 2), 2);
     let main = accept_run(&store, "core", &push("p-1", 3), 3);
-    let claimed = store.claim_next(10, &unlimited, 4).expect("claim").expect("a run");
+    let claimed = store
+        .claim_next(10, &unlimited, 4)
+        .expect("claim")
+        .expect("a run");
     assert_eq!(claimed.id, ps1);
 
     // Patchset 2: patchset 1 is running, so it is flagged and returned.
-    let accepted = store.accept_event("core", &patchset("g-3", "1234", 2, 4), 5).expect("accept");
-    let Accepted::New { run: Some(ps2), cancel_running, .. } = accepted else { panic!("{accepted:?}") };
+    let accepted = store
+        .accept_event("core", &patchset("g-3", "1234", 2, 4), 5)
+        .expect("accept");
+    let Accepted::New {
+        run: Some(ps2),
+        cancel_running,
+        ..
+    } = accepted
+    else {
+        panic!("{accepted:?}")
+    };
     assert_eq!(cancel_running, vec![ps1]);
-    assert_eq!(status(&store, ps1), (RunStatus::Running, Some("superseded by patchset 2".into()), true));
+    assert_eq!(
+        status(&store, ps1),
+        (
+            RunStatus::Running,
+            Some("superseded by patchset 2".into()),
+            true
+        )
+    );
     assert!(store.cancel_requested(ps1).expect("flag"));
 
     // A recheck of patchset 2 does not supersede patchset 2.
@@ -50,14 +92,36 @@ fn higher_patchset_supersedes_lower_ones() {
 
     // Patchset 3: the queued runs of patchset 2 are cancelled at once; the
     // running one is returned again, keeping its first reason.
-    let accepted = store.accept_event("core", &patchset("g-5", "1234", 3, 5), 7).expect("accept");
-    let Accepted::New { run: Some(ps3), cancel_running, .. } = accepted else { panic!("{accepted:?}") };
+    let accepted = store
+        .accept_event("core", &patchset("g-5", "1234", 3, 5), 7)
+        .expect("accept");
+    let Accepted::New {
+        run: Some(ps3),
+        cancel_running,
+        ..
+    } = accepted
+    else {
+        panic!("{accepted:?}")
+    };
     assert_eq!(cancel_running, vec![ps1]);
     for run in [ps2, recheck] {
-        assert_eq!(status(&store, run), (RunStatus::Cancelled, Some("superseded by patchset 3".into()), false));
-        assert_eq!(store.run(run).expect("q").expect("run").finished_ms, Some(7));
+        assert_eq!(
+            status(&store, run),
+            (
+                RunStatus::Cancelled,
+                Some("superseded by patchset 3".into()),
+                false
+            )
+        );
+        assert_eq!(
+            store.run(run).expect("q").expect("run").finished_ms,
+            Some(7)
+        );
     }
-    assert_eq!(status(&store, ps1).1.as_deref(), Some("superseded by patchset 2"));
+    assert_eq!(
+        status(&store, ps1).1.as_deref(),
+        Some("superseded by patchset 2")
+    );
     assert_eq!(status(&store, ps3).0, RunStatus::Queued);
     // Another change, or the same change number in another project, is untouched.
     assert_eq!(status(&store, other_change).0, RunStatus::Queued);
@@ -73,7 +137,14 @@ fn new_head_commit_supersedes_pull_request_runs() {
     let first = accept_run(&store, "app", &pull("h-1", "5", 1), 1);
     let second = accept_run(&store, "app", &pull("h-2", "5", 2), 2);
     let short = &commit(2)[..12];
-    assert_eq!(status(&store, first), (RunStatus::Cancelled, Some(format!("superseded by {short}")), false));
+    assert_eq!(
+        status(&store, first),
+        (
+            RunStatus::Cancelled,
+            Some(format!("superseded by {short}")),
+            false
+        )
+    );
     // Reopening the pull request at the same head runs it again but does not
     // cancel the run of that head.
     accept_run(&store, "app", &pull("h-3", "5", 2), 3);
@@ -84,15 +155,41 @@ fn new_head_commit_supersedes_pull_request_runs() {
 fn cancel_change_cancels_every_run_of_the_change() {
     let (_dir, store) = open();
     let running = accept_run(&store, "core", &patchset("g-1", "77", 1, 1), 1);
-    store.claim_next(10, &unlimited, 2).expect("claim").expect("run");
+    store
+        .claim_next(10, &unlimited, 2)
+        .expect("claim")
+        .expect("run");
     let queued = accept_run(&store, "core", &patchset("g-2", "77", 1, 1), 3);
     let other = accept_run(&store, "core", &patchset("g-3", "78", 1, 2), 4);
 
-    let accepted = store.accept_event("core", &cancel(Forge::Gerrit, "g-4", "77"), 5).expect("accept");
-    let Accepted::New { run, cancel_running, .. } = accepted else { panic!("{accepted:?}") };
+    let accepted = store
+        .accept_event("core", &cancel(Forge::Gerrit, "g-4", "77"), 5)
+        .expect("accept");
+    let Accepted::New {
+        run,
+        cancel_running,
+        ..
+    } = accepted
+    else {
+        panic!("{accepted:?}")
+    };
     assert_eq!((run, cancel_running), (None, vec![running]));
-    assert_eq!(status(&store, queued), (RunStatus::Cancelled, Some("change abandoned/closed".into()), false));
-    assert_eq!(status(&store, running), (RunStatus::Running, Some("change abandoned/closed".into()), true));
+    assert_eq!(
+        status(&store, queued),
+        (
+            RunStatus::Cancelled,
+            Some("change abandoned/closed".into()),
+            false
+        )
+    );
+    assert_eq!(
+        status(&store, running),
+        (
+            RunStatus::Running,
+            Some("change abandoned/closed".into()),
+            true
+        )
+    );
     assert_eq!(status(&store, other).0, RunStatus::Queued);
     let counts = store.counts().expect("counts");
     assert_eq!((counts.events, counts.runs_by_status["cancelled"]), (4, 1));
@@ -102,9 +199,20 @@ fn cancel_change_cancels_every_run_of_the_change() {
 fn requeue_makes_a_new_run_for_a_finished_one() {
     let (_dir, store) = open();
     let run = accept_run(&store, "app", &push("d-1", 1), 1);
-    assert_eq!(store.requeue(run, 2).expect("requeue"), None, "still queued");
-    store.claim_next(1, &unlimited, 3).expect("claim").expect("run");
-    assert!(store.finish_run(run, RunStatus::Failed, Some("job test failed"), &[], 4).expect("finish"));
+    assert_eq!(
+        store.requeue(run, 2).expect("requeue"),
+        None,
+        "still queued"
+    );
+    store
+        .claim_next(1, &unlimited, 3)
+        .expect("claim")
+        .expect("run");
+    assert!(
+        store
+            .finish_run(run, RunStatus::Failed, Some("job test failed"), &[], 4)
+            .expect("finish")
+    );
     let again = store.requeue(run, 5).expect("requeue").expect("new run");
     let old = store.run(run).expect("q").expect("run");
     let new = store.run(again).expect("q").expect("run");
@@ -113,18 +221,30 @@ fn requeue_makes_a_new_run_for_a_finished_one() {
         (new.event_id, &new.git_ref, &new.commit, new.kind),
         (old.event_id, &old.git_ref, &old.commit, old.kind)
     );
-    assert_eq!((new.status, new.attempt, new.created_ms), (RunStatus::Queued, 0, 5));
+    assert_eq!(
+        (new.status, new.attempt, new.created_ms),
+        (RunStatus::Queued, 0, 5)
+    );
     assert_eq!(new.reason, Some(format!("re-run of run {run}")));
-    assert!(matches!(store.requeue(12345, 6), Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.requeue(12345, 6),
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 #[test]
 fn stored_names_are_the_serde_names() {
     for state in JOB_STATES {
-        assert_eq!(serde_json::to_value(state).expect("json"), job_state_name(state));
+        assert_eq!(
+            serde_json::to_value(state).expect("json"),
+            job_state_name(state)
+        );
     }
     for stream in [Stream::Stdout, Stream::Stderr, Stream::System] {
-        assert_eq!(serde_json::to_value(stream).expect("json"), stream_name(stream));
+        assert_eq!(
+            serde_json::to_value(stream).expect("json"),
+            stream_name(stream)
+        );
     }
     for status in RunStatus::ALL {
         assert_eq!(serde_json::to_value(status).expect("json"), status.as_str());

@@ -25,19 +25,32 @@ fn commit(n: u32) -> String {
 }
 
 /// A run event for `repository`, on `git_ref`.
-fn run_event(forge: Forge, delivery: &str, git_ref: &str, commit: &str, change: Option<Change>) -> ForgeEvent {
+fn run_event(
+    forge: Forge,
+    delivery: &str,
+    git_ref: &str,
+    commit: &str,
+    change: Option<Change>,
+) -> ForgeEvent {
     ForgeEvent {
         forge,
         repository: "org/app".into(),
         delivery: delivery.into(),
         intent: Intent::Run,
-        kind: if change.is_some() { EventKind::Change } else { EventKind::Push },
+        kind: if change.is_some() {
+            EventKind::Change
+        } else {
+            EventKind::Push
+        },
         git_ref: git_ref.into(),
         commit: commit.into(),
         change,
         title: "a change".into(),
         author: "dev".into(),
-        report: ReportTarget::Github { repo: "org/app".into(), sha: commit.into() },
+        report: ReportTarget::Github {
+            repo: "org/app".into(),
+            sha: commit.into(),
+        },
     }
 }
 
@@ -48,21 +61,33 @@ fn push(delivery: &str, n: u32) -> ForgeEvent {
 
 /// A Gerrit patchset of change `number`.
 fn patchset(delivery: &str, number: &str, ps: u32, n: u32) -> ForgeEvent {
-    let change = Change { number: number.into(), patchset: ps, url: None };
+    let change = Change {
+        number: number.into(),
+        patchset: ps,
+        url: None,
+    };
     let git_ref = format!("refs/changes/{number}/{ps}");
     run_event(Forge::Gerrit, delivery, &git_ref, &commit(n), Some(change))
 }
 
 /// A GitHub pull request head (patchset 0).
 fn pull(delivery: &str, number: &str, n: u32) -> ForgeEvent {
-    let change = Change { number: number.into(), patchset: 0, url: None };
+    let change = Change {
+        number: number.into(),
+        patchset: 0,
+        url: None,
+    };
     let git_ref = format!("refs/pull/{number}/head");
     run_event(Forge::Github, delivery, &git_ref, &commit(n), Some(change))
 }
 
 /// The change is abandoned or closed.
 fn cancel(forge: Forge, delivery: &str, number: &str) -> ForgeEvent {
-    let change = Change { number: number.into(), patchset: 0, url: None };
+    let change = Change {
+        number: number.into(),
+        patchset: 0,
+        url: None,
+    };
     ForgeEvent {
         intent: Intent::CancelChange,
         commit: String::new(),

@@ -40,7 +40,11 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
             0 if !bytes.is_empty() => bytes[at] ^= 1 << rng.below(8),
             1 => bytes.truncate(at),
             2 => {
-                let byte = if rng.below(2) == 0 { INTERESTING[rng.below(INTERESTING.len())] } else { rng.next() as u8 };
+                let byte = if rng.below(2) == 0 {
+                    INTERESTING[rng.below(INTERESTING.len())]
+                } else {
+                    rng.next() as u8
+                };
                 bytes.insert(at.min(bytes.len()), byte);
             }
             3 if !bytes.is_empty() => {
@@ -58,8 +62,12 @@ fn open_without_panic(
     trusted: &[ed25519_dalek::VerifyingKey],
     what: &str,
 ) -> Result<PassRecord, RecordError> {
-    catch_unwind(AssertUnwindSafe(|| open(bytes, trusted)))
-        .unwrap_or_else(|_| panic!("open panicked on {what}: {:?}", String::from_utf8_lossy(bytes)))
+    catch_unwind(AssertUnwindSafe(|| open(bytes, trusted))).unwrap_or_else(|_| {
+        panic!(
+            "open panicked on {what}: {:?}",
+            String::from_utf8_lossy(bytes)
+        )
+    })
 }
 
 #[test]
@@ -70,14 +78,22 @@ fn record_fuzz_mutated_envelopes_never_panic_nor_yield_another_record() {
     let mut accepted = 0;
     for i in 0..3000 {
         let bytes = mutate(&mut rng, &original);
-        if let Ok(record) = open_without_panic(&bytes, &trusted, &format!("envelope mutation {i}")) {
+        if let Ok(record) = open_without_panic(&bytes, &trusted, &format!("envelope mutation {i}"))
+        {
             // Only changes JSON ignores (whitespace between tokens) may pass, and only as the
             // very same record.
-            assert_eq!(record, sample(), "mutation {i} was accepted as a different record");
+            assert_eq!(
+                record,
+                sample(),
+                "mutation {i} was accepted as a different record"
+            );
             accepted += 1;
         }
     }
-    assert!(accepted < 3000 / 10, "{accepted} of 3000 mutations accepted: the mutations are not reaching the checks");
+    assert!(
+        accepted < 3000 / 10,
+        "{accepted} of 3000 mutations accepted: the mutations are not reaching the checks"
+    );
 }
 
 #[test]
@@ -96,7 +112,10 @@ fn record_fuzz_mutated_payloads_never_verify() {
         env.payload = BASE64.encode(&mutated);
         let Ok(bytes) = env.to_json() else { continue };
         let result = open_without_panic(&bytes, &trusted, &format!("payload mutation {i}"));
-        assert!(matches!(result, Err(RecordError::BadSignature)), "payload mutation {i}: {result:?}");
+        assert!(
+            matches!(result, Err(RecordError::BadSignature)),
+            "payload mutation {i}: {result:?}"
+        );
     }
 }
 
@@ -113,18 +132,39 @@ fn record_fuzz_signed_garbage_never_panics_and_only_valid_records_pass() {
     for i in 0..4000 {
         let mutated = mutate(&mut rng, &body);
         let what = format!("signed mutation {i}");
-        let result = catch_unwind(AssertUnwindSafe(|| decode_verified(PASS_RECORD_PAYLOAD_TYPE, &mutated)))
-            .unwrap_or_else(|_| panic!("decoding panicked on {what}: {:?}", String::from_utf8_lossy(&mutated)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            decode_verified(PASS_RECORD_PAYLOAD_TYPE, &mutated)
+        }))
+        .unwrap_or_else(|_| {
+            panic!(
+                "decoding panicked on {what}: {:?}",
+                String::from_utf8_lossy(&mutated)
+            )
+        });
         if i % 20 == 0 {
-            let bytes = key.sign_raw(PASS_RECORD_PAYLOAD_TYPE, &mutated).to_json().unwrap();
+            let bytes = key
+                .sign_raw(PASS_RECORD_PAYLOAD_TYPE, &mutated)
+                .to_json()
+                .unwrap();
             let opened = open_without_panic(&bytes, &trusted, &what);
-            assert_eq!(format!("{opened:?}"), format!("{result:?}"), "{what}: open and decode disagree");
+            assert_eq!(
+                format!("{opened:?}"),
+                format!("{result:?}"),
+                "{what}: open and decode disagree"
+            );
         }
         if let Ok(record) = result {
             record.validate().unwrap();
-            assert_eq!(serde_json::from_slice::<PassRecord>(&mutated).unwrap(), record, "{what}");
+            assert_eq!(
+                serde_json::from_slice::<PassRecord>(&mutated).unwrap(),
+                record,
+                "{what}"
+            );
             accepted += 1;
         }
     }
-    assert!(accepted < 4000 / 10, "{accepted} of 4000 mutations accepted: the mutations are not reaching the checks");
+    assert!(
+        accepted < 4000 / 10,
+        "{accepted} of 4000 mutations accepted: the mutations are not reaching the checks"
+    );
 }

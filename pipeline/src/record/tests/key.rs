@@ -20,8 +20,10 @@ fn record_key_file_is_created_0600_with_a_pub_file_and_reloaded() {
     assert_eq!(public.trim(), key.public_key_hex());
     assert_eq!(parse_public_key_hex(&public).unwrap(), key.verifying_key());
     // No temporary file is left beside it.
-    let mut names: Vec<_> =
-        fs::read_dir(dir.path().join("state/keys")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = fs::read_dir(dir.path().join("state/keys"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["ci-origin.key", "ci-origin.key.pub"]);
 
@@ -42,7 +44,10 @@ fn record_key_file_readable_by_others_is_refused() {
     for bad in [0o644, 0o640, 0o604, 0o620] {
         fs::set_permissions(&path, fs::Permissions::from_mode(bad)).unwrap();
         let err = OriginKey::load_or_create(&path).unwrap_err();
-        assert!(matches!(&err, RecordError::Key(m) if m.contains("chmod 600")), "{bad:o}: {err}");
+        assert!(
+            matches!(&err, RecordError::Key(m) if m.contains("chmod 600")),
+            "{bad:o}: {err}"
+        );
     }
     fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
     OriginKey::load_or_create(&path).unwrap();
@@ -56,7 +61,10 @@ fn record_key_file_link_is_refused() {
     let link = dir.path().join("link.key");
     std::os::unix::fs::symlink(&real, &link).unwrap();
     let err = OriginKey::load_or_create(&link).unwrap_err();
-    assert!(matches!(&err, RecordError::Key(m) if m.contains("symbolic link")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Key(m) if m.contains("symbolic link")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -69,7 +77,10 @@ fn record_bad_key_file_is_refused_without_echoing_it() {
     let err = OriginKey::load_or_create(&path).unwrap_err();
     let message = format!("{err} {err:?}");
     assert!(matches!(err, RecordError::Key(_)), "{message}");
-    assert!(!message.contains("abab"), "the error must not show the file's contents: {message}");
+    assert!(
+        !message.contains("abab"),
+        "the error must not show the file's contents: {message}"
+    );
 }
 
 #[test]
@@ -77,9 +88,16 @@ fn record_mismatched_pub_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ci.key");
     OriginKey::load_or_create(&path).unwrap();
-    fs::write(dir.path().join("ci.key.pub"), format!("{}\n", OriginKey::generate().public_key_hex())).unwrap();
+    fs::write(
+        dir.path().join("ci.key.pub"),
+        format!("{}\n", OriginKey::generate().public_key_hex()),
+    )
+    .unwrap();
     let err = OriginKey::load_or_create(&path).unwrap_err();
-    assert!(matches!(&err, RecordError::Key(m) if m.contains(".pub")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Key(m) if m.contains(".pub")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -90,18 +108,33 @@ fn record_key_debug_shows_only_the_key_id() {
     let seed = fs::read_to_string(&path).unwrap();
     let debug = format!("{key:?}");
     assert!(debug.contains(&key.key_id()), "{debug}");
-    assert!(!debug.contains(seed.trim()) && !debug.contains(&seed.trim()[..16]), "{debug}");
+    assert!(
+        !debug.contains(seed.trim()) && !debug.contains(&seed.trim()[..16]),
+        "{debug}"
+    );
 }
 
 #[test]
 fn record_public_keys_parse_from_hex_only() {
     let key = OriginKey::generate();
-    assert_eq!(parse_public_key_hex(&format!("  {}\n", key.public_key_hex())).unwrap(), key.verifying_key());
-    assert_eq!(parse_public_key_hex(&key.public_key_hex().to_uppercase()).unwrap(), key.verifying_key());
+    assert_eq!(
+        parse_public_key_hex(&format!("  {}\n", key.public_key_hex())).unwrap(),
+        key.verifying_key()
+    );
+    assert_eq!(
+        parse_public_key_hex(&key.public_key_hex().to_uppercase()).unwrap(),
+        key.verifying_key()
+    );
     for bad in ["", "abcd", &"g".repeat(64), &"0".repeat(66)] {
-        assert!(matches!(parse_public_key_hex(bad), Err(RecordError::Key(_))), "{bad}");
+        assert!(
+            matches!(parse_public_key_hex(bad), Err(RecordError::Key(_))),
+            "{bad}"
+        );
     }
     // The identity point: small order, so it is weak and every signature would "verify".
     let identity = format!("01{}", "00".repeat(31));
-    assert!(matches!(parse_public_key_hex(&identity), Err(RecordError::Key(_))));
+    assert!(matches!(
+        parse_public_key_hex(&identity),
+        Err(RecordError::Key(_))
+    ));
 }

@@ -37,8 +37,16 @@ fn sample() -> PassRecord {
         job: "publish".into(),
         pipeline_sha256: sha('a'),
         outputs: vec![
-            OutputDigest { path: "dist/greet".into(), sha256: sha('b'), size: 682_696 },
-            OutputDigest { path: "dist/greet.tar.gz".into(), sha256: sha('c'), size: 303_539 },
+            OutputDigest {
+                path: "dist/greet".into(),
+                sha256: sha('b'),
+                size: 682_696,
+            },
+            OutputDigest {
+                path: "dist/greet.tar.gz".into(),
+                sha256: sha('c'),
+                size: 303_539,
+            },
         ],
         log_sha256: sha('d'),
         ci_run_id: "run-42".into(),
@@ -59,5 +67,8 @@ fn decode_payload(envelope: &SignedPassRecord) -> Vec<u8> {
 /// Signs arbitrary JSON as a pass record with [`ci_key`], bypassing validation.
 fn signed_json(record: &serde_json::Value) -> Vec<u8> {
     let body = serde_json::to_vec(record).unwrap();
-    ci_key().sign_raw(super::PASS_RECORD_PAYLOAD_TYPE, &body).to_json().unwrap()
+    ci_key()
+        .sign_raw(super::PASS_RECORD_PAYLOAD_TYPE, &body)
+        .to_json()
+        .unwrap()
 }

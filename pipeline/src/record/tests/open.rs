@@ -5,7 +5,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::{ci_key, decode_payload, other_key, sample, sample_envelope, signed_json};
 use crate::record::{
-    DirOutbox, MAX_RECORD_BYTES, Outbox, OutputDigest, PASS_RECORD_PAYLOAD_TYPE, RecordError, SignedPassRecord, open,
+    DirOutbox, MAX_RECORD_BYTES, Outbox, OutputDigest, PASS_RECORD_PAYLOAD_TYPE, RecordError,
+    SignedPassRecord, open,
 };
 
 fn trusted() -> Vec<ed25519_dalek::VerifyingKey> {
@@ -36,7 +37,10 @@ fn record_envelope_has_the_documented_shape() {
     // The payload is the record exactly as serde_json writes it, in struct field order.
     assert_eq!(decode_payload(&env), serde_json::to_vec(&sample()).unwrap());
     let text = String::from_utf8(decode_payload(&env)).unwrap();
-    assert!(text.starts_with(r#"{"version":1,"project":"greet","#), "{text}");
+    assert!(
+        text.starts_with(r#"{"version":1,"project":"greet","#),
+        "{text}"
+    );
     // ed25519 is deterministic: the same record and key give the same envelope.
     assert_eq!(env, envelope());
 }
@@ -75,13 +79,19 @@ fn record_of_another_payload_type_signed_by_a_trusted_key_is_refused() {
     let body = serde_json::to_vec(&sample()).unwrap();
     let env = ci_key().sign_raw("application/vnd.in-toto+json", &body);
     let err = open(&env.to_json().unwrap(), &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Malformed(m) if m.contains("payload type")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Malformed(m) if m.contains("payload type")),
+        "{err}"
+    );
 }
 
 #[test]
 fn record_unknown_key_is_refused() {
     let err = open(&sample_envelope(), &[other_key().verifying_key()]).unwrap_err();
-    assert!(matches!(&err, RecordError::UnknownKey(id) if *id == ci_key().key_id()), "{err}");
+    assert!(
+        matches!(&err, RecordError::UnknownKey(id) if *id == ci_key().key_id()),
+        "{err}"
+    );
     let err = open(&sample_envelope(), &[]).unwrap_err();
     assert!(matches!(err, RecordError::UnknownKey(_)), "{err}");
 }
@@ -102,20 +112,42 @@ fn record_signed_by_another_key_is_refused() {
 #[test]
 fn record_with_a_climbing_output_path_is_refused() {
     let mut record = sample();
-    record.outputs.push(OutputDigest { path: "dist/../../etc/passwd".into(), sha256: "e".repeat(64), size: 1 });
-    assert!(matches!(ci_key().sign(&record), Err(RecordError::Invalid(_))), "the CI does not sign it");
+    record.outputs.push(OutputDigest {
+        path: "dist/../../etc/passwd".into(),
+        sha256: "e".repeat(64),
+        size: 1,
+    });
+    assert!(
+        matches!(ci_key().sign(&record), Err(RecordError::Invalid(_))),
+        "the CI does not sign it"
+    );
     let bytes = signed_json(&serde_json::to_value(&record).unwrap());
     let err = open(&bytes, &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Invalid(m) if m.contains("..")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Invalid(m) if m.contains("..")),
+        "{err}"
+    );
 }
 
 #[test]
 fn record_with_a_bad_commit_id_is_refused() {
-    for commit in ["53634573c37a", &"A".repeat(40), &"g".repeat(40), &"0".repeat(64)] {
+    for commit in [
+        "53634573c37a",
+        &"A".repeat(40),
+        &"g".repeat(40),
+        &"0".repeat(64),
+    ] {
         let mut record = sample();
         record.commit = commit.to_string();
-        let err = open(&signed_json(&serde_json::to_value(&record).unwrap()), &trusted()).unwrap_err();
-        assert!(matches!(&err, RecordError::Invalid(m) if m.contains("commit")), "{commit}: {err}");
+        let err = open(
+            &signed_json(&serde_json::to_value(&record).unwrap()),
+            &trusted(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, RecordError::Invalid(m) if m.contains("commit")),
+            "{commit}: {err}"
+        );
     }
 }
 
@@ -131,7 +163,10 @@ fn record_with_another_version_is_refused() {
     assert!(matches!(err, RecordError::UnsupportedVersion(2)), "{err}");
     let mut record = sample();
     record.version = 0;
-    assert!(matches!(ci_key().sign(&record), Err(RecordError::UnsupportedVersion(0))));
+    assert!(matches!(
+        ci_key().sign(&record),
+        Err(RecordError::UnsupportedVersion(0))
+    ));
 }
 
 #[test]
@@ -139,17 +174,26 @@ fn record_with_an_unknown_field_is_refused() {
     let mut record = serde_json::to_value(sample()).unwrap();
     record["approved"] = true.into();
     let err = open(&signed_json(&record), &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Malformed(m) if m.contains("approved")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Malformed(m) if m.contains("approved")),
+        "{err}"
+    );
 
     let mut record = serde_json::to_value(sample()).unwrap();
     record["outputs"][0]["mode"] = 0o755.into();
     let err = open(&signed_json(&record), &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Malformed(m) if m.contains("mode")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Malformed(m) if m.contains("mode")),
+        "{err}"
+    );
 
     let mut env = serde_json::to_value(envelope()).unwrap();
     env["signatures"] = serde_json::json!([]);
     let err = open(&serde_json::to_vec(&env).unwrap(), &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Malformed(m) if m.contains("signatures")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Malformed(m) if m.contains("signatures")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -159,7 +203,10 @@ fn record_with_a_duplicated_field_is_refused() {
     let body = body.replacen(r#""job":"publish","#, r#""job":"publish","job":"test","#, 1);
     let env = ci_key().sign_raw(PASS_RECORD_PAYLOAD_TYPE, body.as_bytes());
     let err = open(&env.to_json().unwrap(), &trusted()).unwrap_err();
-    assert!(matches!(&err, RecordError::Malformed(m) if m.contains("duplicate")), "{err}");
+    assert!(
+        matches!(&err, RecordError::Malformed(m) if m.contains("duplicate")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -173,7 +220,10 @@ fn record_oversized_envelope_is_refused_before_parsing() {
     // A valid envelope padded past the limit with whitespace is refused the same way.
     let mut bytes = sample_envelope();
     bytes.resize(MAX_RECORD_BYTES + 1, b' ');
-    assert!(matches!(open(&bytes, &trusted()), Err(RecordError::TooLarge { .. })));
+    assert!(matches!(
+        open(&bytes, &trusted()),
+        Err(RecordError::TooLarge { .. })
+    ));
     // Exactly at the limit is still read.
     let mut bytes = sample_envelope();
     bytes.resize(MAX_RECORD_BYTES, b' ');
@@ -184,7 +234,11 @@ fn record_oversized_envelope_is_refused_before_parsing() {
 fn record_too_large_to_send_is_not_signed() {
     let mut record = sample();
     record.outputs = (0..1000)
-        .map(|i| OutputDigest { path: format!("dist/{i:04}/{}", "x".repeat(40)), sha256: "e".repeat(64), size: 1 })
+        .map(|i| OutputDigest {
+            path: format!("dist/{i:04}/{}", "x".repeat(40)),
+            sha256: "e".repeat(64),
+            size: 1,
+        })
         .collect();
     let err = ci_key().sign(&record).unwrap_err();
     assert!(matches!(err, RecordError::TooLarge { .. }), "{err}");
@@ -199,10 +253,16 @@ fn record_non_json_is_refused() {
     // Trailing bytes after the envelope.
     let mut bytes = sample_envelope();
     bytes.extend_from_slice(b"{}");
-    assert!(matches!(open(&bytes, &trusted()), Err(RecordError::Malformed(_))));
+    assert!(matches!(
+        open(&bytes, &trusted()),
+        Err(RecordError::Malformed(_))
+    ));
     // A signed payload that is not JSON.
     let env = ci_key().sign_raw(PASS_RECORD_PAYLOAD_TYPE, b"\x00\x01 not json");
-    assert!(matches!(open(&env.to_json().unwrap(), &trusted()), Err(RecordError::Malformed(_))));
+    assert!(matches!(
+        open(&env.to_json().unwrap(), &trusted()),
+        Err(RecordError::Malformed(_))
+    ));
 }
 
 #[test]
@@ -212,12 +272,17 @@ fn record_malformed_envelope_fields_are_refused() {
         ("key id not hex", |e| e.key_id = "not-a-key-id\n".into()),
         ("key id upper case", |e| e.key_id = e.key_id.to_uppercase()),
         ("payload not base64", |e| e.payload = "***".into()),
-        ("short signature", |e| e.signature = BASE64.encode([0u8; 63])),
+        ("short signature", |e| {
+            e.signature = BASE64.encode([0u8; 63])
+        }),
     ];
     for (what, mutate) in cases {
         let mut env = envelope();
         mutate(&mut env);
         let err = open(&serde_json::to_vec(&env).unwrap(), &trusted()).unwrap_err();
-        assert!(matches!(&err, RecordError::Malformed(m) if !m.contains('\n')), "{what}: {err}");
+        assert!(
+            matches!(&err, RecordError::Malformed(m) if !m.contains('\n')),
+            "{what}: {err}"
+        );
     }
 }

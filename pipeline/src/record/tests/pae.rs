@@ -7,8 +7,10 @@ use crate::record::pae;
 
 /// `shared/fixtures` sits beside the repository (see DESIGN.md); these are recorded from the DSSE
 /// specification, not written by us.
-const VECTOR: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/supply-chain/dsse/protocol-test-vector.json");
+const VECTOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/fixtures/supply-chain/dsse/protocol-test-vector.json"
+);
 
 #[test]
 fn record_pae_matches_the_dsse_protocol_test_vector() {
@@ -19,7 +21,12 @@ fn record_pae_matches_the_dsse_protocol_test_vector() {
     let expected = vector["pae"].as_str().unwrap();
     assert_eq!(pae(payload_type, body.as_bytes()), expected.as_bytes());
     // The envelope in the vector carries the same body and type.
-    assert_eq!(BASE64.decode(vector["envelope"]["payload"].as_str().unwrap()).unwrap(), body.as_bytes());
+    assert_eq!(
+        BASE64
+            .decode(vector["envelope"]["payload"].as_str().unwrap())
+            .unwrap(),
+        body.as_bytes()
+    );
     assert_eq!(vector["envelope"]["payloadType"], payload_type);
 }
 

@@ -18,7 +18,9 @@ fn record_validate_accepts_the_sample_and_its_variants() {
     for (i, vary) in variants.iter().enumerate() {
         let mut record = sample();
         vary(&mut record);
-        record.validate().unwrap_or_else(|e| panic!("variant {i}: {e}"));
+        record
+            .validate()
+            .unwrap_or_else(|e| panic!("variant {i}: {e}"));
     }
 }
 
@@ -33,49 +35,113 @@ fn record_validate_refuses_each_broken_rule() {
         ("project", Box::new(|r| r.project = "gr\0eet".into())),
         ("project", Box::new(|r| r.project = "greet\n".into())),
         ("git_url", Box::new(|r| r.git_url = String::new())),
-        ("git_url", Box::new(|r| r.git_url = "https://git.example.org/a b".into())),
-        ("git_url", Box::new(|r| r.git_url = "https://ci:hunter2@git.example.org/greet.git".into())),
+        (
+            "git_url",
+            Box::new(|r| r.git_url = "https://git.example.org/a b".into()),
+        ),
+        (
+            "git_url",
+            Box::new(|r| r.git_url = "https://ci:hunter2@git.example.org/greet.git".into()),
+        ),
         ("git_ref", Box::new(|r| r.git_ref = "main".into())),
         ("git_ref", Box::new(|r| r.git_ref = "refs/".into())),
-        ("git_ref", Box::new(|r| r.git_ref = "refs/heads/../tags/v1".into())),
-        ("git_ref", Box::new(|r| r.git_ref = "refs/heads/ma in".into())),
-        ("git_ref", Box::new(|r| r.git_ref = "refs/heads/ma\0in".into())),
+        (
+            "git_ref",
+            Box::new(|r| r.git_ref = "refs/heads/../tags/v1".into()),
+        ),
+        (
+            "git_ref",
+            Box::new(|r| r.git_ref = "refs/heads/ma in".into()),
+        ),
+        (
+            "git_ref",
+            Box::new(|r| r.git_ref = "refs/heads/ma\0in".into()),
+        ),
         ("commit", Box::new(|r| r.commit = r.commit.to_uppercase())),
         ("job", Box::new(|r| r.job = String::new())),
         ("job", Box::new(|r| r.job = "j".repeat(64))),
         ("job", Box::new(|r| r.job = "pub lish".into())),
-        ("pipeline_sha256", Box::new(|r| r.pipeline_sha256 = "a".repeat(63))),
+        (
+            "pipeline_sha256",
+            Box::new(|r| r.pipeline_sha256 = "a".repeat(63)),
+        ),
         ("log_sha256", Box::new(|r| r.log_sha256 = "Z".repeat(64))),
-        ("output sha256", Box::new(|r| r.outputs[0].sha256 = "sha256:".to_string() + &"b".repeat(64))),
-        ("output path", Box::new(|r| r.outputs[0].path = "/etc/passwd".into())),
+        (
+            "output sha256",
+            Box::new(|r| r.outputs[0].sha256 = "sha256:".to_string() + &"b".repeat(64)),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "/etc/passwd".into()),
+        ),
         ("output path", Box::new(|r| r.outputs[0].path = "..".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = "dist/../x".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = "dist\\x".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = "dist/\0x".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = "dist//x".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = "./dist/x".into())),
-        ("output path", Box::new(|r| r.outputs[0].path = String::new())),
-        ("listed twice", Box::new(|r| r.outputs[1].path = r.outputs[0].path.clone())),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "dist/../x".into()),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "dist\\x".into()),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "dist/\0x".into()),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "dist//x".into()),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = "./dist/x".into()),
+        ),
+        (
+            "output path",
+            Box::new(|r| r.outputs[0].path = String::new()),
+        ),
+        (
+            "listed twice",
+            Box::new(|r| r.outputs[1].path = r.outputs[0].path.clone()),
+        ),
         (
             "outputs",
             Box::new(|r| {
                 r.outputs = (0..=MAX_OUTPUTS)
-                    .map(|i| OutputDigest { path: format!("f{i}"), sha256: "e".repeat(64), size: 0 })
+                    .map(|i| OutputDigest {
+                        path: format!("f{i}"),
+                        sha256: "e".repeat(64),
+                        size: 0,
+                    })
                     .collect()
             }),
         ),
         ("ci_run_id", Box::new(|r| r.ci_run_id = String::new())),
-        ("started_at", Box::new(|r| r.started_at = "yesterday".into())),
-        ("started_at", Box::new(|r| r.started_at = "2025-11-23T15:30:00+01:00".into())),
-        ("finished_at", Box::new(|r| r.finished_at = "2025-11-23 15:31:00".into())),
-        ("before started_at", Box::new(|r| r.finished_at = "2025-11-23T15:29:59Z".into())),
+        (
+            "started_at",
+            Box::new(|r| r.started_at = "yesterday".into()),
+        ),
+        (
+            "started_at",
+            Box::new(|r| r.started_at = "2025-11-23T15:30:00+01:00".into()),
+        ),
+        (
+            "finished_at",
+            Box::new(|r| r.finished_at = "2025-11-23 15:31:00".into()),
+        ),
+        (
+            "before started_at",
+            Box::new(|r| r.finished_at = "2025-11-23T15:29:59Z".into()),
+        ),
         ("limit", Box::new(move |r| r.ci_run_id = long.clone())),
     ];
     for (i, (expect, mutate)) in cases.iter().enumerate() {
         let mut record = sample();
         mutate(&mut record);
         match record.validate() {
-            Err(RecordError::Invalid(m)) => assert!(m.contains(expect), "case {i}: '{m}' does not mention '{expect}'"),
+            Err(RecordError::Invalid(m)) => assert!(
+                m.contains(expect),
+                "case {i}: '{m}' does not mention '{expect}'"
+            ),
             other => panic!("case {i} ({expect}): {other:?}"),
         }
     }
@@ -94,5 +160,8 @@ fn record_validate_does_not_echo_passwords_or_raw_control_characters() {
     let mut record = sample();
     record.project = "x\nINFO forged log line".into();
     let message = record.validate().unwrap_err().to_string();
-    assert!(!message.contains('\n') && message.contains("\\n"), "{message}");
+    assert!(
+        !message.contains('\n') && message.contains("\\n"),
+        "{message}"
+    );
 }
