@@ -7,7 +7,7 @@
 //! 3. the intake policy (`policies/intake.rego`) decides.
 
 mod policy;
-mod state;
+pub(crate) mod state;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

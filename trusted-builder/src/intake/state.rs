@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// One built job.
@@ -35,26 +36,7 @@ impl BuiltState {
     /// silently skipped line would let that build be replayed.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let mut built = BTreeSet::new();
-        match std::fs::File::open(&path) {
-            Ok(file) => {
-                for (n, line) in io::BufReader::new(file).lines().enumerate() {
-                    let line = line?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let key: BuiltKey = serde_json::from_str(&line).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{} line {}: {e}", path.display(), n + 1),
-                        )
-                    })?;
-                    built.insert(key);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        let built: BTreeSet<BuiltKey> = read_json_lines(&path)?.into_iter().collect();
         Ok(BuiltState {
             path,
             built: Mutex::new(built),
@@ -84,16 +66,46 @@ impl BuiltState {
         if set.contains(key) {
             return Ok(());
         }
-        let mut line = serde_json::to_vec(key).map_err(io::Error::other)?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
-        file.write_all(&line)?;
-        file.sync_data()?;
+        append_json_line(&self.path, key)?;
         set.insert(key.clone());
         Ok(())
     }
+}
+
+/// Every line of a JSON-lines file (none when it does not exist yet). A line that does not
+/// parse is an error naming the file and line: skipping it silently would forget an entry.
+pub(crate) fn read_json_lines<T: DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut entries = Vec::new();
+    for (n, line) in io::BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let entry = serde_json::from_str(&line).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} line {}: {e}", path.display(), n + 1),
+            )
+        })?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// Appends one JSON line (file mode 0600) and syncs it before returning.
+pub(crate) fn append_json_line<T: Serialize>(path: &Path, entry: &T) -> io::Result<()> {
+    let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(&line)?;
+    file.sync_data()
 }

@@ -22,9 +22,7 @@
 pub mod config;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::io::{self, BufRead as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::attach::{attest_image, sign_image};
 use crate::audit::{AuditLog, Decision};
+use crate::intake::state::{append_json_line, read_json_lines};
 use crate::intake::{AcceptedRecord, BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
 use crate::oci::{
     ARTIFACT_TYPE, ImageInputs, Registry, RegistryConfig, ResolvedFile, assemble_artifact,
@@ -89,26 +88,10 @@ impl Processed {
     /// would re-process (and re-log) that record.
     pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
         let path = path.into();
-        let mut names = BTreeSet::new();
-        match std::fs::File::open(&path) {
-            Ok(file) => {
-                for (n, line) in io::BufReader::new(file).lines().enumerate() {
-                    let line = line?;
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let entry: ProcessedLine = serde_json::from_str(&line).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("{} line {}: {e}", path.display(), n + 1),
-                        )
-                    })?;
-                    names.insert(entry.name);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
+        let names = read_json_lines::<ProcessedLine>(&path)?
+            .into_iter()
+            .map(|entry| entry.name)
+            .collect();
         Ok(Processed { path, names })
     }
 
@@ -122,19 +105,11 @@ impl Processed {
         if self.names.contains(name) {
             return Ok(());
         }
-        let mut line = serde_json::to_vec(&ProcessedLine {
+        let entry = ProcessedLine {
             name: name.to_owned(),
             outcome,
-        })
-        .map_err(io::Error::other)?;
-        line.push(b'\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&self.path)?;
-        file.write_all(&line)?;
-        file.sync_data()?;
+        };
+        append_json_line(&self.path, &entry)?;
         self.names.insert(name.to_owned());
         Ok(())
     }
