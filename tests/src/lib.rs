@@ -3,5 +3,6 @@
 
 pub mod forge;
 pub mod git;
+pub mod registry;
 pub mod sample;
 pub mod sandbox;

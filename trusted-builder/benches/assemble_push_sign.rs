@@ -9,9 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use airlock_pipeline::spec::model::{BaseImage, PublishImage};
@@ -24,59 +22,6 @@ use trusted_builder::sign::{FileKey, PRIVATE_KEY_FILE, Secret, generate_key_pair
 /// The level `oci::layer` uses (GZIP_LEVEL there; kept in step by hand).
 const GZIP_LEVEL: u32 = 6;
 const EPOCH: i64 = 1_700_000_000;
-
-/// Debian `docker-registry` on a free 127.0.0.1 port, storage in a temp dir
-/// (same launcher as tests/oci_support, which benches cannot import).
-struct BenchRegistry {
-    child: Child,
-    _dir: tempfile::TempDir,
-    host: String,
-}
-
-impl BenchRegistry {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let host = format!("127.0.0.1:{port}");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-            dir.path().join("data").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("write config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry not installed (scripts/install-deps.sh)");
-        let reg = Self {
-            child,
-            _dir: dir,
-            host,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&reg.host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-}
-
-impl Drop for BenchRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// splitmix64: deterministic, fast, no dependency.
 struct Prng(u64);
@@ -168,7 +113,7 @@ async fn round(name: &str, out_dir: &Path, data: &[u8], key: &FileKey, round_no:
     drop(gz);
 
     // A fresh registry per round so nothing is already there (not timed).
-    let reg = BenchRegistry::start();
+    let reg = airlock_tests::registry::TestRegistry::start();
     let registry = Registry::new(&RegistryConfig {
         insecure: vec![reg.host.clone()],
     })
