@@ -220,9 +220,10 @@ async fn execute_inner(
 
     let work = deps.work_root.join(format!("run-{run}"));
     let src = work.join("src");
-    {
+    // The commit time comes from the mirror already open here, not from a second open.
+    let commit_time = {
         let (work, src, commit_id) = (work.clone(), src.clone(), commit_id);
-        blocking(move || -> anyhow::Result<()> {
+        blocking(move || -> anyhow::Result<i64> {
             if work.exists() {
                 std::fs::remove_dir_all(&work)?;
             }
@@ -230,16 +231,7 @@ async fn execute_inner(
             // Traversable, not listable: the sandbox user reaches only its own workspace.
             std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711))?;
             mirror.materialise(&commit_id, &src)?;
-            Ok(())
-        })
-        .await??;
-    }
-    let commit_time = {
-        let (sources, url) = (state.sources.clone(), project.git_url.clone());
-        let c = commit_id;
-        blocking(move || -> anyhow::Result<i64> {
-            let mirror = airlock_pipeline::source::Mirror::open(&sources.mirror_path(&url))?;
-            Ok(mirror.commit_time(&c)?)
+            Ok(mirror.commit_time(&commit_id)?)
         })
         .await??
     };
