@@ -42,6 +42,54 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Make a target match the environment repository (GitOps), admitting only
+    /// images signed by a trusted key with provenance from an allowed source.
+    ///
+    /// A separate process from `serve`, configured by reconciler.toml: it holds
+    /// trusted PUBLIC keys and target access, never a signing key. Reads
+    /// environments/<env>/<namespace>/*.yaml at the head of the configured
+    /// branch (gix), runs every object through policies/admission.rego, then
+    /// applies what is admitted (podman or Kubernetes), prunes inventory members
+    /// removed from Git, repairs drift and records health. Without a subcommand
+    /// it syncs now, then every poll_interval_secs and at once on POST
+    /// /hooks/env (when `listen` is set), until SIGINT or SIGTERM.
+    #[command(args_conflicts_with_subcommands = true)]
+    Reconcile {
+        /// The reconciler's configuration (reconciler.toml).
+        #[arg(long, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        /// Sync once and exit (exit 1 when anything was refused or failed).
+        #[arg(long)]
+        once: bool,
+        #[command(subcommand)]
+        action: Option<ReconcileCommand>,
+    },
+    /// Promote a signed image to an environment by changing the environment repository.
+    ///
+    /// Verifies the image's signature and SLSA provenance with the trusted keys
+    /// of reconciler.toml, gathers facts (which workloads of --to use the image's
+    /// repository, whether --from runs this digest healthily at its last sync)
+    /// and asks policies/promotion.rego. When allowed, rewrites the image
+    /// references under environments/<to>/, commits with you as the author and a
+    /// trailer summarising what was verified, and pushes to the configured
+    /// branch. Otherwise prints why and changes nothing.
+    Promote {
+        /// The image, by digest: REGISTRY/REPOSITORY@sha256:<hex>.
+        #[arg(value_name = "IMAGE@sha256:...")]
+        image: String,
+        /// The environment to promote into.
+        #[arg(long, value_name = "ENV")]
+        to: String,
+        /// The environment the digest must already run healthily in.
+        #[arg(long, value_name = "ENV")]
+        from: Option<String>,
+        /// The reconciler's configuration (keys, environment repo, history).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The release manager, as the commit's author: "Name <email>".
+        #[arg(long, value_name = "NAME <EMAIL>")]
+        author: String,
+    },
     /// Manage the signing key (cosign formats).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -63,6 +111,18 @@ enum Command {
         /// Reach this registry (HOST:PORT) over plain HTTP; repeatable.
         #[arg(long, value_name = "HOST:PORT")]
         insecure_registry: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReconcileCommand {
+    /// Print what a sync would apply, prune and refuse, touching nothing.
+    Plan,
+    /// Print the last syncs (commit, applied, pruned, refused and why) and health.
+    Status {
+        /// How many syncs to show.
+        #[arg(long, default_value_t = 10)]
+        last: usize,
     },
 }
 
@@ -107,6 +167,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             runtime.block_on(trusted_builder::serve::serve(&config, once))
         }
+        Command::Reconcile {
+            config,
+            once,
+            action,
+        } => {
+            let config = config.ok_or_else(|| anyhow::anyhow!("--config FILE is required"))?;
+            reconcile(&config, once, action)
+        }
+        Command::Promote {
+            image,
+            to,
+            from,
+            config,
+            author,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let outcome = runtime.block_on(trusted_builder::promote::promote_from_config(
+                &config,
+                &trusted_builder::promote::Request {
+                    image,
+                    to,
+                    from,
+                    author,
+                },
+            ))?;
+            println!("{outcome}");
+            Ok(())
+        }
         Command::Verify {
             image,
             key,
@@ -127,6 +217,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("fingerprint: {}", pair.key_id);
             Ok(())
         }
+    }
+}
+
+fn reconcile(
+    config: &std::path::Path,
+    once: bool,
+    action: Option<ReconcileCommand>,
+) -> anyhow::Result<()> {
+    use trusted_builder::reconcile::config::ReconcilerConfig;
+    use trusted_builder::reconcile::run;
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match action {
+        None => runtime.block_on(run::run(config, once)),
+        Some(ReconcileCommand::Status { last }) => {
+            let config = ReconcilerConfig::load(config)?;
+            print!("{}", run::status(&config, last)?);
+            Ok(())
+        }
+        Some(ReconcileCommand::Plan) => runtime.block_on(async {
+            let config = ReconcilerConfig::load(config)?;
+            let reconciler = run::Reconciler::open(config).await?;
+            let (commit, plan) = reconciler.plan().await?;
+            println!("environment repository at {commit}");
+            print!("{}", trusted_builder::reconcile::sync::render_plan(&plan));
+            Ok(())
+        }),
     }
 }
 

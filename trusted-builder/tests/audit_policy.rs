@@ -152,6 +152,6 @@ fn policy_loads_from_the_repository_file_and_a_broken_one_is_an_error() {
     .unwrap();
     assert_eq!(
         closed.evaluate(&input()).unwrap(),
-        vec!["intake policy does not allow the record"]
+        vec!["intake policy does not allow it"]
     );
 }

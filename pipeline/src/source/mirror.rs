@@ -98,6 +98,52 @@ impl Mirror {
         Ok(Some(data))
     }
 
+    /// Paths (relative to `dir`, forward slashes) of every regular file below the directory
+    /// `dir` in the commit's tree, sorted. `Ok(empty)` when `dir` does not exist; symlinks and
+    /// submodules are skipped. More than `max_files` entries is [`SourceError::Repository`], so a
+    /// hostile tree cannot make the caller hold an unbounded list.
+    pub fn list_files(
+        &self,
+        commit: &CommitId,
+        dir: &str,
+        max_files: usize,
+    ) -> Result<Vec<String>, SourceError> {
+        let repo = self.repo.to_thread_local();
+        let tree = self.commit_tree(&repo, commit)?;
+        let components = split_repo_path(dir)?;
+        let entry = tree
+            .lookup_entry(components.iter().copied())
+            .map_err(|err| self.repo_error(format!("look up {dir:?} in commit {commit}"), &err))?;
+        let Some(entry) = entry else {
+            return Ok(Vec::new());
+        };
+        if entry.mode().kind() != EntryKind::Tree {
+            return Ok(Vec::new());
+        }
+        let sub = repo
+            .find_tree(entry.object_id())
+            .map_err(|err| self.repo_error(format!("read the tree {dir:?}"), &err))?;
+        let mut recorder = gix::traverse::tree::Recorder::default();
+        sub.traverse()
+            .breadthfirst(&mut recorder)
+            .map_err(|err| self.repo_error(format!("walk the tree {dir:?}"), &err))?;
+        let mut files: Vec<String> = recorder
+            .records
+            .into_iter()
+            .filter(|r| matches!(r.mode.kind(), EntryKind::Blob | EntryKind::BlobExecutable))
+            .map(|r| r.filepath.to_str_lossy().into_owned())
+            .collect();
+        if files.len() > max_files {
+            return Err(SourceError::Repository {
+                action: format!("list {dir:?} in commit {commit}"),
+                repo: self.path.clone(),
+                message: format!("{} files (limit {max_files})", files.len()),
+            });
+        }
+        files.sort();
+        Ok(files)
+    }
+
     /// Committer time in seconds since the Unix epoch.
     pub fn commit_time(&self, commit: &CommitId) -> Result<i64, SourceError> {
         let repo = self.repo.to_thread_local();

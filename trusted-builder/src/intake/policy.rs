@@ -69,98 +69,34 @@ pub struct IntakeSettings {
     pub strict_reproducibility: bool,
 }
 
-/// Why the policy could not be loaded or evaluated (not a refusal: a broken policy).
-#[derive(Debug, thiserror::Error)]
-#[error("intake policy: {0}")]
-pub struct PolicyError(String);
+pub use crate::rego::PolicyError;
+use crate::rego::RegoPolicy;
 
-/// A compiled intake policy, cheap to evaluate many times.
-#[derive(Clone)]
-pub struct IntakePolicy {
-    engine: regorus::Engine,
-}
+/// The compiled intake policy (package `airlock.intake`).
+#[derive(Debug, Clone)]
+pub struct IntakePolicy(RegoPolicy);
 
-impl std::fmt::Debug for IntakePolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntakePolicy").finish_non_exhaustive()
-    }
-}
-
-const DENY_RULE: &str = "data.airlock.intake.deny";
-const ALLOW_RULE: &str = "data.airlock.intake.allow";
+const WHAT: &str = "intake";
+const PACKAGE: &str = "airlock.intake";
 
 impl IntakePolicy {
     /// The policy shipped in the repository ([`EMBEDDED_POLICY`]).
     pub fn embedded() -> Result<Self, PolicyError> {
-        Self::from_source("policies/intake.rego", EMBEDDED_POLICY)
+        Self::load(None)
     }
 
     /// The policy at `path`, or the embedded one when `path` is `None`.
     pub fn load(path: Option<&Path>) -> Result<Self, PolicyError> {
-        match path {
-            None => Self::embedded(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| PolicyError(format!("{}: {e}", path.display())))?;
-                Self::from_source(&path.display().to_string(), &text)
-            }
-        }
+        RegoPolicy::load(WHAT, PACKAGE, path, "policies/intake.rego", EMBEDDED_POLICY).map(Self)
     }
 
     /// Compiles a policy from its text; `name` appears in error messages.
     pub fn from_source(name: &str, text: &str) -> Result<Self, PolicyError> {
-        let mut engine = regorus::Engine::new();
-        engine
-            .add_policy(name.to_string(), text.to_string())
-            .map_err(|e| PolicyError(format!("{name}: {e}")))?;
-        let policy = IntakePolicy { engine };
-        // Refuse a policy without the rules we query now, not at the first record.
-        policy.reasons_and_allow(&serde_json::json!({"version": 0}))?;
-        Ok(policy)
+        RegoPolicy::from_source(WHAT, PACKAGE, name, text).map(Self)
     }
 
-    /// The reasons to refuse, sorted; empty means allowed. A policy whose `allow` disagrees
-    /// with an empty `deny` is treated as denying, so a mistake in it fails closed.
+    /// The reasons to refuse, sorted; empty means allowed.
     pub fn evaluate(&self, input: &IntakeInput) -> Result<Vec<String>, PolicyError> {
-        let json = serde_json::to_value(input).map_err(|e| PolicyError(e.to_string()))?;
-        let (mut reasons, allow) = self.reasons_and_allow(&json)?;
-        if reasons.is_empty() && !allow {
-            reasons.push("intake policy does not allow the record".to_string());
-        }
-        reasons.sort();
-        Ok(reasons)
-    }
-
-    fn reasons_and_allow(
-        &self,
-        input: &serde_json::Value,
-    ) -> Result<(Vec<String>, bool), PolicyError> {
-        let mut engine = self.engine.clone();
-        let value = regorus::Value::from_json_str(&input.to_string())
-            .map_err(|e| PolicyError(format!("input: {e}")))?;
-        engine.set_input(value);
-        let deny = engine
-            .eval_rule(DENY_RULE.to_string())
-            .map_err(|e| PolicyError(format!("{DENY_RULE}: {e}")))?;
-        let allow = engine
-            .eval_rule(ALLOW_RULE.to_string())
-            .map_err(|e| PolicyError(format!("{ALLOW_RULE}: {e}")))?;
-        let deny = serde_json::to_value(&deny).map_err(|e| PolicyError(e.to_string()))?;
-        let reasons = match deny {
-            serde_json::Value::Array(items) => items
-                .into_iter()
-                .map(|item| match item {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                })
-                .collect(),
-            other => {
-                return Err(PolicyError(format!(
-                    "{DENY_RULE} is not a set of strings: {other}"
-                )));
-            }
-        };
-        let allow = serde_json::to_value(&allow).map_err(|e| PolicyError(e.to_string()))?;
-        Ok((reasons, allow == serde_json::Value::Bool(true)))
+        self.0.evaluate(input)
     }
 }

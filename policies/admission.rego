@@ -1,0 +1,65 @@
+# Admission policy of the reconciler (trusted-builder/src/reconcile/admission.rs).
+#
+# Evaluated for every object read from environments/<env>/<namespace>/*.yaml before anything is
+# applied. Rust gathers the facts (pinning, signature by a trusted key, provenance, folder); this
+# policy alone decides. `deny` is the set of reasons; `allow` holds only when there is none. The
+# input is `AdmissionInput` version 1.
+package airlock.admission
+
+import rego.v1
+
+default allow := false
+
+allow if count(deny) == 0
+
+deny contains "admission input version is not 1" if input.version != 1
+
+deny contains sprintf("namespace folder '%s' is not configured for environment '%s'", [input.folder_namespace, input.environment]) if {
+	input.version == 1
+	not input.namespace.configured
+}
+
+# The folder is the namespace: an object cannot escape into another team's namespace by
+# writing metadata.namespace.
+deny contains sprintf("metadata.namespace '%s' differs from its folder '%s'", [input.object.namespace, input.folder_namespace]) if {
+	input.object.namespace != null
+	input.object.namespace != input.folder_namespace
+}
+
+deny contains sprintf("cluster-scoped kind %s is not allowed in namespace '%s'", [input.object.kind, input.folder_namespace]) if {
+	input.object.cluster_scoped
+	not input.namespace.allow_cluster_scoped
+}
+
+deny contains input.object.unsupported_by_target if input.object.unsupported_by_target != null
+
+deny contains sprintf("container '%s' names no image", [image.container]) if {
+	some image in input.images
+	image.reference == ""
+}
+
+deny contains sprintf("image %s is not pinned by digest (use REPOSITORY@sha256:...)", [image.reference]) if {
+	some image in input.images
+	image.reference != ""
+	not image.pinned
+}
+
+deny contains sprintf("image %s has no valid signature by a trusted key: %s", [image.reference, image.signature.error]) if {
+	some image in input.images
+	image.pinned
+	not image.signature.ok
+}
+
+deny contains sprintf("image %s has no valid provenance by a trusted key: %s", [image.reference, image.provenance_error]) if {
+	some image in input.images
+	image.pinned
+	image.signature.ok
+	image.provenance == null
+}
+
+# Signed is not enough: the image must come from a source this namespace runs.
+deny contains sprintf("image %s was built from %s, which namespace '%s' does not allow", [image.reference, image.provenance.source_repository, input.folder_namespace]) if {
+	some image in input.images
+	image.provenance != null
+	not image.provenance.source_repository in input.namespace.allowed_sources
+}

@@ -1,0 +1,480 @@
+//! `trusted-builder promote IMAGE@sha256:... --to ENV [--from ENV]`: release managers promote by
+//! changing Git, never by touching a target.
+//!
+//! 1. verify the image's signature and provenance with the reconciler's trusted keys;
+//! 2. gather facts: which workloads of `--to` use the image's repository, whether the source is
+//!    allowed in their namespaces, whether `--from` runs this digest healthily at its last sync;
+//! 3. `policies/promotion.rego` decides;
+//! 4. rewrite the references in a fresh clone, commit as the release manager with a trailer
+//!    saying what was verified, push. A refusal or a rejected push changes nothing.
+
+pub mod rewrite;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::oci::{Registry, RegistryConfig};
+use crate::reconcile::admission::{ProvenanceFacts, judge, load_public_keys};
+use crate::reconcile::config::ReconcilerConfig;
+use crate::reconcile::history;
+use crate::rego::RegoPolicy;
+use crate::verify;
+
+/// The promotion policy shipped in the repository.
+pub const EMBEDDED_POLICY: &str = include_str!("../../../policies/promotion.rego");
+/// The version of [`PromotionInput`] this code writes.
+pub const PROMOTION_INPUT_VERSION: u32 = 1;
+/// How many past syncs are searched for the source environment's last one.
+const HISTORY_WINDOW: usize = 200;
+
+/// What was asked.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// `REPOSITORY@sha256:<hex>`.
+    pub image: String,
+    /// Target environment.
+    pub to: String,
+    /// Environment it must already run healthily in.
+    pub from: Option<String>,
+    /// `Name <email>` of the release manager.
+    pub author: String,
+}
+
+/// Everything the promotion policy sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromotionInput {
+    /// [`PROMOTION_INPUT_VERSION`].
+    pub version: u32,
+    /// The image.
+    pub image: ImageRef,
+    /// What verification established.
+    pub verification: Verification,
+    /// The target environment.
+    pub to: ToFacts,
+    /// The source environment, when `--from` was given.
+    pub from: Option<FromFacts>,
+}
+
+/// `repository` and `digest`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRef {
+    /// Repository.
+    pub repository: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+}
+
+/// Signature and provenance facts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// A trusted key signed this digest for this repository.
+    pub signature_ok: bool,
+    /// Fingerprint of that key.
+    pub signature_key: Option<String>,
+    /// Why not.
+    pub signature_error: Option<String>,
+    /// The provenance, when an attestation by a trusted key names the digest.
+    pub provenance: Option<ProvenanceFacts>,
+    /// Why not.
+    pub provenance_error: Option<String>,
+}
+
+/// One image field to change.
+#[derive(Debug, Clone, Serialize)]
+pub struct UseFact {
+    /// Repository path of the file.
+    pub file: String,
+    /// Namespace folder.
+    pub namespace: String,
+    /// `Kind/name`.
+    pub object: String,
+    /// Container.
+    pub container: String,
+    /// Current reference.
+    pub current: String,
+}
+
+/// Facts about the target environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToFacts {
+    /// Name.
+    pub name: String,
+    /// Configured on the reconciler.
+    pub configured: bool,
+    /// Image fields naming the repository.
+    pub uses: Vec<UseFact>,
+    /// Every use already names this digest.
+    pub already_current: bool,
+    /// Namespaces (with uses) whose `allowed_sources` lack the provenance's source.
+    pub namespaces_refusing_source: Vec<String>,
+}
+
+/// Facts about the source environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct FromFacts {
+    /// Name.
+    pub name: String,
+    /// Configured on the reconciler.
+    pub configured: bool,
+    /// Environment-repository commit of its last recorded sync ("none" without one).
+    pub last_sync: String,
+    /// At that sync, a member running exactly this image was healthy.
+    pub runs_healthy: bool,
+}
+
+/// A successful promotion.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The image promoted.
+    pub image: String,
+    /// Environment.
+    pub to: String,
+    /// Commit pushed.
+    pub commit: String,
+    /// Branch pushed to.
+    pub branch: String,
+    /// Image fields changed.
+    pub changed: Vec<UseFact>,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "promoted {} to {}", self.image, self.to)?;
+        for u in &self.changed {
+            writeln!(
+                f,
+                "  {} {} container {}: {} -> digest",
+                u.file, u.object, u.container, u.current
+            )?;
+        }
+        write!(
+            f,
+            "commit {} pushed to {}; the reconciler applies it at its next sync",
+            self.commit, self.branch
+        )
+    }
+}
+
+/// Why a promotion did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    /// The policy refused; every reason.
+    #[error("promotion refused, nothing changed:\n  - {}", .0.join("\n  - "))]
+    Refused(Vec<String>),
+    /// Anything else (unreadable config, Git failure, push rejected).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// The compiled promotion policy (package `airlock.promotion`).
+pub fn load_policy(path: Option<&Path>) -> Result<RegoPolicy, crate::rego::PolicyError> {
+    RegoPolicy::load(
+        "promotion",
+        "airlock.promotion",
+        path,
+        "policies/promotion.rego",
+        EMBEDDED_POLICY,
+    )
+}
+
+fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .context("could not run git")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "git {} failed: {}",
+            args.first().copied().unwrap_or(""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Splits `Name <email>`.
+pub fn parse_author(author: &str) -> Result<(String, String), String> {
+    let bad = || format!("--author {author:?} must look like \"Name <email>\"");
+    let (name, rest) = author.split_once('<').ok_or_else(bad)?;
+    let email = rest.strip_suffix('>').ok_or_else(bad)?;
+    let name = name.trim();
+    if name.is_empty()
+        || email.is_empty()
+        || email.contains(['<', '>', '\n'])
+        || name.contains('\n')
+    {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), email.to_owned()))
+}
+
+/// Finds every use of `repository` under `environments/<env>/` of a checkout.
+fn find_uses(checkout: &Path, env: &str, repository: &str) -> anyhow::Result<Vec<UseFact>> {
+    let root = checkout.join("environments").join(env);
+    let mut out = Vec::new();
+    let Ok(namespaces) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    let mut dirs: Vec<PathBuf> = namespaces
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let namespace = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+            .collect();
+        files.sort();
+        for file in files {
+            let meta = std::fs::symlink_metadata(&file)?;
+            if !meta.is_file() || meta.len() > crate::reconcile::desired::MAX_MANIFEST_BYTES {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file)?;
+            let rel = file
+                .strip_prefix(checkout)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            let uses =
+                rewrite::uses(&text, repository).map_err(|e| anyhow::anyhow!("{rel}: {e}"))?;
+            out.extend(uses.into_iter().map(|u| UseFact {
+                file: rel.clone(),
+                namespace: namespace.clone(),
+                object: u.object,
+                container: u.container,
+                current: u.current,
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies, decides and, when allowed, commits and pushes.
+pub async fn promote(
+    config: &ReconcilerConfig,
+    request: &Request,
+) -> Result<Outcome, PromoteError> {
+    let (name, email) = parse_author(&request.author).map_err(anyhow::Error::msg)?;
+    let (repository, digest) = verify::parse_image(&request.image).map_err(anyhow::Error::from)?;
+    let keys = load_public_keys(&config.trusted_keys).map_err(anyhow::Error::msg)?;
+    let policy = load_policy(config.promotion_policy.as_deref()).map_err(anyhow::Error::from)?;
+    let registry = Registry::new(&RegistryConfig {
+        insecure: config.registry.insecure.clone(),
+    })
+    .map_err(anyhow::Error::from)?;
+    let verified = match verify::fetch(&registry, &repository, &digest).await {
+        Ok(fetched) => judge(&fetched, &keys),
+        Err(e) => {
+            return Err(PromoteError::Refused(vec![format!(
+                "could not read the image's signatures: {e}"
+            )]));
+        }
+    };
+    let verification = Verification {
+        signature_ok: verified.signature.ok,
+        signature_key: verified.signature.key.clone(),
+        signature_error: verified.signature.error.clone(),
+        provenance_error: verified.provenance.as_ref().err().cloned(),
+        provenance: verified.provenance.clone().ok(),
+    };
+
+    let workdir = tempfile::Builder::new()
+        .prefix("airlock-promote-")
+        .tempdir()
+        .context("could not make a temporary directory")?;
+    let checkout = workdir.path().join("env");
+    let branch = &config.environment_repo.branch;
+    let out = Command::new("git")
+        .args(["clone", "--quiet", "--single-branch", "--branch", branch])
+        .arg(&config.environment_repo.url)
+        .arg(&checkout)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .context("could not run git clone")?;
+    if !out.status.success() {
+        return Err(anyhow::anyhow!(
+            "could not clone the environment repository: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into());
+    }
+
+    let uses = find_uses(&checkout, &request.to, &repository)?;
+    let to_config = config.environments.get(&request.to);
+    let namespaces_refusing_source = match (&verification.provenance, to_config) {
+        (Some(p), Some(env)) => {
+            let mut refusing: Vec<String> = uses
+                .iter()
+                .map(|u| u.namespace.clone())
+                .filter(|ns| {
+                    env.namespaces
+                        .get(ns)
+                        .is_none_or(|c| !c.allowed_sources.contains(&p.source_repository))
+                })
+                .collect();
+            refusing.sort();
+            refusing.dedup();
+            refusing
+        }
+        _ => Vec::new(),
+    };
+    let new_reference = format!("{repository}@{digest}");
+    let from = match &request.from {
+        None => None,
+        Some(env) => {
+            let records = history::read_last(&config.data_dir, HISTORY_WINDOW)
+                .context("could not read the reconciler's sync history")?;
+            let last = records
+                .iter()
+                .rev()
+                .find(|r| r.namespaces.iter().any(|n| &n.environment == env));
+            Some(FromFacts {
+                name: env.clone(),
+                configured: config.environments.contains_key(env),
+                last_sync: last.map_or("none".into(), |r| r.commit.clone()),
+                runs_healthy: last.is_some_and(|r| r.runs_healthy(env, &new_reference)),
+            })
+        }
+    };
+    let input = PromotionInput {
+        version: PROMOTION_INPUT_VERSION,
+        image: ImageRef {
+            repository: repository.clone(),
+            digest: digest.clone(),
+        },
+        to: ToFacts {
+            name: request.to.clone(),
+            configured: to_config.is_some(),
+            already_current: !uses.is_empty() && uses.iter().all(|u| u.current == new_reference),
+            uses,
+            namespaces_refusing_source,
+        },
+        verification,
+        from,
+    };
+    let reasons = policy.evaluate(&input).map_err(anyhow::Error::from)?;
+    if !reasons.is_empty() {
+        return Err(PromoteError::Refused(reasons));
+    }
+
+    let mut files: Vec<&str> = input.to.uses.iter().map(|u| u.file.as_str()).collect();
+    files.dedup();
+    for file in &files {
+        let path = checkout.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {file}"))?;
+        let new_text = rewrite::rewrite(&text, &repository, &new_reference)
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        std::fs::write(&path, new_text).with_context(|| format!("write {file}"))?;
+    }
+    let message = commit_message(&input, &new_reference);
+    let message_file = workdir.path().join("message");
+    std::fs::write(&message_file, &message).context("write the commit message")?;
+    git(&checkout, &["add", "--all", "environments"])?;
+    let author = format!("{name} <{email}>");
+    git(
+        &checkout,
+        &[
+            "-c",
+            &format!("user.name={name}"),
+            "-c",
+            &format!("user.email={email}"),
+            "commit",
+            "--quiet",
+            "--author",
+            &author,
+            "--file",
+            &message_file.display().to_string(),
+        ],
+    )?;
+    let commit = git(&checkout, &["rev-parse", "HEAD"])?;
+    git(&checkout, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).map_err(
+        |e| anyhow::anyhow!("{e}\nthe environment repository was not changed; if it moved on meanwhile, run promote again"),
+    )?;
+    Ok(Outcome {
+        image: new_reference,
+        to: request.to.clone(),
+        commit,
+        branch: branch.clone(),
+        changed: input.to.uses.clone(),
+    })
+}
+
+/// The commit message: what changed, then trailers saying what was verified.
+pub fn commit_message(input: &PromotionInput, new_reference: &str) -> String {
+    let mut m = format!(
+        "Promote {} to {}\n\n",
+        input.image.repository, input.to.name
+    );
+    for u in &input.to.uses {
+        m.push_str(&format!(
+            "{} {} ({}): {}\n",
+            u.file, u.object, u.container, u.current
+        ));
+    }
+    m.push('\n');
+    let v = &input.verification;
+    let mut verified = vec![format!(
+        "signature by key {}",
+        v.signature_key.as_deref().unwrap_or("?")
+    )];
+    if let Some(p) = &v.provenance {
+        verified.push(format!(
+            "SLSA provenance by {} from {}@{} ({}, job {})",
+            p.builder_id, p.source_repository, p.commit, p.git_ref, p.job
+        ));
+    }
+    if let Some(f) = &input.from {
+        verified.push(format!("healthy in {} at {}", f.name, f.last_sync));
+    }
+    verified.push("promotion policy allowed".into());
+    m.push_str(&format!("Airlock-Image: {new_reference}\n"));
+    if let Some(p) = &v.provenance {
+        m.push_str(&format!(
+            "Airlock-Source: {}@{}\n",
+            p.source_repository, p.commit
+        ));
+    }
+    if let Some(f) = &input.from {
+        m.push_str(&format!("Airlock-From: {}\n", f.name));
+    }
+    m.push_str(&format!("Airlock-Verified: {}\n", verified.join("; ")));
+    m
+}
+
+/// Loads `reconciler.toml` and promotes.
+pub async fn promote_from_config(path: &Path, request: &Request) -> Result<Outcome, PromoteError> {
+    let config = ReconcilerConfig::load(path).map_err(anyhow::Error::from)?;
+    promote(&config, request).await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn authors_must_be_name_and_email() {
+        assert_eq!(
+            parse_author("Rel Manager <rm@example.org>").unwrap(),
+            ("Rel Manager".into(), "rm@example.org".into())
+        );
+        for bad in ["rm@example.org", "<rm@x>", "A <b", "A <b>\n<c>", "A\nB <c>"] {
+            assert!(parse_author(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Kubernetes objects as read from the environment repository: identity, the container images
+//! they name, whether a kind is cluster-scoped, and the comparison used for drift.
+//!
+//! Objects stay `serde_json::Value`s: the reconciler must carry any kind (CRDs included) to the
+//! target unchanged, so only the few fields it reasons about are read, by path.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// Label put on every object Airlock applies; prune touches nothing without it.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "airlock";
+/// Label naming the environment an object was applied from.
+pub const ENVIRONMENT_LABEL: &str = "airlock.dev/environment";
+
+/// Which object: what Kubernetes itself uses to name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// `apiVersion`, e.g. `apps/v1`.
+    pub api_version: String,
+    /// `kind`, e.g. `Deployment`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind, self.name)
+    }
+}
+
+/// Why a document is not a usable object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// A required field is absent or not a string.
+    #[error("{0} is missing or not a string")]
+    Missing(&'static str),
+    /// `metadata.name` is not a DNS subdomain.
+    #[error("metadata.name {0:?} is not a valid object name")]
+    BadName(String),
+}
+
+/// Reads `apiVersion`, `kind` and `metadata.name`.
+pub fn object_key(object: &Value) -> Result<ObjectKey, ManifestError> {
+    let text = |ptr: &str, what| {
+        object
+            .pointer(ptr)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or(ManifestError::Missing(what))
+    };
+    let key = ObjectKey {
+        api_version: text("/apiVersion", "apiVersion")?,
+        kind: text("/kind", "kind")?,
+        name: text("/metadata/name", "metadata.name")?,
+    };
+    if !valid_name(&key.name) {
+        return Err(ManifestError::BadName(key.name));
+    }
+    Ok(key)
+}
+
+/// DNS-1123 subdomain (what Kubernetes allows for most names); it also keeps names safe as file
+/// and pod names.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && !name.contains("..")
+}
+
+/// `metadata.namespace` as written in the file, if any.
+pub fn declared_namespace(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+}
+
+/// Kinds that live outside any namespace (the built-in ones; a CRD's scope is not known here,
+/// so a custom kind is treated as namespaced and the API server has the last word).
+pub fn is_cluster_scoped(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Namespace"
+            | "Node"
+            | "PersistentVolume"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "CustomResourceDefinition"
+            | "StorageClass"
+            | "PriorityClass"
+            | "RuntimeClass"
+            | "IngressClass"
+            | "APIService"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingWebhookConfiguration"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding"
+            | "CSIDriver"
+            | "CSINode"
+            | "VolumeAttachment"
+            | "CertificateSigningRequest"
+            | "FlowSchema"
+            | "PriorityLevelConfiguration"
+    )
+}
+
+/// One container image named by an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// JSON pointer of the `image` field, e.g. `/spec/template/spec/containers/0/image`.
+    pub path: String,
+    /// The container's name.
+    pub container: String,
+    /// The reference as written.
+    pub reference: String,
+}
+
+/// Where a kind keeps its pod spec, as a JSON pointer.
+pub fn pod_spec_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Pod" => Some("/spec"),
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "Job"
+        | "ReplicationController" => Some("/spec/template/spec"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
+        "PodTemplate" => Some("/template/spec"),
+        _ => None,
+    }
+}
+
+/// Every image in containers, initContainers and ephemeralContainers of the object's pod spec.
+/// A container without a string `image` is reported with an empty reference (and refused).
+pub fn images(object: &Value) -> Vec<ImageUse> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(spec_ptr) = pod_spec_pointer(kind) else {
+        return Vec::new();
+    };
+    let Some(spec) = object.pointer(spec_ptr) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        let Some(containers) = spec.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, c) in containers.iter().enumerate() {
+            out.push(ImageUse {
+                path: format!("{spec_ptr}/{list}/{i}/image"),
+                container: c
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                reference: c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+    }
+    out
+}
+
+/// A reference split into repository and digest when it is pinned: `REPO@sha256:<64 hex>`
+/// with no tag between (a `repo:tag@digest` is refused too: the tag would only mislead).
+pub fn pinned(reference: &str) -> Option<(&str, &str)> {
+    let (repository, digest) = reference.rsplit_once('@')?;
+    if !crate::oci::is_sha256_digest(digest) || repository.is_empty() {
+        return None;
+    }
+    let last = repository.rsplit('/').next().unwrap_or(repository);
+    if last.contains(':') {
+        return None;
+    }
+    Some((repository, digest))
+}
+
+/// The object as it will be applied: the folder's namespace set and Airlock's labels added.
+pub fn prepared(object: &Value, namespace: Option<&str>, environment: &str) -> Value {
+    let mut out = object.clone();
+    if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(ns) = namespace {
+            meta.insert("namespace".into(), Value::String(ns.to_owned()));
+        }
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(MANAGED_BY_LABEL.into(), Value::String(MANAGED_BY.into()));
+            labels.insert(
+                ENVIRONMENT_LABEL.into(),
+                Value::String(environment.to_owned()),
+            );
+        }
+    }
+    out
+}
+
+/// `sha256:<hex>` of the object's canonical JSON (serde_json sorts object keys).
+pub fn desired_hash(object: &Value) -> String {
+    let bytes = serde_json::to_vec(object).unwrap_or_default();
+    format!("sha256:{}", hex::encode(Sha256::digest(&bytes)))
+}
+
+/// True when every field of `desired` is present in `live` with the same value. Lists must have
+/// the same length and match element by element. Fields the server adds (status, defaults,
+/// managedFields) do not count as drift; a changed or removed field does.
+pub fn is_subset(desired: &Value, live: &Value) -> bool {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d
+            .iter()
+            .all(|(k, dv)| l.get(k).is_some_and(|lv| is_subset(dv, lv))),
+        (Value::Array(d), Value::Array(l)) => {
+            d.len() == l.len() && d.iter().zip(l).all(|(dv, lv)| is_subset(dv, lv))
+        }
+        // Kubernetes echoes integers as numbers of the same value; compare numerically.
+        (Value::Number(d), Value::Number(l)) => d.as_f64() == l.as_f64(),
+        (d, l) => d == l,
+    }
+}
+
+/// The first path where `desired` is not found in `live`, for the drift report.
+pub fn first_difference(desired: &Value, live: &Value, at: &str) -> Option<String> {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(l)) => d.iter().find_map(|(k, dv)| match l.get(k) {
+            None => Some(format!("{at}/{k}")),
+            Some(lv) => first_difference(dv, lv, &format!("{at}/{k}")),
+        }),
+        (Value::Array(d), Value::Array(l)) if d.len() == l.len() => d
+            .iter()
+            .zip(l)
+            .enumerate()
+            .find_map(|(i, (dv, lv))| first_difference(dv, lv, &format!("{at}/{i}"))),
+        _ if is_subset(desired, live) => None,
+        _ => Some(if at.is_empty() { "/".into() } else { at.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    const D: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn images_cover_every_container_list_and_pod_template() {
+        let deploy = json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "initContainers": [{"name": "i", "image": "a"}],
+            "containers": [{"name": "c", "image": "b"}, {"name": "d"}],
+            "ephemeralContainers": [{"name": "e", "image": "c"}]}}}});
+        let refs: Vec<_> = images(&deploy).into_iter().map(|i| i.reference).collect();
+        assert_eq!(refs, ["b", "", "a", "c"]);
+        let cron = json!({"kind": "CronJob", "spec": {"jobTemplate": {"spec": {"template":
+            {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}}});
+        assert_eq!(
+            images(&cron)[0].path,
+            "/spec/jobTemplate/spec/template/spec/containers/0/image"
+        );
+        assert!(images(&json!({"kind": "ConfigMap"})).is_empty());
+    }
+
+    #[test]
+    fn pinned_means_digest_and_no_tag() {
+        assert_eq!(
+            pinned(&format!("127.0.0.1:5000/greet@{D}")),
+            Some(("127.0.0.1:5000/greet", D))
+        );
+        assert_eq!(pinned("127.0.0.1:5000/greet:1.0"), None);
+        assert_eq!(pinned(&format!("greet:1.0@{D}")), None);
+        assert_eq!(pinned("greet@sha256:abc"), None);
+        assert_eq!(pinned(&format!("@{D}")), None);
+    }
+
+    #[test]
+    fn names_that_climb_or_shout_are_refused() {
+        for bad in ["../x", "a/b", "A", "", "-a", "a..b", "a b"] {
+            let o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": bad}});
+            assert!(object_key(&o).is_err(), "{bad:?}");
+        }
+        let o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-1.a"}});
+        assert_eq!(object_key(&o).unwrap().to_string(), "Pod/web-1.a");
+    }
+
+    #[test]
+    fn subset_ignores_server_fields_but_sees_changes() {
+        let desired = json!({"spec": {"replicas": 2, "x": [1, {"a": 1}]}});
+        let live =
+            json!({"spec": {"replicas": 2.0, "x": [1, {"a": 1, "b": 2}], "y": 1}, "status": {}});
+        assert!(is_subset(&desired, &live));
+        let changed = json!({"spec": {"replicas": 3, "x": [1, {"a": 1}]}});
+        assert!(!is_subset(&desired, &changed));
+        assert_eq!(
+            first_difference(&desired, &changed, "").unwrap(),
+            "/spec/replicas"
+        );
+        let shorter = json!({"spec": {"replicas": 2, "x": [1]}});
+        assert_eq!(first_difference(&desired, &shorter, "").unwrap(), "/spec/x");
+    }
+
+    #[test]
+    fn prepared_sets_namespace_and_labels_and_hash_is_stable() {
+        let o = json!({"metadata": {"name": "a", "labels": {"app": "a"}}});
+        let p = prepared(&o, Some("shop"), "staging");
+        assert_eq!(p["metadata"]["namespace"], "shop");
+        assert_eq!(p["metadata"]["labels"][MANAGED_BY_LABEL], "airlock");
+        assert_eq!(p["metadata"]["labels"]["app"], "a");
+        assert_eq!(desired_hash(&p), desired_hash(&p.clone()));
+        assert_ne!(desired_hash(&p), desired_hash(&o));
+    }
+}

@@ -1,0 +1,436 @@
+//! One sync: desired state → admission → plan (observe only) → apply, prune, inventory, health.
+//!
+//! [`plan`] touches nothing on the target (it reads inventories and live objects), so
+//! `reconcile plan` is the same code path as a real sync, stopped before [`execute`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tracing::{info, instrument, warn};
+
+use super::admission::{AdmissionPolicy, ImageVerifier, gather};
+use super::config::ReconcilerConfig;
+use super::desired::{DesiredObject, DesiredState};
+use super::history::{Change, Failure, MemberHealth, NamespaceResult, Refusal};
+use super::inventory::{Inventory, Member};
+use super::manifest::{desired_hash, images, prepared};
+use super::target::{Deleted, Health, Observed, Target};
+use crate::rego::PolicyError;
+
+/// What will happen to one admitted object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Not on the target yet.
+    Create,
+    /// Git changed it.
+    Update,
+    /// Git did not change it but the live object drifted (what differs).
+    Repair(String),
+}
+
+impl Action {
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Repair(_) => "repair",
+        }
+    }
+}
+
+/// One object to apply.
+#[derive(Debug, Clone)]
+pub struct PlannedApply {
+    /// From the repository.
+    pub object: DesiredObject,
+    /// With namespace and labels set.
+    pub prepared: serde_json::Value,
+    /// Its hash.
+    pub hash: String,
+    /// Why.
+    pub action: Action,
+}
+
+/// The plan for one (environment, namespace).
+#[derive(Debug, Clone, Default)]
+pub struct NamespacePlan {
+    /// Environment.
+    pub environment: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Objects to apply.
+    pub apply: Vec<PlannedApply>,
+    /// Admitted objects already as desired (member records to keep).
+    pub unchanged: Vec<Member>,
+    /// Members to delete.
+    pub prune: Vec<Member>,
+    /// Why pruning is held back.
+    pub prune_held: Option<String>,
+    /// Refused objects and files.
+    pub refused: Vec<Refusal>,
+    /// Members whose new version was refused or failed to observe: kept as they run.
+    pub kept: Vec<Member>,
+    /// Target failures while planning.
+    pub failed: Vec<Failure>,
+}
+
+/// The plan for a whole sync.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Environment repository commit.
+    pub commit: String,
+    /// Per namespace, sorted by (environment, namespace).
+    pub namespaces: Vec<NamespacePlan>,
+}
+
+/// Why a sync could not run at all (a broken policy; target trouble is per object).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The admission policy failed to evaluate.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+fn member(object: &DesiredObject, hash: &str, commit: &str) -> Member {
+    Member {
+        key: object.key.clone(),
+        hash: hash.to_owned(),
+        images: images(&object.object)
+            .into_iter()
+            .map(|i| i.reference)
+            .collect(),
+        commit: commit.to_owned(),
+    }
+}
+
+/// Everything a sync needs besides the desired state.
+pub struct SyncContext<'a, T, V> {
+    /// The configuration.
+    pub config: &'a ReconcilerConfig,
+    /// Where the environment's objects go.
+    pub target: &'a T,
+    /// Signature and provenance facts.
+    pub verifier: &'a V,
+    /// The admission policy.
+    pub policy: &'a AdmissionPolicy,
+}
+
+/// Plans `environment` at the desired state: admission, then a read-only look at the target.
+pub async fn plan_environment<T: Target, V: ImageVerifier>(
+    ctx: &SyncContext<'_, T, V>,
+    environment: &str,
+    desired: &DesiredState,
+) -> Result<Vec<NamespacePlan>, SyncError> {
+    let env_config = ctx.config.environments.get(environment);
+    let mut namespaces: BTreeSet<String> = desired.namespaces(environment);
+    if let Some(e) = env_config {
+        namespaces.extend(e.namespaces.keys().cloned());
+    }
+    let mut out = Vec::new();
+    for namespace in namespaces {
+        out.push(plan_namespace(ctx, environment, &namespace, desired).await?);
+    }
+    Ok(out)
+}
+
+#[instrument(skip_all, fields(environment, namespace))]
+async fn plan_namespace<T: Target, V: ImageVerifier>(
+    ctx: &SyncContext<'_, T, V>,
+    environment: &str,
+    namespace: &str,
+    desired: &DesiredState,
+) -> Result<NamespacePlan, SyncError> {
+    let ns_config = ctx
+        .config
+        .environments
+        .get(environment)
+        .and_then(|e| e.namespaces.get(namespace));
+    let mut plan = NamespacePlan {
+        environment: environment.to_owned(),
+        namespace: namespace.to_owned(),
+        ..NamespacePlan::default()
+    };
+    // A namespace not configured has no inventory of ours on the target: never read one.
+    let inventory = if ns_config.is_some() {
+        match ctx.target.read_inventory(environment, namespace).await {
+            Ok(inv) => inv,
+            Err(e) => {
+                // Without the inventory nothing can be pruned or compared safely.
+                plan.failed.push(Failure {
+                    object: "inventory".into(),
+                    error: e.to_string(),
+                });
+                plan.prune_held = Some(format!("inventory unreadable: {e}"));
+                Inventory::new(environment, namespace)
+            }
+        }
+    } else {
+        Inventory::new(environment, namespace)
+    };
+    for p in desired
+        .problems
+        .iter()
+        .filter(|p| p.environment == environment && p.namespace == namespace)
+    {
+        plan.refused.push(Refusal {
+            object: p.location.clone(),
+            location: p.location.clone(),
+            reasons: vec![p.reason.clone()],
+        });
+    }
+    if let Some(p) = desired.prune_blocked(environment, namespace) {
+        plan.prune_held = Some(format!("{} could not be read", p.location));
+    }
+    let empty = Vec::new();
+    let objects = desired
+        .objects
+        .get(&(environment.to_owned(), namespace.to_owned()))
+        .unwrap_or(&empty);
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for object in objects {
+        wanted.insert(object.key.to_string());
+        let old = inventory.members.get(&object.key.to_string());
+        let input = gather(
+            object,
+            ns_config,
+            ctx.target.unsupported(&object.key),
+            ctx.verifier,
+        )
+        .await;
+        let reasons = ctx.policy.evaluate(&input)?;
+        if !reasons.is_empty() {
+            warn!(object = %object.key, reasons = ?reasons, "refused");
+            plan.refused.push(Refusal {
+                object: object.key.to_string(),
+                location: object.location(),
+                reasons,
+            });
+            plan.kept.extend(old.cloned());
+            continue;
+        }
+        let ready = prepared(&object.object, Some(namespace), environment);
+        let hash = desired_hash(&ready);
+        let observed = ctx
+            .target
+            .observe(namespace, &object.key, &ready, &hash)
+            .await;
+        let action = match observed {
+            Err(e) => {
+                plan.failed.push(Failure {
+                    object: object.key.to_string(),
+                    error: e.to_string(),
+                });
+                plan.kept.extend(old.cloned());
+                continue;
+            }
+            Ok(Observed::NotOwned) if old.is_none() => {
+                plan.refused.push(Refusal {
+                    object: object.key.to_string(),
+                    location: object.location(),
+                    reasons: vec![format!(
+                        "{} already exists in namespace '{namespace}' and is not managed by Airlock; it is left alone",
+                        object.key
+                    )],
+                });
+                continue;
+            }
+            Ok(Observed::Missing) if old.is_none() => Action::Create,
+            Ok(Observed::Missing) => Action::Repair("the object is missing".into()),
+            Ok(Observed::Matches) => {
+                plan.unchanged.push(member(
+                    object,
+                    &hash,
+                    &old.map_or(desired.commit.clone(), |m| m.commit.clone()),
+                ));
+                continue;
+            }
+            Ok(Observed::NotOwned) => Action::Repair("Airlock's labels were removed".into()),
+            Ok(Observed::Differs(what)) => match old {
+                Some(m) if m.hash == hash => Action::Repair(what),
+                _ => Action::Update,
+            },
+        };
+        plan.apply.push(PlannedApply {
+            object: object.clone(),
+            prepared: ready,
+            hash,
+            action,
+        });
+    }
+    for (name, m) in &inventory.members {
+        if !wanted.contains(name) {
+            if plan.prune_held.is_some() {
+                plan.kept.push(m.clone());
+            } else {
+                plan.prune.push(m.clone());
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Carries out one namespace's plan and reports what happened.
+#[instrument(skip_all, fields(environment = %plan.environment, namespace = %plan.namespace))]
+pub async fn execute_namespace<T: Target>(
+    target: &T,
+    plan: NamespacePlan,
+    commit: &str,
+) -> NamespaceResult {
+    let mut result = NamespaceResult {
+        environment: plan.environment.clone(),
+        namespace: plan.namespace.clone(),
+        prune_held: plan.prune_held.clone(),
+        refused: plan.refused,
+        failed: plan.failed,
+        ..NamespaceResult::default()
+    };
+    let mut inventory = Inventory::new(&plan.environment, &plan.namespace);
+    let mut keep = |m: Member| {
+        inventory.members.insert(m.key.to_string(), m);
+    };
+    for m in plan.unchanged {
+        result.unchanged.push(m.key.to_string());
+        keep(m);
+    }
+    for m in plan.kept {
+        keep(m);
+    }
+    for step in plan.apply {
+        let key = step.object.key.clone();
+        match target
+            .apply(&plan.namespace, &key, &step.prepared, &step.hash)
+            .await
+        {
+            Ok(()) => {
+                info!(object = %key, action = step.action.name(), "applied");
+                result.applied.push(Change {
+                    object: key.to_string(),
+                    action: step.action.name().into(),
+                    location: step.object.location(),
+                    drift: match &step.action {
+                        Action::Repair(what) => Some(what.clone()),
+                        _ => None,
+                    },
+                });
+                keep(member(&step.object, &step.hash, commit));
+            }
+            Err(e) => {
+                warn!(object = %key, error = %e, "apply failed");
+                result.failed.push(Failure {
+                    object: key.to_string(),
+                    error: e.to_string(),
+                });
+                // Whatever it was, it may be partly there: stay responsible for it.
+                keep(member(&step.object, &step.hash, commit));
+            }
+        }
+    }
+    for m in plan.prune {
+        match target.delete(&plan.namespace, &m).await {
+            Ok(Deleted::Deleted | Deleted::Gone) => {
+                info!(object = %m.key, "pruned");
+                result.pruned.push(m.key.to_string());
+            }
+            Ok(Deleted::NotOwned) => {
+                warn!(object = %m.key, "not pruned: no longer carries Airlock's label");
+                result.failed.push(Failure {
+                    object: m.key.to_string(),
+                    error: "not pruned: the live object no longer carries Airlock's label".into(),
+                });
+            }
+            Err(e) => {
+                result.failed.push(Failure {
+                    object: m.key.to_string(),
+                    error: format!("prune failed: {e}"),
+                });
+                keep(m);
+            }
+        }
+    }
+    if let Err(e) = target.write_inventory(&inventory).await {
+        result.failed.push(Failure {
+            object: "inventory".into(),
+            error: e.to_string(),
+        });
+    }
+    for (name, m) in &inventory.members {
+        let health = match target.health(&plan.namespace, &m.key).await {
+            Ok(h) => h,
+            Err(e) => Health::Degraded(e.to_string()),
+        };
+        result.health.insert(
+            name.clone(),
+            MemberHealth {
+                health,
+                images: m.images.clone(),
+            },
+        );
+    }
+    result
+}
+
+/// Plans and carries out every environment; `dry_run` stops after planning.
+pub async fn sync_all<T: Target, V: ImageVerifier>(
+    ctx: &SyncContext<'_, T, V>,
+    environments: &[&str],
+    desired: &DesiredState,
+) -> Result<Vec<NamespaceResult>, SyncError> {
+    let mut out = Vec::new();
+    for env in environments {
+        for plan in plan_environment(ctx, env, desired).await? {
+            out.push(execute_namespace(ctx.target, plan, &desired.commit).await);
+        }
+    }
+    Ok(out)
+}
+
+/// Renders a plan for people: one line per action.
+pub fn render_plan(plan: &[NamespacePlan]) -> String {
+    let mut out = String::new();
+    let mut totals: BTreeMap<&str, usize> = BTreeMap::new();
+    for ns in plan {
+        out.push_str(&format!("{}/{}\n", ns.environment, ns.namespace));
+        for a in &ns.apply {
+            let why = match &a.action {
+                Action::Repair(what) => format!(" (drift: {what})"),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "  {:<8} {}  [{}]{why}\n",
+                a.action.name(),
+                a.object.key,
+                a.object.location()
+            ));
+            *totals.entry("apply").or_default() += 1;
+        }
+        for m in &ns.unchanged {
+            out.push_str(&format!("  {:<8} {}\n", "ok", m.key));
+        }
+        for m in &ns.prune {
+            out.push_str(&format!("  {:<8} {}\n", "prune", m.key));
+            *totals.entry("prune").or_default() += 1;
+        }
+        if let Some(why) = &ns.prune_held {
+            out.push_str(&format!("  prune held back: {why}\n"));
+        }
+        for r in &ns.refused {
+            out.push_str(&format!(
+                "  {:<8} {}  [{}]\n",
+                "REFUSE", r.object, r.location
+            ));
+            for reason in &r.reasons {
+                out.push_str(&format!("             - {reason}\n"));
+            }
+            *totals.entry("refuse").or_default() += 1;
+        }
+        for f in &ns.failed {
+            out.push_str(&format!("  {:<8} {}: {}\n", "ERROR", f.object, f.error));
+        }
+    }
+    out.push_str(&format!(
+        "plan: {} to apply, {} to prune, {} refused\n",
+        totals.get("apply").unwrap_or(&0),
+        totals.get("prune").unwrap_or(&0),
+        totals.get("refuse").unwrap_or(&0)
+    ));
+    out
+}
