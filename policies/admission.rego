@@ -59,6 +59,7 @@ deny contains sprintf("image %s has no valid provenance by a trusted key: %s", [
 
 # Signed is not enough: the image must come from a source this namespace runs.
 deny contains sprintf("image %s was built from %s, which namespace '%s' does not allow", [image.reference, image.provenance.source_repository, input.folder_namespace]) if {
+	input.namespace.configured
 	some image in input.images
 	image.provenance != null
 	not image.provenance.source_repository in input.namespace.allowed_sources
