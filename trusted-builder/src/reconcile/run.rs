@@ -287,7 +287,13 @@ struct HookState {
     token: Option<Arc<Secret>>,
 }
 
-async fn hook(State(state): State<HookState>, headers: HeaderMap) -> StatusCode {
+// The body is ignored, but taken as `Bytes` so the size limit applies (413) rather than a
+// sender being able to stream without end into an unread request.
+async fn hook(
+    State(state): State<HookState>,
+    headers: HeaderMap,
+    _body: axum::body::Bytes,
+) -> StatusCode {
     if let Some(token) = &state.token {
         let given = headers
             .get(axum::http::header::AUTHORIZATION)

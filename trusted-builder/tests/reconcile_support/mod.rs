@@ -275,3 +275,11 @@ fn statement(repository: &str, digest: &str, source: &str) -> Statement {
     })
     .expect("statement")
 }
+
+impl World {
+    /// Writes one file in the environment work clone, commits and pushes; returns the commit.
+    pub fn commit_file(&self, path: &str, text: &str) -> String {
+        self.env.write(path, text);
+        self.commit(&format!("change {path}"))
+    }
+}
