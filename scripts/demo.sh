@@ -1,34 +1,70 @@
 #!/bin/sh
-# Airlock demo on the embedded defaults, everything on 127.0.0.1:
-#   1. a developer runs the sample service's pipeline locally, in the CI sandbox;
-#   2. the CI cluster (`ci-cluster serve`) gets a Gerrit change, runs it from a
-#      `git daemon`, and votes Verified +1 / -1 on a stand-in Gerrit that prints
-#      every call; the change merges, CI passes on main and writes a signed pass
-#      record into the one-way outbox for the trusted builder.
-# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +2. On a terminal the servers stay up
-# until Ctrl-C so the UI can be browsed; AIRLOCK_DEMO_ONCE=1 exits when the walk is done.
+# Airlock, the whole chain on one machine, everything on 127.0.0.1:
+#   a change is pushed for review -> CI runs its tests -> Verified +1 lands on a stand-in
+#   Gerrit -> the change merges -> CI passes on main and writes a signed pass record ->
+#   the trusted builder rebuilds, compares, signs and attests -> a release manager
+#   promotes to staging, then production -> the service runs under podman ->
+#   `trusted-builder audit trace` walks back from the running container to the review.
+# On the way, two attacks stop at the boundary: a tampered pass record (builder) and an
+# unsigned image written into the environment repository (reconciler).
+#
+# Usage: scripts/demo.sh [--once]
+#   --once (or AIRLOCK_DEMO_ONCE=1): exit when the walk is done; otherwise, on a terminal,
+#   the servers stay up until Ctrl-C so the UI can be browsed.
+# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +4. Work dir: AIRLOCK_DEMO_DIR (default a
+# new /var/tmp/airlock-demo-XXXXXX). AIRLOCK_BIN_DIR: use binaries from there, no build.
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-sh scripts/install-deps.sh
+ONCE=${AIRLOCK_DEMO_ONCE:-}
+[ "${1:-}" = "--once" ] && ONCE=1
+START=$(date +%s)
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m==> %s\033[0m  (%ss)\n' "$*" "$(( $(date +%s) - START ))"; }
 say() { printf '    %s\n' "$*"; }
+die() { printf 'demo: FAILED: %s\n' "$*" >&2; exit 1; }
 
-step "building ci-cluster and the stand-in forge"
-cargo build -q -p ci-cluster -p airlock-tests --bins
-CI="$ROOT/target/debug/ci-cluster"
-FORGE="$ROOT/target/debug/stand-in-forge"
+sh scripts/install-deps.sh
+if [ -n "${AIRLOCK_BIN_DIR:-}" ]; then
+    BIN=$AIRLOCK_BIN_DIR
+else
+    step "building ci-cluster, trusted-builder and the stand-in forge"
+    cargo build -q -p ci-cluster -p trusted-builder -p airlock-tests --bins
+    BIN="$ROOT/target/debug"
+fi
+CI="$BIN/ci-cluster"; TB="$BIN/trusted-builder"; FORGE="$BIN/stand-in-forge"
+for b in "$CI" "$TB" "$FORGE"; do [ -x "$b" ] || die "$b is missing (cargo build -p ci-cluster -p trusted-builder -p airlock-tests --bins)"; done
 
 BASE=${AIRLOCK_DEMO_PORT_BASE:-18400}
-GIT_PORT=$BASE; CI_PORT=$((BASE + 1)); FORGE_PORT=$((BASE + 2))
-DEMO=$(mktemp -d /var/tmp/airlock-demo-XXXXXX)
+GIT_PORT=$BASE; CI_PORT=$((BASE + 1)); FORGE_PORT=$((BASE + 2)); REG_PORT=$((BASE + 3)); HOOK_PORT=$((BASE + 4))
+REG="127.0.0.1:$REG_PORT"
+if [ -n "${AIRLOCK_DEMO_DIR:-}" ]; then DEMO=$AIRLOCK_DEMO_DIR; mkdir -p "$DEMO"; else DEMO=$(mktemp -d /var/tmp/airlock-demo-XXXXXX); fi
 chmod 0711 "$DEMO"
+# Podman with runc and limits this machine allows, for the reconciler and for us.
+cat > "$DEMO/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF="$DEMO/containers.conf"
+PODS="greet-staging-greet greet-prod-greet greet-prod-rogue"
 PIDS=""
-cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT INT TERM
+cleanup() {
+    for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+    for p in $PODS; do podman pod rm --force --time 0 "$p" >/dev/null 2>&1 || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+cleanup # pods left by an earlier run that was killed hard
 
-# The sample service: a small C program with tests and a test -> build -> publish pipeline.
+wait_for() { # wait_for SECONDS COMMAND... : retry until it succeeds
+    t=$1; shift
+    for _ in $(seq 1 $((t * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------
 REPO="$DEMO/work/greet"
 mkdir -p "$REPO"
 cp -R "$ROOT/demo/sample-service/." "$REPO/"
@@ -39,29 +75,42 @@ $G commit -q -m "greet: first version"
 
 step "1. a developer runs the pipeline locally, in the same sandbox CI uses"
 "$CI" validate "$REPO/.pipeline/config.yaml"
-"$CI" run --repo "$REPO" --event push --out "$DEMO/out"
+"$CI" run --repo "$REPO" --event push --out "$DEMO/out" > "$DEMO/local-run.log" 2>&1 || { cat "$DEMO/local-run.log"; die "local run"; }
 say "built: $(cd "$DEMO/out" && sha256sum dist/greet.tar.gz)"
 say "running it: $("$DEMO/out/dist/greet" Airlock)"
 
-step "2. the canonical Git server (git daemon on 127.0.0.1:$GIT_PORT)"
+step "2. servers on 127.0.0.1: git daemon :$GIT_PORT, docker-registry :$REG_PORT, stand-in Gerrit :$FORGE_PORT"
 mkdir -p "$DEMO/git"
 git init -q --bare "$DEMO/git/greet.git"
 git -C "$DEMO/git/greet.git" symbolic-ref HEAD refs/heads/main
 $G push -q "$DEMO/git/greet.git" main:refs/heads/main
-git daemon --reuseaddr --listen=127.0.0.1 --port="$GIT_PORT" --base-path="$DEMO/git" --export-all "$DEMO/git" 2>"$DEMO/git-daemon.log" &
+git init -q --bare "$DEMO/git/environments.git"
+git -C "$DEMO/git/environments.git" symbolic-ref HEAD refs/heads/main
+git daemon --reuseaddr --listen=127.0.0.1 --port="$GIT_PORT" --base-path="$DEMO/git" --export-all \
+    --enable=receive-pack "$DEMO/git" 2>"$DEMO/git-daemon.log" &
 PIDS="$PIDS $!"
-
-step "3. a stand-in Gerrit on 127.0.0.1:$FORGE_PORT (prints each call the CI makes)"
+cat > "$DEMO/registry.yml" <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $DEMO/registry}
+  delete: {enabled: true}
+http: {addr: "$REG"}
+YML
+docker-registry serve "$DEMO/registry.yml" > "$DEMO/registry.log" 2>&1 &
+PIDS="$PIDS $!"
 "$FORGE" --listen "127.0.0.1:$FORGE_PORT" > "$DEMO/forge.log" 2>&1 &
 PIDS="$PIDS $!"
+wait_for 10 curl -fs "http://$REG/v2/" || die "docker-registry did not start"
 
-step "4. the CI cluster: ci-cluster serve on 127.0.0.1:$CI_PORT"
+step "3. the CI cluster (untrusted plane): ci-cluster serve on 127.0.0.1:$CI_PORT"
 printf 'gerrit-webhook-secret\n' > "$DEMO/gerrit-secret"
 printf 'gerrit-http-password\n' > "$DEMO/gerrit-password"
 chmod 0600 "$DEMO/gerrit-secret" "$DEMO/gerrit-password"
 cat > "$DEMO/ci.toml" <<TOML
 listen = "127.0.0.1:$CI_PORT"
 data_dir = "$DEMO/ci-data"
+public_url = "http://127.0.0.1:$CI_PORT"
 
 [forges.gerrit]
 webhook_secret = { file = "$DEMO/gerrit-secret" }
@@ -75,17 +124,114 @@ forge = "gerrit"
 git_url = "git://127.0.0.1:$GIT_PORT/greet.git"
 protected = ["refs/heads/main", "refs/tags/v*"]
 TOML
-sed 's/^/    /' "$DEMO/ci.toml"
 AIRLOCK_LOG=info "$CI" serve --config "$DEMO/ci.toml" 2>"$DEMO/ci.log" &
 PIDS="$PIDS $!"
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$CI_PORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_for 20 curl -fs "http://127.0.0.1:$CI_PORT/healthz" || die "ci-cluster did not start (see $DEMO/ci.log)"
+say "it holds no signing key; its only output to the trusted side is the outbox $DEMO/ci-data/outbox"
 
+step "4. the trusted plane: signing key, trusted-builder serve (no port), trusted-builder reconcile"
+printf 'demo-cosign-password\n' > "$DEMO/cosign-password"
+chmod 0600 "$DEMO/cosign-password"
+"$TB" keys generate --out "$DEMO/keys" --password-file "$DEMO/cosign-password" | sed 's/^/    /'
+wait_for 10 test -s "$DEMO/ci-data/keys/ci-origin.key.pub" || die "the CI origin key was not written"
+cat > "$DEMO/builder.toml" <<TOML
+data_dir = "$DEMO/builder-data"
+outbox_dir = "$DEMO/ci-data/outbox"
+origin_keys = ["$DEMO/ci-data/keys/ci-origin.key.pub"]
+builder_id = "https://airlock.example/trusted-builder/demo"
+strict_reproducibility = true
+poll_interval_secs = 1
+
+[registry]
+insecure = ["$REG"]
+
+[signing]
+backend = "file"
+key = "$DEMO/keys/cosign.key"
+password = { file = "$DEMO/cosign-password" }
+
+[projects.greet]
+git_url = "git://127.0.0.1:$GIT_PORT/greet.git"
+protected_refs = ["refs/heads/main", "refs/tags/v*"]
+image_repository = "$REG/greet"
+TOML
+"$TB" serve --config "$DEMO/builder.toml" > "$DEMO/builder.log" 2>&1 &
+PIDS="$PIDS $!"
+say "the builder opens no port: it reads the outbox and fetches sources itself"
+
+# The environment repository: the platform team declares greet in staging and production,
+# before any signed digest exists (the placeholder is refused, nothing runs).
+ENV="$DEMO/work/environments"
+E="git -C $ENV -c user.name=Platform -c user.email=platform@example.org"
+git clone -q "git://127.0.0.1:$GIT_PORT/environments.git" "$ENV" 2>/dev/null
+PLACEHOLDER="$REG/greet@sha256:$(printf '0%.0s' $(seq 1 64))"
+for env in staging:greet-staging production:greet-prod; do
+    e=${env%%:*}; ns=${env#*:}
+    mkdir -p "$ENV/environments/$e/$ns"
+    cat > "$ENV/environments/$e/$ns/greet.yaml" <<YAML
+# greet, the sample service ($e). Release managers change the image with
+# \`trusted-builder promote\`, never by hand.
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: greet
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: greet}
+  template:
+    metadata:
+      labels: {app: greet}
+    spec:
+      containers:
+      - name: greet
+        image: $PLACEHOLDER
+        args: ["--serve", "Airlock ($e)"]
+YAML
+done
+$E add -A
+$E commit -q -m "Declare greet in staging and production"
+$E push -q origin HEAD:refs/heads/main
+cat > "$DEMO/reconciler.toml" <<TOML
+data_dir = "$DEMO/reconciler-data"
+trusted_keys = ["$DEMO/keys/cosign.pub"]
+poll_interval_secs = 30
+listen = "127.0.0.1:$HOOK_PORT"
+
+[environment_repo]
+url = "git://127.0.0.1:$GIT_PORT/environments.git"
+branch = "main"
+
+[registry]
+insecure = ["$REG"]
+
+[podman]
+containers_conf = "$DEMO/containers.conf"
+tls_verify = false
+
+[environments.staging]
+target = "podman"
+[environments.staging.namespaces.greet-staging]
+allowed_sources = ["git://127.0.0.1:$GIT_PORT/greet.git"]
+
+[environments.production]
+target = "podman"
+[environments.production.namespaces.greet-prod]
+allowed_sources = ["git://127.0.0.1:$GIT_PORT/greet.git"]
+TOML
+"$TB" reconcile --config "$DEMO/reconciler.toml" > "$DEMO/reconciler.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_for 30 grep -q '^sync ' "$DEMO/reconciler.log" || die "the reconciler did not sync (see $DEMO/reconciler.log)"
+say "reconciler: $(grep '^sync ' "$DEMO/reconciler.log" | head -1)"
+grep 'REFUSED' "$DEMO/reconciler.log" | head -2 | cut -c1-160 | sed 's/^/    /'
+
+# ---------------------------------------------------------------------------------------
 hook() { # hook JSON -> prints the server's answer
     curl -s -X POST -H "Authorization: Bearer gerrit-webhook-secret" -H "Content-Type: application/json" \
         --data "$1" "http://127.0.0.1:$CI_PORT/hooks/gerrit"
 }
 wait_run() { # wait_run ID -> prints its final status
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 900); do
         s=$(curl -s "http://127.0.0.1:$CI_PORT/api/v1/runs/$1" | jq -r '.run.status // empty')
         case "$s" in passed|failed|cancelled|error) echo "$s"; return;; esac
         sleep 0.2
@@ -94,12 +240,12 @@ wait_run() { # wait_run ID -> prints its final status
 }
 run_id() { jq -r '.run'; }
 patchset() { # patchset CHANGE PS COMMIT
-    printf '{"type":"patchset-created","change":{"project":"greet","branch":"main","number":%s,"subject":"greet: a change","owner":{"name":"Dev"}},"patchSet":{"number":%s,"revision":"%s","ref":"refs/changes/%02d/%s/%s"},"uploader":{"name":"Dev"},"eventCreatedOn":%s}' \
+    printf '{"type":"patchset-created","change":{"project":"greet","branch":"main","number":%s,"subject":"greet: a friendlier greeting","owner":{"name":"Dev"}},"patchSet":{"number":%s,"revision":"%s","ref":"refs/changes/%02d/%s/%s"},"uploader":{"name":"Dev"},"eventCreatedOn":%s}' \
         "$1" "$2" "$3" "$1" "$1" "$2" "$(date +%s)"
 }
-forge_tail() { sleep 1; say "the stand-in Gerrit received:"; tail -n +$(( $1 + 1 )) "$DEMO/forge.log" | sed 's/^/      /'; }
+forge_tail() { sleep 1; say "the stand-in Gerrit received:"; tail -n +$(( $1 + 1 )) "$DEMO/forge.log" | cut -c1-200 | sed 's/^/      /'; }
 
-step "5. a change is pushed for review: CI runs its tests and votes"
+step "5. a change is pushed for review: CI runs its tests and votes Verified +1"
 sed -i 's/Hello, %s!/Hello there, %s!/' "$REPO/src/greet.c"
 sed -i 's/"Hello, /"Hello there, /' "$REPO/tests/run.sh"
 $G commit -q -am "greet: friendlier greeting"
@@ -107,36 +253,116 @@ C1=$($G rev-parse HEAD)
 $G push -q "$DEMO/git/greet.git" "$C1:refs/changes/01/1/1"
 LINES=$(wc -l < "$DEMO/forge.log")
 ANSWER=$(hook "$(patchset 1 1 "$C1")")
-say "webhook answered: $ANSWER"
-say "run $(echo "$ANSWER" | run_id): $(wait_run "$(echo "$ANSWER" | run_id)")"
+R1=$(echo "$ANSWER" | run_id)
+S1=$(wait_run "$R1")
+say "run $R1: $S1   (http://127.0.0.1:$CI_PORT/runs/$R1)"
+[ "$S1" = passed ] || die "the review run did not pass"
 forge_tail "$LINES"
 
-step "6. a broken patchset: the test fails and CI votes -1"
+step "6. a broken patchset: the test fails and CI votes Verified -1"
 sed -i 's/Hello there, %s!/Hello there %s/' "$REPO/src/greet.c"
 $G commit -q -am "greet: drop the comma (breaks the tests)"
 C2=$($G rev-parse HEAD)
 $G push -q "$DEMO/git/greet.git" "$C2:refs/changes/01/1/2"
 LINES=$(wc -l < "$DEMO/forge.log")
 ANSWER=$(hook "$(patchset 1 2 "$C2")")
-say "run $(echo "$ANSWER" | run_id): $(wait_run "$(echo "$ANSWER" | run_id)")"
+R2=$(echo "$ANSWER" | run_id)
+say "run $R2: $(wait_run "$R2")"
 forge_tail "$LINES"
 
 step "7. the good patchset merges: CI passes on main and writes a pass record"
 $G push -q "$DEMO/git/greet.git" "$C1:refs/heads/main"
 ANSWER=$(hook "$(printf '{"type":"ref-updated","refUpdate":{"project":"greet","refName":"refs/heads/main","oldRev":"%s","newRev":"%s"},"submitter":{"name":"Dev"},"eventCreatedOn":%s}' "$(git -C "$DEMO/git/greet.git" rev-parse "$C1~1")" "$C1" "$(date +%s)")")
-say "run $(echo "$ANSWER" | run_id): $(wait_run "$(echo "$ANSWER" | run_id)")"
-for f in "$DEMO"/ci-data/outbox/*.json; do
-    say "pass record in the outbox: $(basename "$f")"
-    jq -r .payload "$f" | base64 -d | jq . | sed 's/^/      /'
-done
-say "signed with the CI's origin key (proves where it came from, never that it is true):"
-say "  public key $(cat "$DEMO/ci-data/keys/ci-origin.key.pub")"
+R3=$(echo "$ANSWER" | run_id)
+S3=$(wait_run "$R3")
+say "run $R3: $S3"
+[ "$S3" = passed ] || die "the run on main did not pass"
+wait_for 20 sh -c "ls '$DEMO'/ci-data/outbox/*.json" || die "no pass record was written"
+RECORD=$(ls "$DEMO"/ci-data/outbox/*.json | head -1)
+say "pass record $(basename "$RECORD"), signed with the CI's origin key:"
+jq -r .payload "$RECORD" | base64 -d | jq -c '{project, git_ref, commit, job, ci_run_id, outputs: [.outputs[].path]}' | sed 's/^/      /'
 
-step "done"
-say "CI log: $DEMO/ci.log   stand-in forge log: $DEMO/forge.log   data: $DEMO/ci-data"
-say "the reviewer UI:  http://127.0.0.1:$CI_PORT/   (runs: http://127.0.0.1:$CI_PORT/runs, API: /api/v1/openapi.json)"
-say "from a terminal:  $CI runs list --server http://127.0.0.1:$CI_PORT"
-if [ -t 0 ] && [ -z "${AIRLOCK_DEMO_ONCE:-}" ]; then
-    say "the servers stay up until Ctrl-C (set AIRLOCK_DEMO_ONCE=1 to exit at once)"
+step "8. the trusted builder pulls the record, rebuilds with no network, compares, signs and attests"
+wait_for 180 grep -q '"event":"signed"' "$DEMO/builder-data/decisions.jsonl" || { cat "$DEMO/builder.log"; die "the builder did not sign"; }
+grep -E 'accepted|built|pushed|signed' "$DEMO/builder.log" | cut -c1-170 | sed 's/^/    /'
+DIGEST=$(jq -r 'select(.event == "signed") | .digest' "$DEMO/builder-data/decisions.jsonl" | head -1)
+IMAGE="$REG/greet@$DIGEST"
+"$TB" verify "$IMAGE" --key "$DEMO/keys/cosign.pub" --insecure-registry "$REG" | sed 's/^/    /'
+
+step "9. attack: a tampered pass record (same signature, another commit) is refused by the builder"
+TAMPERED="$DEMO/ci-data/outbox/zz-tampered.json"
+jq --arg p "$(jq -r .payload "$RECORD" | base64 -d | jq -c '.commit = "0000000000000000000000000000000000000bad"' | base64 -w0)" '.payload = $p' "$RECORD" > "$TAMPERED.tmp"
+mv "$TAMPERED.tmp" "$TAMPERED"
+wait_for 20 grep -q 'zz-tampered.json' "$DEMO/builder-data/decisions.jsonl" || die "the tampered record was not looked at"
+grep 'zz-tampered.json: REFUSED' "$DEMO/builder.log" | cut -c1-200 | sed 's/^/    /'
+
+sync_hook() { curl -fs -X POST "http://127.0.0.1:$HOOK_PORT/hooks/env" >/dev/null; }
+wait_healthy() { # wait_healthy ENV IMAGE: the last sync shows IMAGE healthy in ENV
+    for _ in $(seq 1 150); do
+        tail -n 1 "$DEMO/reconciler-data/syncs.jsonl" 2>/dev/null | jq -e --arg e "$1" --arg i "$2" \
+            '[.namespaces[] | select(.environment == $e) | .health[] | select(.health.state == "healthy" and (.images | index($i)))] | length > 0' >/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+step "10. the release manager promotes to staging (signature, provenance and policy checked; a Git commit)"
+"$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" 2>&1 | sed 's/^/    /' || true
+say "(refused: production takes only what staging runs healthily)"
+"$TB" promote "$IMAGE" --to staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
+sync_hook
+wait_healthy staging "$IMAGE" || die "staging does not run $IMAGE"
+say "staging runs it: $(podman logs greet-staging-greet-greet 2>&1 | head -1)"
+
+step "11. ... then to production, from staging"
+"$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
+sync_hook
+wait_healthy production "$IMAGE" || die "production does not run $IMAGE"
+say "production runs it under podman (no network):"
+podman pod ps --filter name=greet- --format '      {{.Name}}  {{.Status}}'
+say "its output: $(podman logs greet-prod-greet-greet 2>&1 | head -1)"
+
+step "12. attack: someone who is not a release manager commits an unsigned image to production"
+
+mkdir -p "$DEMO/rogue/usr/local/bin"
+cp "$DEMO/out/dist/greet" "$DEMO/rogue/usr/local/bin/greet"
+tar -C "$DEMO/rogue" -cf "$DEMO/rogue.tar" .
+podman import -q --change 'ENTRYPOINT ["/usr/local/bin/greet"]' "$DEMO/rogue.tar" "localhost/greet-rogue:demo" >/dev/null
+podman push -q --tls-verify=false --digestfile "$DEMO/rogue.digest" localhost/greet-rogue:demo "$REG/greet:rogue"
+ROGUE="$REG/greet@$(cat "$DEMO/rogue.digest")"
+$E pull -q --ff-only origin main
+cat > "$ENV/environments/production/greet-prod/rogue.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: rogue}
+spec:
+  containers:
+  - name: rogue
+    image: $ROGUE
+    args: ["--serve", "mallory"]
+YAML
+git -C "$ENV" -c user.name=Mallory -c user.email=mallory@example.org add -A
+git -C "$ENV" -c user.name=Mallory -c user.email=mallory@example.org commit -q -m "quick fix"
+$E push -q origin HEAD:refs/heads/main
+sync_hook
+wait_for 30 sh -c "grep -q 'REFUSED Pod/rogue' '$DEMO/reconciler.log'" || die "the unsigned image was not refused"
+grep 'REFUSED Pod/rogue' "$DEMO/reconciler.log" | head -1 | cut -c1-220 | sed 's/^/    /'
+podman pod exists greet-prod-rogue && die "the unsigned image runs"
+say "nothing of it runs; greet keeps running"
+
+step "13. an SRE walks back from the running container to the review"
+RUNNING=$(podman inspect greet-prod-greet-greet --format '{{.ImageName}}')
+say "podman: greet-prod-greet-greet runs $RUNNING"
+"$TB" audit trace "$RUNNING" --builder-config "$DEMO/builder.toml" --reconciler-config "$DEMO/reconciler.toml" \
+    --ci-url "http://127.0.0.1:$CI_PORT" > "$DEMO/trace.txt"
+sed 's/^/    /' "$DEMO/trace.txt"
+"$TB" reconcile status --config "$DEMO/reconciler.toml" --last 3 > "$DEMO/status.txt"
+
+step "done in $(( $(date +%s) - START )) s"
+say "the reviewer UI:  http://127.0.0.1:$CI_PORT/   (runs: /runs, API: /api/v1/openapi.json)"
+say "logs and data:    $DEMO  (ci.log, builder.log, reconciler.log, trace.txt, status.txt)"
+say "try:              $TB reconcile status --config $DEMO/reconciler.toml"
+if [ -z "$ONCE" ] && [ -t 0 ]; then
+    say "the servers stay up until Ctrl-C (--once exits at once)"
     while :; do sleep 3600; done
 fi

@@ -76,6 +76,10 @@ pub struct Entry {
     pub at: String,
     /// Lowercase hex sha256 of the previous line's bytes (without its newline); [`GENESIS`] first.
     pub prev_sha256: String,
+    /// The outbox entry (pass record file name) the decision is about, so a refusal of a record
+    /// that could not even be opened can still be found by its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<String>,
     /// What was decided.
     #[serde(flatten)]
     pub decision: Decision,
@@ -143,10 +147,24 @@ impl AuditLog {
 
     /// Appends one decision and fsyncs it; returns the entry as written.
     pub fn append(&mut self, decision: Decision) -> Result<Entry, AuditError> {
+        self.append_entry(None, decision)
+    }
+
+    /// Appends one decision about the pass record `record` (its outbox name).
+    pub fn append_for(&mut self, record: &str, decision: Decision) -> Result<Entry, AuditError> {
+        self.append_entry(Some(record.to_owned()), decision)
+    }
+
+    fn append_entry(
+        &mut self,
+        record: Option<String>,
+        decision: Decision,
+    ) -> Result<Entry, AuditError> {
         let entry = Entry {
             seq: self.next_seq,
             at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             prev_sha256: self.prev.clone(),
+            record,
             decision,
         };
         let io_err = |source| AuditError::Io {

@@ -13,4 +13,5 @@ pub mod reconcile;
 pub mod rego;
 pub mod serve;
 pub mod sign;
+pub mod trace;
 pub mod verify;

@@ -93,6 +93,9 @@ enum Command {
     /// Manage the signing key (cosign formats).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit trail: walk back from a running image to its review.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Verify an image's signature and SLSA provenance with a public key.
     ///
     /// Fetches the cosign signature (tag sha256-<hex>.sig) and attestation
@@ -123,6 +126,37 @@ enum ReconcileCommand {
         /// How many syncs to show.
         #[arg(long, default_value_t = 10)]
         last: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk back from an image digest to the review event that started it.
+    ///
+    /// running (the reconciler's sync history and the promotion commits in its
+    /// mirror of the environment repository) -> image (signature and SLSA
+    /// provenance verified with the trusted keys) -> the builder's hash-chained
+    /// decision log -> the pass record (origin signature checked, outputs
+    /// compared with the provenance) -> the CI run -> the review event (from
+    /// the CI's public API, only with --ci-url). Also lists what the builder and
+    /// the reconciler refused for the same project or repository, and why.
+    /// Exit 1 when the image has no valid signature or provenance.
+    Trace {
+        /// The image: REGISTRY/REPOSITORY@sha256:<hex> (e.g. from `podman inspect`).
+        #[arg(value_name = "IMAGE@sha256:...")]
+        image: String,
+        /// The builder's configuration (decision log, outbox, origin keys).
+        #[arg(long, value_name = "FILE")]
+        builder_config: PathBuf,
+        /// The reconciler's configuration (sync history, environment repo, trusted keys).
+        #[arg(long, value_name = "FILE")]
+        reconciler_config: Option<PathBuf>,
+        /// A cosign public key to verify with (repeatable; adds to the reconciler's).
+        #[arg(long, value_name = "PUB")]
+        key: Vec<PathBuf>,
+        /// The CI's public URL, to read the run and the review (read-only API).
+        #[arg(long, value_name = "URL")]
+        ci_url: Option<String>,
     },
 }
 
@@ -202,6 +236,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             key,
             insecure_registry,
         } => verify(&image, &key, insecure_registry),
+        Command::Audit(AuditCommand::Trace {
+            image,
+            builder_config,
+            reconciler_config,
+            key,
+            ci_url,
+        }) => {
+            use trusted_builder::reconcile::config::ReconcilerConfig;
+            use trusted_builder::serve::config::BuilderConfig;
+            use trusted_builder::trace;
+            let sources = trace::Sources {
+                builder: BuilderConfig::load(&builder_config)?,
+                reconciler: reconciler_config
+                    .as_deref()
+                    .map(ReconcilerConfig::load)
+                    .transpose()?,
+                keys: key,
+                ci_url,
+            };
+            if sources.reconciler.is_none() && sources.keys.is_empty() {
+                anyhow::bail!("no public key: pass --reconciler-config or --key");
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let t = runtime.block_on(trace::trace(&image, &sources))?;
+            print!("{}", trace::render(&t));
+            if t.signature.is_err() || t.provenance.is_err() {
+                anyhow::bail!("{image} is not vouched for by a trusted key");
+            }
+            Ok(())
+        }
         Command::Keys(KeysCommand::Generate { out, password_file }) => {
             let password = match password_file {
                 Some(f) => Secret::from_file(&f)?,

@@ -60,12 +60,25 @@ async fn production_takes_only_what_staging_runs_healthily() {
     ]);
     let _cleanup = Cleanup(world.dir.path().join("containers.conf"));
     let v1 = world.image("greet", 1, Vouch::Trusted(SOURCE)).await;
-    world.write_manifest("staging", "promo-stg", "greet.yaml", &format!("# greet in staging\n{}", deployment("greet", &v1)));
-    world.write_manifest("production", "promo-prod", "greet.yaml", &deployment("greet", &v1));
+    world.write_manifest(
+        "staging",
+        "promo-stg",
+        "greet.yaml",
+        &format!("# greet in staging\n{}", deployment("greet", &v1)),
+    );
+    world.write_manifest(
+        "production",
+        "promo-prod",
+        "greet.yaml",
+        &deployment("greet", &v1),
+    );
     world.commit("greet v1 everywhere");
     let reconciler = Reconciler::open(config.clone()).await.unwrap();
     let r = reconciler.sync_once("test").await.unwrap();
-    assert!(r.runs_healthy("staging", &v1) && r.runs_healthy("production", &v1), "{r:#?}");
+    assert!(
+        r.runs_healthy("staging", &v1) && r.runs_healthy("production", &v1),
+        "{r:#?}"
+    );
 
     let v2 = world.image("greet", 2, Vouch::Trusted(SOURCE)).await;
     let bare = world.env_bare.clone();
@@ -74,7 +87,10 @@ async fn production_takes_only_what_staging_runs_healthily() {
 
     // Production without --from, and from staging before staging runs v2: refused.
     let why = refused(promote(&config, &request(&v2, "production", None)).await);
-    assert!(why.contains("production takes only a digest promoted from staging"), "{why}");
+    assert!(
+        why.contains("production takes only a digest promoted from staging"),
+        "{why}"
+    );
     let why = refused(promote(&config, &request(&v2, "production", Some("staging"))).await);
     assert!(why.contains("does not run healthily in 'staging'"), "{why}");
     // Unsigned, and signed by someone else: refused before anything is looked at in Git.
@@ -87,19 +103,45 @@ async fn production_takes_only_what_staging_runs_healthily() {
     // An image no workload uses.
     let other = world.image("other", 5, Vouch::Trusted(SOURCE)).await;
     let why = refused(promote(&config, &request(&other, "staging", None)).await);
-    assert!(why.contains("no workload in environment 'staging' uses"), "{why}");
+    assert!(
+        why.contains("no workload in environment 'staging' uses"),
+        "{why}"
+    );
     assert_eq!(head(), before, "a refused promotion changed the repository");
 
     // Staging first.
-    let outcome = promote(&config, &request(&v2, "staging", None)).await.unwrap();
+    let outcome = promote(&config, &request(&v2, "staging", None))
+        .await
+        .unwrap();
     assert_eq!(outcome.changed.len(), 1);
     assert_eq!(head(), outcome.commit);
     let author = git(&bare, &["log", "-1", "--format=%an <%ae>", &outcome.commit]);
     assert_eq!(author, "Rita Release <rita@example.org>");
-    let staged = git(&bare, &["show", &format!("{}:environments/staging/promo-stg/greet.yaml", outcome.commit)]);
-    assert!(staged.starts_with("# greet in staging\n"), "comment lost:\n{staged}");
+    let staged = git(
+        &bare,
+        &[
+            "show",
+            &format!(
+                "{}:environments/staging/promo-stg/greet.yaml",
+                outcome.commit
+            ),
+        ],
+    );
+    assert!(
+        staged.starts_with("# greet in staging\n"),
+        "comment lost:\n{staged}"
+    );
     assert!(staged.contains(&v2) && !staged.contains(&v1), "{staged}");
-    let prod = git(&bare, &["show", &format!("{}:environments/production/promo-prod/greet.yaml", outcome.commit)]);
+    let prod = git(
+        &bare,
+        &[
+            "show",
+            &format!(
+                "{}:environments/production/promo-prod/greet.yaml",
+                outcome.commit
+            ),
+        ],
+    );
     assert!(prod.contains(&v1), "staging promotion touched production");
 
     let r = reconciler.sync_once("test").await.unwrap();
@@ -107,15 +149,35 @@ async fn production_takes_only_what_staging_runs_healthily() {
     assert!(r.runs_healthy("production", &v1));
 
     // Now production, from staging.
-    let outcome = promote(&config, &request(&v2, "production", Some("staging"))).await.unwrap();
+    let outcome = promote(&config, &request(&v2, "production", Some("staging")))
+        .await
+        .unwrap();
     let trailer = git(
         &bare,
-        &["log", "-1", "--format=%(trailers:key=Airlock-Verified,valueonly)", &outcome.commit],
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Airlock-Verified,valueonly)",
+            &outcome.commit,
+        ],
     );
     assert!(trailer.contains("signature by key"), "{trailer}");
-    assert!(trailer.contains(&format!("SLSA provenance by https://airlock.dev/trusted-builder/test from {SOURCE}@")), "{trailer}");
+    assert!(
+        trailer.contains(&format!(
+            "SLSA provenance by https://airlock.dev/trusted-builder/test from {SOURCE}@"
+        )),
+        "{trailer}"
+    );
     assert!(trailer.contains("healthy in staging at"), "{trailer}");
-    let image = git(&bare, &["log", "-1", "--format=%(trailers:key=Airlock-Image,valueonly)", &outcome.commit]);
+    let image = git(
+        &bare,
+        &[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Airlock-Image,valueonly)",
+            &outcome.commit,
+        ],
+    );
     assert_eq!(image.trim(), v2);
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(r.runs_healthy("production", &v2), "{r:#?}");

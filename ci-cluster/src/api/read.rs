@@ -83,6 +83,8 @@ pub(super) struct RunsQuery {
     git_ref: Option<String>,
     /// Only this change number.
     change: Option<String>,
+    /// Only this commit id.
+    commit: Option<String>,
     /// Page number, from 1 (default 1).
     #[param(minimum = 1)]
     page: Option<u32>,
@@ -131,6 +133,7 @@ pub(super) async fn list_runs(
             status,
             git_ref: non_empty(q.git_ref),
             change: non_empty(q.change),
+            commit: non_empty(q.commit),
             limit: per_page as usize + 1,
             offset: (page as usize - 1).saturating_mul(per_page as usize),
         };

@@ -83,6 +83,9 @@ impl Store {
         if let Some(change) = &filter.change {
             add("r.change_number =", Value::Text(change.clone()));
         }
+        if let Some(commit) = &filter.commit {
+            add("r.commit_id =", Value::Text(commit.clone()));
+        }
         // SQLite reads LIMIT -1 as "no limit".
         let limit = if filter.limit == 0 {
             -1

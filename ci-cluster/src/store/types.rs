@@ -207,6 +207,8 @@ pub struct RunFilter {
     pub git_ref: Option<String>,
     /// Only this change number.
     pub change: Option<String>,
+    /// Only this commit id (the trusted side's audit trace walks back by commit).
+    pub commit: Option<String>,
     /// At most this many (0: no limit; the API layer picks its own cap).
     pub limit: usize,
     /// Skip this many.

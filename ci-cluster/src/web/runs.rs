@@ -51,6 +51,7 @@ impl RunsQuery {
             change: non_empty(&self.change),
             limit: PER_PAGE + 1,
             offset: (self.page_number() - 1).saturating_mul(PER_PAGE),
+            commit: None,
         })
     }
 

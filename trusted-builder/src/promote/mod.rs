@@ -144,11 +144,19 @@ pub struct Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "promoted {} to {}", self.image, self.to)?;
+        let short = |r: &str| {
+            r.rsplit_once('@')
+                .map_or(r.to_owned(), |(_, d)| d.chars().take(19).collect())
+        };
         for u in &self.changed {
             writeln!(
                 f,
-                "  {} {} container {}: {} -> digest",
-                u.file, u.object, u.container, u.current
+                "  {} {} ({}): {} -> {}",
+                u.file,
+                u.object,
+                u.container,
+                short(&u.current),
+                short(&self.image)
             )?;
         }
         write!(

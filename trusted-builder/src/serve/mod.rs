@@ -257,8 +257,8 @@ impl Server {
         Ok(summary)
     }
 
-    fn log(&mut self, decision: Decision) -> anyhow::Result<()> {
-        self.audit.append(decision)?;
+    fn log(&mut self, record: &str, decision: Decision) -> anyhow::Result<()> {
+        self.audit.append_for(record, decision)?;
         Ok(())
     }
 
@@ -270,7 +270,7 @@ impl Server {
     ) -> anyhow::Result<Outcome> {
         eprintln!("trusted-builder: {name}: REFUSED: {reason}");
         tracing::warn!(record = name, %reason, "refused");
-        self.log(Decision::Refused { subject, reason })?;
+        self.log(name, Decision::Refused { subject, reason })?;
         Ok(Outcome::Refused)
     }
 
@@ -294,9 +294,12 @@ impl Server {
             subject.project, subject.git_ref, subject.commit, subject.job
         );
         tracing::info!(record = name, project = %subject.project, commit = %subject.commit, job = %subject.job, "accepted");
-        self.log(Decision::Accepted {
-            subject: subject.clone(),
-        })?;
+        self.log(
+            name,
+            Decision::Accepted {
+                subject: subject.clone(),
+            },
+        )?;
         let started = chrono::Utc::now();
         let rebuilt = match self.rebuilder.rebuild(&accepted, stop.child_token()).await {
             Ok(rebuilt) => rebuilt,
@@ -307,20 +310,23 @@ impl Server {
             rebuilt.reproduced
         );
         tracing::info!(record = name, reproduced = rebuilt.reproduced, differing = ?rebuilt.differing, "built");
-        self.log(Decision::Built {
-            subject: subject.clone(),
-            reproduced: rebuilt.reproduced,
-            differing: rebuilt.differing.clone(),
-            outputs: rebuilt
-                .outputs
-                .iter()
-                .map(|o| OutputDigest {
-                    path: o.path.clone(),
-                    sha256: o.sha256.clone(),
-                    size: o.size,
-                })
-                .collect(),
-        })?;
+        self.log(
+            name,
+            Decision::Built {
+                subject: subject.clone(),
+                reproduced: rebuilt.reproduced,
+                differing: rebuilt.differing.clone(),
+                outputs: rebuilt
+                    .outputs
+                    .iter()
+                    .map(|o| OutputDigest {
+                        path: o.path.clone(),
+                        sha256: o.sha256.clone(),
+                        size: o.size,
+                    })
+                    .collect(),
+            },
+        )?;
         let published = self
             .publish(name, &accepted, &rebuilt, &subject, started)
             .await;
@@ -335,10 +341,13 @@ impl Server {
                 let reason = format!("publishing failed (will retry): {e:#}");
                 eprintln!("trusted-builder: {name}: {reason}");
                 tracing::error!(record = name, %reason, "publish failed");
-                self.log(Decision::Refused {
-                    subject: Some(subject),
-                    reason,
-                })?;
+                self.log(
+                    name,
+                    Decision::Refused {
+                        subject: Some(subject),
+                        reason,
+                    },
+                )?;
                 Ok(Outcome::Retry)
             }
         }
@@ -398,11 +407,14 @@ impl Server {
                 .with_context(|| format!("pushing {reference}"))?;
             eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
             tracing::info!(record = name, image = %reference, %digest, "pushed");
-            self.log(Decision::Pushed {
-                subject: subject.clone(),
-                image: reference,
-                digest: digest.clone(),
-            })?;
+            self.log(
+                name,
+                Decision::Pushed {
+                    subject: subject.clone(),
+                    image: reference,
+                    digest: digest.clone(),
+                },
+            )?;
             sign_image(&self.registry, &self.signer, repository, &digest, None)
                 .await
                 .context("signing the image")?;
@@ -452,11 +464,14 @@ impl Server {
             .context("attaching the provenance")?;
             eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
             tracing::info!(record = name, image = %repository, %digest, "signed");
-            self.log(Decision::Signed {
-                subject: subject.clone(),
-                image: repository.to_owned(),
-                digest,
-            })?;
+            self.log(
+                name,
+                Decision::Signed {
+                    subject: subject.clone(),
+                    image: repository.to_owned(),
+                    digest,
+                },
+            )?;
         }
         if !spec.artifacts.is_empty() {
             let files = resolve_artifacts(&spec.artifacts, &resolve)?;
@@ -475,11 +490,14 @@ impl Server {
                 .with_context(|| format!("pushing {reference}"))?;
             eprintln!("trusted-builder: {name}: pushed artifacts {reference} {digest}");
             tracing::info!(record = name, artifact = %reference, %digest, "pushed");
-            self.log(Decision::Pushed {
-                subject: subject.clone(),
-                image: reference,
-                digest,
-            })?;
+            self.log(
+                name,
+                Decision::Pushed {
+                    subject: subject.clone(),
+                    image: reference,
+                    digest,
+                },
+            )?;
         }
         Ok(())
     }

@@ -41,7 +41,7 @@ pub fn service_binary() -> &'static Path {
         let src = dir.join("svc.c");
         std::fs::write(
             &src,
-            "#include <stdio.h>\n#include <unistd.h>\nint main(int c, char **v) {\n  printf(\"serving %s\\n\", c > 1 ? v[1] : \"\");\n  fflush(stdout);\n  for (;;) pause();\n}\n",
+            "#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\nstatic void stop(int s) { (void)s; _exit(0); }\nint main(int c, char **v) {\n  signal(SIGTERM, stop);\n  printf(\"serving %s\\n\", c > 1 ? v[1] : \"\");\n  fflush(stdout);\n  for (;;) pause();\n}\n",
         )
         .expect("write");
         let bin = dir.join("svc");
@@ -189,10 +189,7 @@ impl World {
 
     /// Writes `reconciler.toml` for `environments` = [(env, target, [(namespace, [sources])])]
     /// and loads it.
-    pub fn config(
-        &self,
-        environments: &[(&str, &str, &[(&str, &[&str])])],
-    ) -> (PathBuf, ReconcilerConfig) {
+    pub fn config(&self, environments: &[EnvSpec<'_>]) -> (PathBuf, ReconcilerConfig) {
         let conf = self.dir.path().join("containers.conf");
         std::fs::write(
             &conf,
@@ -234,6 +231,9 @@ impl World {
         )
     }
 }
+
+/// (environment, target, [(namespace, [allowed sources])]) for [`World::config`].
+pub type EnvSpec<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
 
 /// A Deployment of one container running `image`.
 pub fn deployment(name: &str, image: &str) -> String {

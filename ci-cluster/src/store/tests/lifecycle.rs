@@ -449,6 +449,20 @@ fn data_survives_reopening_the_file() {
         ..RunFilter::default()
     };
     assert_eq!(store.runs(&by_change).expect("runs").len(), 1);
+    let by_commit = |commit: &str| RunFilter {
+        commit: Some(commit.into()),
+        ..RunFilter::default()
+    };
+    let ids = |f: &RunFilter| {
+        store
+            .runs(f)
+            .expect("runs")
+            .iter()
+            .map(|r| r.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&by_commit(&row.event.commit)), vec![run]);
+    assert!(ids(&by_commit(&"f".repeat(40))).is_empty());
     let counts = store.counts().expect("counts");
     assert_eq!(
         (counts.events, counts.queued, counts.reports_pending),

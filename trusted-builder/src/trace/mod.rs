@@ -1,0 +1,384 @@
+//! `trusted-builder audit trace IMAGE@sha256:...`: walks back from a running workload to the
+//! review event that started it, and shows what was refused at the boundaries on the way.
+//!
+//! running (reconciler sync history, promotion commits) → image (signature and SLSA provenance
+//! verified with the trusted keys) → the builder's hash-chained decision log (accepted, built,
+//! pushed, signed) → the pass record (origin signature checked, outputs compared with the
+//! provenance) → the CI run → the review event. Each hop is gathered from its own source and
+//! printed with where it came from; a hop that cannot be established says why instead.
+
+pub mod ci;
+mod render;
+
+use std::path::PathBuf;
+
+use airlock_pipeline::record::{self, PassRecord, parse_public_key_hex};
+use airlock_pipeline::source::SourceCache;
+
+pub use self::render::render;
+use crate::audit::{self, Decision, Entry};
+use crate::oci::{Registry, RegistryConfig};
+use crate::provenance::{BYPRODUCT_CI_OUTPUT_PREFIX, Statement};
+use crate::reconcile::config::ReconcilerConfig;
+use crate::reconcile::history;
+use crate::serve::DECISIONS_FILE;
+use crate::serve::config::BuilderConfig;
+use crate::verify::{self, PublicKey};
+
+/// Where the trace reads from.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// `builder.toml`: decision log, outbox, CI origin keys.
+    pub builder: BuilderConfig,
+    /// `reconciler.toml`: sync history, environment repository mirror, trusted keys.
+    pub reconciler: Option<ReconcilerConfig>,
+    /// cosign public keys (in addition to the reconciler's trusted keys).
+    pub keys: Vec<PathBuf>,
+    /// The CI's public URL, to read the run and the review event.
+    pub ci_url: Option<String>,
+}
+
+/// Where the image runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// Environment / namespace.
+    pub place: String,
+    /// `Kind/name`.
+    pub object: String,
+    /// Health text.
+    pub health: String,
+    /// Environment-repository commit of that sync.
+    pub env_commit: String,
+    /// When.
+    pub at: String,
+}
+
+/// A commit of the environment repository that promoted the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion {
+    /// Commit.
+    pub commit: String,
+    /// Author.
+    pub author: String,
+    /// Date.
+    pub date: String,
+    /// Subject line.
+    pub subject: String,
+    /// `Airlock-Verified` trailer.
+    pub verified: String,
+}
+
+/// A refusal at a boundary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// `builder` or `reconciler`.
+    pub at: &'static str,
+    /// What was refused.
+    pub what: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub when: String,
+}
+
+/// Everything found.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// Repository.
+    pub repository: String,
+    /// Digest.
+    pub digest: String,
+    /// Where it runs (last sync).
+    pub running: Vec<Running>,
+    /// Promotions in the environment repository.
+    pub promotions: Vec<Promotion>,
+    /// Why running/promotions are unknown.
+    pub running_error: Option<String>,
+    /// Fingerprint of the key that signed, or why no signature holds.
+    pub signature: Result<String, String>,
+    /// The verified provenance, or why none.
+    pub provenance: Result<Statement, String>,
+    /// Decision-log entries about the record that produced the image.
+    pub decisions: Vec<Entry>,
+    /// Decision log: number of entries and whether the chain holds.
+    pub log_chain: Result<u64, String>,
+    /// The record's outbox name.
+    pub record_name: Option<String>,
+    /// The pass record, origin signature checked, or why not.
+    pub record: Option<Result<PassRecord, String>>,
+    /// Output digests where the record and the provenance disagree.
+    pub record_mismatch: Vec<String>,
+    /// The CI run named by the record.
+    pub ci_run: Option<Result<ci::CiRun, String>>,
+    /// Review runs of the same commit (change events).
+    pub reviews: Vec<ci::CiRun>,
+    /// Refusals at the builder and the reconciler touching this repository or project.
+    pub refused: Vec<Refused>,
+}
+
+/// Gathers the trace of `image` (`REPOSITORY@sha256:<hex>`).
+pub async fn trace(image: &str, sources: &Sources) -> anyhow::Result<Trace> {
+    let (repository, digest) = verify::parse_image(image)?;
+    let mut t = Trace {
+        repository: repository.clone(),
+        digest: digest.clone(),
+        running: Vec::new(),
+        promotions: Vec::new(),
+        running_error: None,
+        signature: Err("not checked".into()),
+        provenance: Err("not checked".into()),
+        decisions: Vec::new(),
+        log_chain: Err("not read".into()),
+        record_name: None,
+        record: None,
+        record_mismatch: Vec::new(),
+        ci_run: None,
+        reviews: Vec::new(),
+        refused: Vec::new(),
+    };
+    let reference = format!("{repository}@{digest}");
+    if let Some(rc) = &sources.reconciler {
+        running(&mut t, rc, &reference);
+    }
+
+    // Image: signature and provenance with the trusted keys.
+    let mut key_paths = sources.keys.clone();
+    if let Some(rc) = &sources.reconciler {
+        key_paths.extend(rc.trusted_keys.iter().cloned());
+    }
+    let keys =
+        crate::reconcile::admission::load_public_keys(&key_paths).map_err(anyhow::Error::msg)?;
+    let mut insecure = sources.builder.registry.insecure.clone();
+    if let Some(rc) = &sources.reconciler {
+        insecure.extend(rc.registry.insecure.iter().cloned());
+    }
+    let registry = Registry::new(&RegistryConfig { insecure })?;
+    match verify::fetch(&registry, &repository, &digest).await {
+        Err(e) => {
+            t.signature = Err(e.to_string());
+            t.provenance = Err(e.to_string());
+        }
+        Ok(fetched) => {
+            let judged = crate::reconcile::admission::judge(&fetched, &keys);
+            t.signature = match judged.signature.key {
+                Some(k) if judged.signature.ok => Ok(k),
+                _ => Err(judged.signature.error.unwrap_or_default()),
+            };
+            t.provenance = first_statement(&fetched, &keys);
+        }
+    }
+
+    // The builder's decision log: which record produced this digest.
+    let log_path = sources.builder.data_dir.join(DECISIONS_FILE);
+    t.log_chain = audit::verify_chain(&log_path)
+        .map(|(n, _)| n)
+        .map_err(|e| e.to_string());
+    let entries = audit::read_entries(&log_path).unwrap_or_default();
+    t.record_name = entries.iter().find_map(|e| match &e.decision {
+        Decision::Signed {
+            digest: d, image, ..
+        } if *d == digest && *image == repository => e.record.clone(),
+        _ => None,
+    });
+    if let Some(name) = &t.record_name {
+        t.decisions = entries
+            .iter()
+            .filter(|e| e.record.as_ref() == Some(name))
+            .cloned()
+            .collect();
+    }
+    let project = t.decisions.iter().find_map(|e| match &e.decision {
+        Decision::Accepted { subject } => Some(subject.project.clone()),
+        _ => None,
+    });
+    for e in &entries {
+        if let Decision::Refused { subject, reason } = &e.decision {
+            let related = match subject {
+                Some(s) => Some(&s.project) == project.as_ref(),
+                None => true, // not attributable to a project: show it, it may be this one
+            };
+            if related {
+                t.refused.push(Refused {
+                    at: "builder",
+                    what: e.record.clone().unwrap_or_else(|| "a record".into()),
+                    reason: reason.clone(),
+                    when: e.at.clone(),
+                });
+            }
+        }
+    }
+
+    // The pass record itself, from the outbox, with its origin signature checked.
+    if let Some(name) = &t.record_name {
+        t.record = Some(read_record(&sources.builder, name));
+    }
+    if let (Some(Ok(record)), Ok(statement)) = (&t.record, &t.provenance) {
+        t.record_mismatch = compare_outputs(record, statement);
+    }
+
+    // The CI run and the review event, from the CI's public API.
+    if let (Some(url), Some(Ok(record))) = (&sources.ci_url, &t.record) {
+        match ci::CiApi::new(url) {
+            Err(e) => t.ci_run = Some(Err(e)),
+            Ok(api) => {
+                t.ci_run = Some(api.run(&record.ci_run_id).await);
+                if let Ok(runs) = api.runs_of_commit(&record.commit).await {
+                    t.reviews = runs.into_iter().filter(|r| r.kind == "change").collect();
+                }
+            }
+        }
+    }
+    Ok(t)
+}
+
+fn first_statement(
+    fetched: &verify::Fetched,
+    keys: &[(String, PublicKey)],
+) -> Result<Statement, String> {
+    let Some(layers) = fetched.attestations.as_deref() else {
+        return Err("no attestation is attached".into());
+    };
+    let mut errors = Vec::new();
+    for (_, key) in keys {
+        match verify::verify_attestations(layers, key, &fetched.digest) {
+            Ok(s) => return Ok(s),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+fn running(t: &mut Trace, rc: &ReconcilerConfig, reference: &str) {
+    match history::read_last(&rc.data_dir, 200) {
+        Err(e) => t.running_error = Some(format!("sync history: {e}")),
+        Ok(records) => {
+            if let Some(last) = records.last() {
+                for ns in &last.namespaces {
+                    for (object, h) in &ns.health {
+                        if h.images.iter().any(|i| i == reference) {
+                            t.running.push(Running {
+                                place: format!("{}/{}", ns.environment, ns.namespace),
+                                object: object.clone(),
+                                health: match &h.health {
+                                    crate::reconcile::target::Health::Healthy => "healthy".into(),
+                                    crate::reconcile::target::Health::Progressing(d) => {
+                                        format!("progressing: {d}")
+                                    }
+                                    crate::reconcile::target::Health::Degraded(d) => {
+                                        format!("DEGRADED: {d}")
+                                    }
+                                },
+                                env_commit: last.commit.clone(),
+                                at: last.finished_at.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            // Admission refusals of this repository, newest sync first, each reason once.
+            let mut seen = std::collections::BTreeSet::new();
+            for r in records.iter().rev() {
+                for ns in &r.namespaces {
+                    for refusal in &ns.refused {
+                        for reason in &refusal.reasons {
+                            if reason.contains(&t.repository)
+                                && seen.insert((refusal.object.clone(), reason.clone()))
+                            {
+                                t.refused.push(Refused {
+                                    at: "reconciler",
+                                    what: format!(
+                                        "{}/{} {} [{}]",
+                                        ns.environment,
+                                        ns.namespace,
+                                        refusal.object,
+                                        refusal.location
+                                    ),
+                                    reason: reason.clone(),
+                                    when: r.finished_at.clone(),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    t.promotions = promotions(rc, reference).unwrap_or_default();
+}
+
+/// Commits of the reconciler's own mirror of the environment repository whose `Airlock-Image`
+/// trailer names `reference` (read with `git log`, read-only).
+fn promotions(rc: &ReconcilerConfig, reference: &str) -> Result<Vec<Promotion>, String> {
+    let mirror = SourceCache::new(rc.data_dir.join("mirror")).mirror_path(&rc.environment_repo.url);
+    let out = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&mirror)
+        .args([
+            "log",
+            "--format=%H%x1f%an <%ae>%x1f%aI%x1f%s%x1f%(trailers:key=Airlock-Image,valueonly,separator=%x2C)%x1f%(trailers:key=Airlock-Verified,valueonly,separator=%x2C)%x1e",
+            &format!("refs/heads/{}", rc.environment_repo.branch),
+        ])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .split('\x1e')
+        .filter_map(|rec| {
+            let f: Vec<&str> = rec.trim().split('\x1f').collect();
+            (f.len() == 6 && f[4].trim() == reference).then(|| Promotion {
+                commit: f[0].to_owned(),
+                author: f[1].to_owned(),
+                date: f[2].to_owned(),
+                subject: f[3].to_owned(),
+                verified: f[5].trim().to_owned(),
+            })
+        })
+        .collect())
+}
+
+fn read_record(builder: &BuilderConfig, name: &str) -> Result<PassRecord, String> {
+    // The name comes from our own log, but it still must not climb out of the outbox.
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(format!("record name {name:?} is not a plain file name"));
+    }
+    let mut keys = Vec::new();
+    for p in &builder.origin_keys {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        keys.push(parse_public_key_hex(&text).map_err(|e| format!("{}: {e}", p.display()))?);
+    }
+    let path = builder.outbox_dir.join(name);
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > record::MAX_RECORD_BYTES as u64 {
+        return Err(format!(
+            "{} is larger than a pass record may be",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    record::open(&bytes, &keys).map_err(|e| e.to_string())
+}
+
+fn compare_outputs(record: &PassRecord, statement: &Statement) -> Vec<String> {
+    let declared: std::collections::BTreeMap<String, String> = statement
+        .predicate
+        .run_details
+        .byproducts
+        .iter()
+        .filter_map(|b| {
+            let path = b
+                .name
+                .as_deref()?
+                .strip_prefix(BYPRODUCT_CI_OUTPUT_PREFIX)?;
+            Some((path.to_owned(), b.digest.get("sha256")?.clone()))
+        })
+        .collect();
+    record
+        .outputs
+        .iter()
+        .filter(|o| declared.get(&o.path) != Some(&o.sha256))
+        .map(|o| o.path.clone())
+        .collect()
+}

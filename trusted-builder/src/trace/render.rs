@@ -1,0 +1,202 @@
+//! The trace for people: one numbered hop per source, each saying where it came from.
+
+use std::fmt::Write as _;
+
+use super::Trace;
+use crate::audit::Decision;
+
+fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}
+
+/// Renders a gathered trace.
+pub fn render(t: &Trace) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "trace of {}@{}", t.repository, t.digest);
+
+    let _ = writeln!(o, "\n1. running (reconciler sync history)");
+    if let Some(e) = &t.running_error {
+        let _ = writeln!(o, "   unknown: {e}");
+    } else if t.running.is_empty() {
+        let _ = writeln!(o, "   not running anywhere at the last sync");
+    }
+    for r in &t.running {
+        let _ = writeln!(
+            o,
+            "   {} {}: {} (sync of environment commit {} at {})",
+            r.place,
+            r.object,
+            r.health,
+            short(&r.env_commit),
+            r.at
+        );
+    }
+    for p in &t.promotions {
+        let _ = writeln!(
+            o,
+            "   promoted by {} in {} ({}): {}\n     verified: {}",
+            p.author,
+            short(&p.commit),
+            p.date,
+            p.subject,
+            p.verified
+        );
+    }
+
+    let _ = writeln!(o, "\n2. image (registry, verified with the trusted keys)");
+    match &t.signature {
+        Ok(k) => {
+            let _ = writeln!(o, "   signature: valid, key {k}");
+        }
+        Err(e) => {
+            let _ = writeln!(o, "   signature: NONE VALID: {e}");
+        }
+    }
+    match &t.provenance {
+        Ok(s) => {
+            let ext = &s.predicate.build_definition.external_parameters;
+            let _ = writeln!(
+                o,
+                "   provenance: SLSA v1 by {}\n     source {} commit {} ({}), job {}\n     invocation {}, reproduced: {}",
+                s.predicate.run_details.builder.id,
+                ext.repository,
+                ext.commit,
+                ext.git_ref,
+                ext.job,
+                s.predicate.run_details.metadata.invocation_id,
+                s.reproduced().map_or("unknown".into(), |r| r.to_string())
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(o, "   provenance: NONE VALID: {e}");
+        }
+    }
+
+    let _ = writeln!(o, "\n3. trusted builder (decision log)");
+    match &t.log_chain {
+        Ok(n) => {
+            let _ = writeln!(o, "   hash chain intact ({n} entries)");
+        }
+        Err(e) => {
+            let _ = writeln!(o, "   HASH CHAIN BROKEN: {e}");
+        }
+    }
+    match &t.record_name {
+        None => {
+            let _ = writeln!(o, "   no signing of this digest is logged");
+        }
+        Some(name) => {
+            for e in &t.decisions {
+                let what = match &e.decision {
+                    Decision::Accepted { .. } => "accepted at intake".to_owned(),
+                    Decision::Built {
+                        reproduced,
+                        differing,
+                        ..
+                    } => {
+                        if *reproduced {
+                            "rebuilt hermetically: outputs equal CI's".to_owned()
+                        } else {
+                            format!(
+                                "rebuilt: outputs differ from CI's: {}",
+                                differing.join(", ")
+                            )
+                        }
+                    }
+                    Decision::Pushed { image, digest, .. } => {
+                        format!(
+                            "pushed {image} ({})",
+                            short(digest.trim_start_matches("sha256:"))
+                        )
+                    }
+                    Decision::Signed { .. } => "signed and attested".to_owned(),
+                    Decision::Refused { reason, .. } => format!("REFUSED: {reason}"),
+                };
+                let _ = writeln!(o, "   #{} {} {name}: {what}", e.seq, e.at);
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n4. pass record (outbox, origin signature checked)");
+    match &t.record {
+        None => {
+            let _ = writeln!(o, "   unknown (no record is named in the decision log)");
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(o, "   INVALID: {e}");
+        }
+        Some(Ok(r)) => {
+            let _ = writeln!(
+                o,
+                "   {} {} {} job {}: CI run {}, {} .. {}",
+                r.project, r.git_ref, r.commit, r.job, r.ci_run_id, r.started_at, r.finished_at
+            );
+            if t.record_mismatch.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "   outputs match the provenance ({} files)",
+                    r.outputs.len()
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "   OUTPUTS DIFFER from the provenance: {}",
+                    t.record_mismatch.join(", ")
+                );
+            }
+        }
+    }
+
+    let _ = writeln!(o, "\n5. CI run and review (CI public API)");
+    match &t.ci_run {
+        None => {
+            let _ = writeln!(o, "   not looked up (pass --ci-url)");
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(o, "   unknown: {e}");
+        }
+        Some(Ok(run)) => {
+            let _ = writeln!(
+                o,
+                "   run {} {}: {} {} at {} ({}, {}), {}",
+                run.id,
+                run.status,
+                run.kind,
+                run.git_ref,
+                short(&run.commit),
+                run.forge,
+                run.event,
+                run.url
+            );
+        }
+    }
+    for r in &t.reviews {
+        let _ = writeln!(
+            o,
+            "   review: change {} patchset {} \"{}\" by {}: run {} {} {}; reported {}",
+            r.change.as_deref().unwrap_or("?"),
+            r.patchset.unwrap_or(0),
+            r.title,
+            r.author,
+            r.id,
+            r.status,
+            r.event,
+            if r.reports.is_empty() {
+                "nothing yet".to_owned()
+            } else {
+                r.reports.join("; ")
+            }
+        );
+    }
+
+    if !t.refused.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nrefused at the boundaries (same project or repository)"
+        );
+        for r in &t.refused {
+            let _ = writeln!(o, "   {} {} {}: {}", r.when, r.at, r.what, r.reason);
+        }
+    }
+    o
+}
