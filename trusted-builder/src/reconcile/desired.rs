@@ -234,3 +234,32 @@ mod tests {
         assert!(dup.contains("line 2"), "{dup}");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::reconcile::manifest::{images, object_key, pinned};
+
+    /// The example environment repository in `manifests/` is what the README points people to.
+    #[test]
+    fn the_example_environment_repository_parses_and_pins_every_image() {
+        for text in [
+            include_str!(
+                "../../../manifests/environments-example/environments/staging/shop/greet.yaml"
+            ),
+            include_str!(
+                "../../../manifests/environments-example/environments/production/shop/greet.yaml"
+            ),
+        ] {
+            let docs = parse_documents(text).unwrap();
+            assert_eq!(docs.len(), 2);
+            for (_, object) in &docs {
+                object_key(object).unwrap();
+                for image in images(object) {
+                    assert!(pinned(&image.reference).is_some(), "{}", image.reference);
+                }
+            }
+        }
+    }
+}
