@@ -318,6 +318,13 @@ async fn unvouched_images_are_refused_and_never_run() {
         assert!(!pods.exists(&format!("podrefuse-{pod}")), "{pod} runs");
     }
     assert!(!pods.exists("unlisted-x"));
+    // Nothing of ours is in an unconfigured namespace: no inventory is written for it.
+    let inventories = world.dir.path().join("state/podman/inventory/staging");
+    assert!(inventories.join("podrefuse.json").exists());
+    assert!(
+        !inventories.join("unlisted.json").exists(),
+        "an inventory was written for an unconfigured namespace"
+    );
 
     // The CLI's --once exits non-zero because something was refused, and says what.
     let out = Command::new(env!("CARGO_BIN_EXE_trusted-builder"))

@@ -71,6 +71,11 @@ pub struct NamespacePlan {
     pub kept: Vec<Member>,
     /// Target failures while planning.
     pub failed: Vec<Failure>,
+    /// The namespace is configured for this environment (otherwise nothing of ours is there:
+    /// no inventory is read or written and no health is looked up).
+    pub configured: bool,
+    /// The stored inventory could not be read: it must not be overwritten.
+    pub inventory_unreadable: bool,
 }
 
 /// The plan for a whole sync.
@@ -147,6 +152,7 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
     let mut plan = NamespacePlan {
         environment: environment.to_owned(),
         namespace: namespace.to_owned(),
+        configured: ns_config.is_some(),
         ..NamespacePlan::default()
     };
     // A namespace not configured has no inventory of ours on the target: never read one.
@@ -160,6 +166,7 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
                     error: e.to_string(),
                 });
                 plan.prune_held = Some(format!("inventory unreadable: {e}"));
+                plan.inventory_unreadable = true;
                 Inventory::new(environment, namespace)
             }
         }
@@ -346,7 +353,17 @@ pub async fn execute_namespace<T: Target>(
             }
         }
     }
-    if let Err(e) = target.write_inventory(&inventory).await {
+    if !plan.configured {
+        // Nothing was admitted, so nothing of ours is there: leave the namespace untouched
+        // (a namespace dropped from the config keeps its inventory for when it comes back).
+        return result;
+    }
+    if plan.inventory_unreadable {
+        result.failed.push(Failure {
+            object: "inventory".into(),
+            error: "not rewritten: the stored inventory could not be read".into(),
+        });
+    } else if let Err(e) = target.write_inventory(&inventory).await {
         result.failed.push(Failure {
             object: "inventory".into(),
             error: e.to_string(),
