@@ -8,6 +8,7 @@
 //! 4. rewrite the references in a fresh clone, commit as the release manager with a trailer
 //!    saying what was verified, push. A refusal or a rejected push changes nothing.
 
+mod input;
 pub mod rewrite;
 
 use std::fmt;
@@ -15,14 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::Context as _;
-use serde::Serialize;
 
 use crate::oci::{Registry, RegistryConfig};
-use crate::reconcile::admission::{ProvenanceFacts, judge, load_public_keys};
+use crate::reconcile::admission::{judge, load_public_keys};
 use crate::reconcile::config::ReconcilerConfig;
 use crate::reconcile::history;
 use crate::rego::RegoPolicy;
 use crate::verify;
+
+pub use self::input::{FromFacts, ImageRef, PromotionInput, ToFacts, UseFact, Verification};
 
 /// The promotion policy shipped in the repository.
 pub const EMBEDDED_POLICY: &str = include_str!("../../../policies/promotion.rego");
@@ -42,88 +44,6 @@ pub struct Request {
     pub from: Option<String>,
     /// `Name <email>` of the release manager.
     pub author: String,
-}
-
-/// Everything the promotion policy sees.
-#[derive(Debug, Clone, Serialize)]
-pub struct PromotionInput {
-    /// [`PROMOTION_INPUT_VERSION`].
-    pub version: u32,
-    /// The image.
-    pub image: ImageRef,
-    /// What verification established.
-    pub verification: Verification,
-    /// The target environment.
-    pub to: ToFacts,
-    /// The source environment, when `--from` was given.
-    pub from: Option<FromFacts>,
-}
-
-/// `repository` and `digest`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageRef {
-    /// Repository.
-    pub repository: String,
-    /// `sha256:<hex>`.
-    pub digest: String,
-}
-
-/// Signature and provenance facts.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verification {
-    /// A trusted key signed this digest for this repository.
-    pub signature_ok: bool,
-    /// Fingerprint of that key.
-    pub signature_key: Option<String>,
-    /// Why not.
-    pub signature_error: Option<String>,
-    /// The provenance, when an attestation by a trusted key names the digest.
-    pub provenance: Option<ProvenanceFacts>,
-    /// Why not.
-    pub provenance_error: Option<String>,
-}
-
-/// One image field to change.
-#[derive(Debug, Clone, Serialize)]
-pub struct UseFact {
-    /// Repository path of the file.
-    pub file: String,
-    /// Namespace folder.
-    pub namespace: String,
-    /// `Kind/name`.
-    pub object: String,
-    /// Container.
-    pub container: String,
-    /// Current reference.
-    pub current: String,
-}
-
-/// Facts about the target environment.
-#[derive(Debug, Clone, Serialize)]
-pub struct ToFacts {
-    /// Name.
-    pub name: String,
-    /// Configured on the reconciler.
-    pub configured: bool,
-    /// Image fields naming the repository.
-    pub uses: Vec<UseFact>,
-    /// Every use already names this digest.
-    pub already_current: bool,
-    /// Namespaces (with uses) whose `allowed_sources` lack the provenance's source.
-    pub namespaces_refusing_source: Vec<String>,
-}
-
-/// Facts about the source environment.
-#[derive(Debug, Clone, Serialize)]
-pub struct FromFacts {
-    /// Name.
-    pub name: String,
-    /// Configured on the reconciler.
-    pub configured: bool,
-    /// Environment-repository commit of its last recorded sync ("none" without one).
-    pub last_sync: String,
-    /// At that sync, a member running exactly this image was healthy.
-    pub runs_healthy: bool,
 }
 
 /// A successful promotion.
