@@ -129,10 +129,32 @@ async fn signed_image_runs_is_replaced_repaired_and_pruned() {
     assert!(health.health.is_healthy(), "{health:?}");
     assert!(r.runs_healthy("staging", &first));
 
-    // Nothing changed: nothing applied.
+    // A pod that runs to completion, beside it.
+    let once = pod("batch", &first).replace(
+        "spec:\n  containers:",
+        "spec:\n  restartPolicy: Never\n  containers:",
+    ) + "    args: [\"once\"]\n";
+    world.write_manifest("staging", "podshop", "batch.yaml", &once);
+    world.commit("a one-shot pod");
+    let r = reconciler.sync_once("test").await.unwrap();
+    assert_eq!(
+        applied(&r),
+        [("create".to_owned(), "Pod/batch".to_owned())],
+        "{r:#?}"
+    );
+    for _ in 0..50 {
+        if pods.state("podshop-batch") == "Exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(pods.state("podshop-batch"), "Exited");
+
+    // Nothing changed: nothing applied (the finished one-shot pod is not run again).
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(applied(&r).is_empty(), "{r:#?}");
-    assert_eq!(r.namespaces[0].unchanged, ["Deployment/web"]);
+    assert_eq!(r.namespaces[0].unchanged, ["Pod/batch", "Deployment/web"]);
+    world.env.remove("environments/staging/podshop/batch.yaml");
 
     // Drift: someone stops the pod by hand; the next sync repairs it.
     assert!(podman(&pods.conf, &["pod", "stop", "podshop-web"]).0);

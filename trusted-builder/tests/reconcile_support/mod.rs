@@ -31,8 +31,9 @@ pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// A statically linked program that prints a line and then waits forever: a "service" that
-/// runs with no network and no libc in a scratch image. Built once per test binary.
+/// A statically linked program that prints a line and then waits forever (or exits when its
+/// second argument is `once`): a "service" that runs with no network and no libc in a scratch
+/// image. Built once per test binary.
 pub fn service_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -41,7 +42,7 @@ pub fn service_binary() -> &'static Path {
         let src = dir.join("svc.c");
         std::fs::write(
             &src,
-            "#include <signal.h>\n#include <stdio.h>\n#include <unistd.h>\nstatic void stop(int s) { (void)s; _exit(0); }\nint main(int c, char **v) {\n  signal(SIGTERM, stop);\n  printf(\"serving %s\\n\", c > 1 ? v[1] : \"\");\n  fflush(stdout);\n  for (;;) pause();\n}\n",
+            "#include <signal.h>\n#include <stdio.h>\n#include <string.h>\n#include <unistd.h>\nstatic void stop(int s) { (void)s; _exit(0); }\nint main(int c, char **v) {\n  signal(SIGTERM, stop);\n  printf(\"serving %s\\n\", c > 1 ? v[1] : \"\");\n  fflush(stdout);\n  if (c > 2 && strcmp(v[2], \"once\") == 0) return 0;\n  for (;;) pause();\n}\n",
         )
         .expect("write");
         let bin = dir.join("svc");
