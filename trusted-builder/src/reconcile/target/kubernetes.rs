@@ -4,7 +4,7 @@
 //!
 //! Tested against kube's `Client` over a scripted `tower_test` service (no API server installs
 //! here): the exact paths, query parameters and content types are asserted in
-//! `tests/reconcile_kubernetes.rs`.
+//! `tests/reconcile_kubernetes/`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
