@@ -269,6 +269,10 @@ async fn unvouched_images_are_refused_and_never_run() {
     ));
     world.write_manifest("staging", "podrefuse", "all.yaml", &text);
     world.write_manifest("staging", "unlisted", "x.yaml", &pod("x", &good));
+    world.write_manifest("staging", "Bad_Name", "y.yaml", &pod("y", &good));
+    world
+        .env
+        .write("environments/staging/stray.yaml", pod("z", &good));
     world.commit("a mixed bag");
 
     // The plan says the same and touches nothing.
@@ -285,7 +289,7 @@ async fn unvouched_images_are_refused_and_never_run() {
     );
     assert!(plan.contains("create   Pod/good"), "{plan}");
     assert!(
-        plan.contains("plan: 1 to apply, 0 to prune, 7 refused"),
+        plan.contains("plan: 1 to apply, 0 to prune, 9 refused"),
         "{plan}"
     );
     assert!(!pods.exists("podrefuse-good"), "plan applied something");
@@ -336,6 +340,14 @@ async fn unvouched_images_are_refused_and_never_run() {
         reason("Pod/x").contains("'unlisted' is not configured"),
         "{refused:#?}"
     );
+    assert!(
+        reason("environments/staging/Bad_Name/y.yaml").contains("not a DNS label"),
+        "{refused:#?}"
+    );
+    assert!(
+        reason("environments/staging/stray.yaml").contains("must sit directly in"),
+        "{refused:#?}"
+    );
     for pod in ["unsigned", "otherkey", "othersource", "tagged", "escape"] {
         assert!(!pods.exists(&format!("podrefuse-{pod}")), "{pod} runs");
     }
@@ -357,5 +369,5 @@ async fn unvouched_images_are_refused_and_never_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(stdout.contains("REFUSED Pod/unsigned"), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("7 object(s) refused"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("9 object(s) refused"));
 }

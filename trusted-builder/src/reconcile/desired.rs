@@ -153,6 +153,11 @@ pub fn read_desired(
                 ));
                 continue;
             };
+            // Folder names become namespaces, pod names and file names: DNS labels only.
+            if let Err(reason) = super::config::check_name("namespace folder", namespace) {
+                state.problems.push(problem("", reason, false));
+                continue;
+            }
             let text = match mirror.read_file(commit, &path, MAX_MANIFEST_BYTES) {
                 Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned()),
                 Ok(None) => continue,

@@ -134,6 +134,24 @@ pub async fn plan_environment<T: Target, V: ImageVerifier>(
     for namespace in namespaces {
         out.push(plan_namespace(ctx, environment, &namespace, desired).await?);
     }
+    // Files outside any usable namespace folder are reported too, under no namespace.
+    let homeless: Vec<Refusal> = desired
+        .problems
+        .iter()
+        .filter(|p| p.environment == environment && p.namespace.is_empty())
+        .map(|p| Refusal {
+            object: p.location.clone(),
+            location: p.location.clone(),
+            reasons: vec![p.reason.clone()],
+        })
+        .collect();
+    if !homeless.is_empty() {
+        out.push(NamespacePlan {
+            environment: environment.to_owned(),
+            refused: homeless,
+            ..NamespacePlan::default()
+        });
+    }
     Ok(out)
 }
 
