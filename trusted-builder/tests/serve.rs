@@ -167,12 +167,23 @@ image_repository = "{repository}"
         "{first:?}"
     );
     let artifacts_ref = format!("{repository}-artifacts:publish-{short}");
+    let Decision::Pushed {
+        image,
+        digest: artifacts_digest,
+        ..
+    } = &first[4]
+    else {
+        panic!("{first:?}")
+    };
+    assert_eq!(image, &artifacts_ref);
+    let artifacts_digest = artifacts_digest.clone();
+    let artifacts_repository = format!("{repository}-artifacts");
     assert!(
-        matches!(&first[4], Decision::Pushed { image, .. } if image == &artifacts_ref),
+        matches!(&first[5], Decision::Signed { image, digest: d, .. } if image == &artifacts_repository && d == &artifacts_digest),
         "{first:?}"
     );
-    assert_eq!(first.len(), 5, "{first:?}");
-    assert_eq!(verify_chain(&log).unwrap().0, 5);
+    assert_eq!(first.len(), 6, "{first:?}");
+    assert_eq!(verify_chain(&log).unwrap().0, 6);
 
     // In the registry: the image under its tag, its .sig and .att, the artifacts.
     let registry = Registry::new(&RegistryConfig {
@@ -220,6 +231,21 @@ image_repository = "{repository}"
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("reproduced: true"), "{stdout}");
     assert!(stdout.contains(&world.main_commit), "{stdout}");
+    // The artifacts carry a signature and provenance of their own.
+    let out = run(&[
+        "verify",
+        &format!("{artifacts_repository}@{artifacts_digest}"),
+        "--key",
+        pair.public_key.to_str().unwrap(),
+        "--insecure-registry",
+        &reg.host,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "verify of the artifacts failed: {stdout}"
+    );
+    assert!(stdout.contains(&world.main_commit), "{stdout}");
 
     // Second run: a no-op. Nothing logged, registry untouched.
     let tags = registry_tags(&reg);
@@ -229,15 +255,23 @@ image_repository = "{repository}"
         format!("greet:{}", signature_tag(&digest).unwrap()),
         format!("greet:{}", attestation_tag(&digest).unwrap()),
         format!("greet-artifacts:publish-{short}"),
+        format!(
+            "greet-artifacts:{}",
+            signature_tag(&artifacts_digest).unwrap()
+        ),
+        format!(
+            "greet-artifacts:{}",
+            attestation_tag(&artifacts_digest).unwrap()
+        ),
     ] {
         assert!(tags.contains(&tag), "{tag} not in {tags:?}");
     }
-    assert_eq!(tags.len(), 4, "{tags:?}");
+    assert_eq!(tags.len(), 6, "{tags:?}");
     let storage = reg.data_dir().join("data");
     let before = snapshot_dir(&storage);
     let out = serve_once(&config);
     assert!(out.status.success(), "second serve --once failed");
-    assert_eq!(events(&log).len(), 5, "a replay logged something");
+    assert_eq!(events(&log).len(), 6, "a replay logged something");
     assert_eq!(
         snapshot_dir(&storage),
         before,
@@ -268,13 +302,13 @@ image_repository = "{repository}"
         "{stderr}"
     );
     let all = events(&log);
-    assert_eq!(all.len(), 6, "{all:?}");
+    assert_eq!(all.len(), 7, "{all:?}");
     assert!(
-        matches!(&all[5], Decision::Refused { subject: None, reason } if reason.contains("signature does not verify")),
+        matches!(&all[6], Decision::Refused { subject: None, reason } if reason.contains("signature does not verify")),
         "{:?}",
-        all[5]
+        all[6]
     );
-    assert_eq!(verify_chain(&log).unwrap().0, 6);
+    assert_eq!(verify_chain(&log).unwrap().0, 7);
     assert_eq!(
         registry_tags(&reg),
         tags,
@@ -289,7 +323,7 @@ image_repository = "{repository}"
     // Processed names are durable: yet another run re-logs nothing.
     let out = serve_once(&config);
     assert!(out.status.success());
-    assert_eq!(events(&log).len(), 6);
+    assert_eq!(events(&log).len(), 7);
     let processed = std::fs::read_to_string(dir.join("data/processed.jsonl")).unwrap();
     assert_eq!(processed.lines().count(), 2, "{processed}");
 }

@@ -353,6 +353,66 @@ impl Server {
         }
     }
 
+    /// Signs `target` with a cosign signature and attaches its SLSA provenance, then logs it.
+    async fn sign_and_attest(
+        &mut self,
+        name: &str,
+        subject: &Subject,
+        accepted: &AcceptedRecord,
+        rebuilt: &Rebuilt,
+        started: chrono::DateTime<chrono::Utc>,
+        target: Attest<'_>,
+    ) -> anyhow::Result<()> {
+        let record = &accepted.record;
+        let (repository, digest) = (target.repository, target.digest);
+        sign_image(&self.registry, &self.signer, repository, digest, None)
+            .await
+            .with_context(|| format!("signing {repository}@{digest}"))?;
+        let statement = Statement::new(&ProvenanceInputs {
+            image_repository: repository.to_owned(),
+            image_digest: digest.to_owned(),
+            external: ExternalParameters {
+                repository: record.git_url.clone(),
+                git_ref: record.git_ref.clone(),
+                commit: record.commit.clone(),
+                job: record.job.clone(),
+            },
+            internal: InternalParameters {
+                source_date_epoch: accepted.commit_time,
+                strict_reproducibility: accepted.strict_reproducibility,
+            },
+            base_image: target.base_image,
+            builder_id: self.config.builder_id.clone(),
+            invocation_id: format!(
+                "{name}@{}",
+                started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            started_on: started,
+            finished_on: chrono::Utc::now(),
+            ci_outputs: record
+                .outputs
+                .iter()
+                .map(|o| (o.path.clone(), format!("sha256:{}", o.sha256)))
+                .collect::<BTreeMap<_, _>>(),
+            ci_log_digest: format!("sha256:{}", record.log_sha256),
+            reproduced: rebuilt.reproduced,
+        })
+        .context("provenance statement")?;
+        attest_image(&self.registry, &self.signer, repository, digest, &statement)
+            .await
+            .with_context(|| format!("attaching the provenance of {repository}@{digest}"))?;
+        eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
+        tracing::info!(record = name, image = %repository, %digest, "signed");
+        self.log(
+            name,
+            Decision::Signed {
+                subject: subject.clone(),
+                image: repository.to_owned(),
+                digest: digest.to_owned(),
+            },
+        )
+    }
+
     /// Image (push, sign, attest) and artifacts of one rebuilt record.
     async fn publish(
         &mut self,
@@ -415,63 +475,19 @@ impl Server {
                     digest: digest.clone(),
                 },
             )?;
-            sign_image(&self.registry, &self.signer, repository, &digest, None)
-                .await
-                .context("signing the image")?;
-            let statement = Statement::new(&ProvenanceInputs {
-                image_repository: repository.to_owned(),
-                image_digest: digest.clone(),
-                external: ExternalParameters {
-                    repository: record.git_url.clone(),
-                    git_ref: record.git_ref.clone(),
-                    commit: record.commit.clone(),
-                    job: record.job.clone(),
-                },
-                internal: InternalParameters {
-                    source_date_epoch: accepted.commit_time,
-                    strict_reproducibility: accepted.strict_reproducibility,
-                },
-                base_image: match &image.base {
-                    BaseImage::Scratch => None,
-                    BaseImage::Pinned { repository, digest } => {
-                        Some((repository.clone(), digest.clone()))
-                    }
-                },
-                builder_id: self.config.builder_id.clone(),
-                invocation_id: format!(
-                    "{name}@{}",
-                    started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-                ),
-                started_on: started,
-                finished_on: chrono::Utc::now(),
-                ci_outputs: record
-                    .outputs
-                    .iter()
-                    .map(|o| (o.path.clone(), format!("sha256:{}", o.sha256)))
-                    .collect::<BTreeMap<_, _>>(),
-                ci_log_digest: format!("sha256:{}", record.log_sha256),
-                reproduced: rebuilt.reproduced,
-            })
-            .context("provenance statement")?;
-            attest_image(
-                &self.registry,
-                &self.signer,
+            let base_image = match &image.base {
+                BaseImage::Scratch => None,
+                BaseImage::Pinned { repository, digest } => {
+                    Some((repository.clone(), digest.clone()))
+                }
+            };
+            let target = Attest {
                 repository,
-                &digest,
-                &statement,
-            )
-            .await
-            .context("attaching the provenance")?;
-            eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
-            tracing::info!(record = name, image = %repository, %digest, "signed");
-            self.log(
-                name,
-                Decision::Signed {
-                    subject: subject.clone(),
-                    image: repository.to_owned(),
-                    digest,
-                },
-            )?;
+                digest: &digest,
+                base_image,
+            };
+            self.sign_and_attest(name, subject, accepted, rebuilt, started, target)
+                .await?;
         }
         if !spec.artifacts.is_empty() {
             let files = resolve_artifacts(&spec.artifacts, &resolve)?;
@@ -495,12 +511,29 @@ impl Server {
                 Decision::Pushed {
                     subject: subject.clone(),
                     image: reference,
-                    digest,
+                    digest: digest.clone(),
                 },
             )?;
+            // Artifacts are vouched for like images: a cosign signature and the same
+            // provenance, so `verify` and the reconciler's checks apply to them too.
+            let repository = project.artifacts_repository();
+            let target = Attest {
+                repository: &repository,
+                digest: &digest,
+                base_image: None,
+            };
+            self.sign_and_attest(name, subject, accepted, rebuilt, started, target)
+                .await?;
         }
         Ok(())
     }
+}
+
+/// What [`Server::sign_and_attest`] vouches for.
+struct Attest<'a> {
+    repository: &'a str,
+    digest: &'a str,
+    base_image: Option<(String, String)>,
 }
 
 /// `trusted-builder serve`: loads `config_path`, then polls (or, with `once`, takes what is
