@@ -3,16 +3,19 @@
 //! every answer (including 400, 401, 404, 409, 413, 422) is validated
 //! against the server's own `/api/v1/openapi.json`.
 
-#[path = "api/harness.rs"]
-mod harness;
+#[path = "api/fixtures.rs"]
+mod fixtures;
 #[path = "api/openapi.rs"]
 mod openapi;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 
-use harness::*;
+use fixtures::*;
 use openapi::OpenApi;
 use serde_json::{Value, json};
+use support::*;
 
 /// Sends a request, checks its status and validates its JSON body against
 /// the document; returns the body.
@@ -54,7 +57,7 @@ fn wait_log_lines(server: &Server, run: i64, job: &str, n: usize) {
 #[test]
 fn every_api_response_validates_against_the_openapi_document() {
     let world = World::new();
-    let server = Server::start(&world.config());
+    let server = Server::start(&config(&world));
     let (status, doc, content_type) =
         request_full("GET", &server.url("/api/v1/openapi.json"), &[], b"");
     assert_eq!((status, content_type.as_str()), (200, "application/json"));

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::harness::*;
+use super::fixtures::*;
+use super::support::*;
 
 fn run_ids(server: &Server) -> Vec<i64> {
     let (_, page) = get(&server.url("/api/v1/runs"));
@@ -20,7 +21,7 @@ fn run_ids(server: &Server) -> Vec<i64> {
 #[test]
 fn admin_cancel_and_rerun_need_the_admin_token() {
     let world = World::new();
-    let server = Server::start(&world.config());
+    let server = Server::start(&config(&world));
     let passed = world.change_with_pipeline(&server, 1, "greet: passes", PASSING);
     assert_eq!(server.wait_final(passed)["run"]["status"], "passed");
     let sleeping = world.change_with_pipeline(&server, 2, "greet: waits", SLEEPING);

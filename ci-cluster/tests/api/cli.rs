@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::harness::*;
+use super::fixtures::*;
+use super::support::*;
 
 fn runs(server: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
@@ -26,7 +27,7 @@ fn stderr(out: &Output) -> String {
 #[test]
 fn runs_list_get_and_logs_read_the_server() {
     let world = World::new();
-    let server = Server::start(&world.config());
+    let server = Server::start(&config(&world));
     let passed = world.change_with_pipeline(&server, 1, "greet: passes", PASSING);
     let failed =
         world.change_with_pipeline(&server, 2, "greet: fails \u{1b}]0;pwned\u{7}", FAILING);
@@ -140,7 +141,7 @@ fn runs_list_get_and_logs_read_the_server() {
 #[test]
 fn runs_logs_follow_prints_lines_as_they_arrive_and_exits_with_the_run() {
     let world = World::new();
-    let server = Server::start(&world.config());
+    let server = Server::start(&config(&world));
     let run = world.change_with_pipeline(&server, 1, "greet: ticks", &ticking(8, "0.5"));
     server.wait_running(run);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ci-cluster"))

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::harness::*;
+use super::fixtures::*;
+use super::support::*;
 
 /// Families by name: (type, samples as (name with labels, value)).
 type Families = BTreeMap<String, (String, Vec<(String, f64)>)>;
@@ -79,7 +80,7 @@ fn scrape(server: &Server) -> Families {
 #[test]
 fn metrics_report_runs_queue_depth_job_durations_and_refusals() {
     let world = World::new();
-    let server = Server::start(&world.config());
+    let server = Server::start(&config(&world));
     let passed = world.change_with_pipeline(&server, 1, "greet: passes", PASSING);
     let failed = world.change_with_pipeline(&server, 2, "greet: fails", FAILING);
     server.wait_final(passed);

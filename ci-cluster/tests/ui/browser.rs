@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use super::harness::free_port;
+use super::support::free_port;
 
 /// Chromedriver and the profile directory; killed (with Chromium) on drop.
 struct Driver {

@@ -5,23 +5,26 @@
 //! Screenshots of the run pages go to `target/ui-artifacts/`.
 
 mod browser;
-mod harness;
+mod scene;
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::time::Duration;
 
 use browser::Browser;
-use harness::{HOSTILE_TITLE, World, artifacts_dir, get};
+use scene::{HOSTILE_TITLE, Scene, artifacts_dir};
 use serde_json::Value;
 use sha2::Digest;
+use support::{Fetched, fetch_get};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 #[test]
 fn reviewer_pages_render_in_chromium_and_a_running_log_follows_live() {
-    let world = World::start();
+    let world = Scene::start();
     let base = world.server.base.clone();
     let (done, live) = (world.finished, world.running);
-    world.rt.block_on(async {
+    world.block_on(async {
         let b = Browser::start().await;
 
         // `/`: every project with its latest run.
@@ -143,7 +146,7 @@ async fn save(b: &Browser, name: &str) {
     std::fs::write(artifacts_dir().join(name), png).expect("save screenshot");
 }
 
-fn assert_safe_headers(url: &str, page: &harness::Fetched) {
+fn assert_safe_headers(url: &str, page: &Fetched) {
     let header = |name: &str| {
         page.headers
             .get(name)
@@ -158,7 +161,7 @@ fn assert_safe_headers(url: &str, page: &harness::Fetched) {
 
 #[test]
 fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their_run() {
-    let world = World::start();
+    let world = Scene::start();
     let base = world.server.base.clone();
     let (done, live) = (world.finished, world.running);
     let pages = [
@@ -174,7 +177,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
     ];
     for path in &pages {
         let url = format!("{base}{path}");
-        let page = get(&url).expect("GET");
+        let page = fetch_get(&url).expect("GET");
         assert_eq!(page.status, 200, "{url}");
         assert_safe_headers(&url, &page);
         // One script element, the file; no inline style or handler anywhere.
@@ -193,7 +196,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
             "{url}"
         );
     }
-    let run_page = get(&format!("{base}/runs/{done}")).expect("GET").body;
+    let run_page = fetch_get(&format!("{base}/runs/{done}")).expect("GET").body;
     assert!(
         run_page.contains("&lt;script&gt;window.__pwned=1&lt;/script&gt;"),
         "the title is escaped"
@@ -203,7 +206,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         ("/changes/greet/999".into(), 404),
         ("/runs?status=bogus".into(), 400),
     ] {
-        let page = get(&format!("{base}{path}")).expect("GET");
+        let page = fetch_get(&format!("{base}{path}")).expect("GET");
         assert_eq!(page.status, status, "{path}");
         assert_safe_headers(&path, &page);
     }
@@ -211,7 +214,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         ("/assets/app.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
     ] {
-        let asset = get(&format!("{base}{path}")).expect("GET");
+        let asset = fetch_get(&format!("{base}{path}")).expect("GET");
         assert_eq!(asset.status, 200);
         assert!(
             asset.headers["content-type"]
@@ -227,7 +230,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
     let marker = format!("/runs/{done}/outputs/");
     let at = run_page.find(&marker).expect("a download link");
     let digest = run_page[at + marker.len()..at + marker.len() + 64].to_string();
-    let file = get(&format!("{base}/runs/{done}/outputs/{digest}")).expect("GET");
+    let file = fetch_get(&format!("{base}/runs/{done}/outputs/{digest}")).expect("GET");
     assert_eq!(file.status, 200);
     assert_eq!(hex::encode(sha2::Sha256::digest(&file.bytes)), digest);
     assert_eq!(
@@ -243,14 +246,14 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         format!("/runs/{done}/outputs/{}", "g".repeat(64)),
     ] {
         assert_eq!(
-            get(&format!("{base}{path}")).expect("GET").status,
+            fetch_get(&format!("{base}{path}")).expect("GET").status,
             404,
             "{path}"
         );
     }
 
     // The raw log is text, never HTML.
-    let raw = get(&format!("{base}/runs/{live}/jobs/live/log.txt")).expect("GET");
+    let raw = fetch_get(&format!("{base}/runs/{live}/jobs/live/log.txt")).expect("GET");
     assert!(
         raw.headers["content-type"]
             .to_str()
@@ -260,7 +263,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
     assert!(raw.body.contains("<script>window.__pwned=3</script>"));
 
     // The live stream of a finished run sends its jobs and the verdict, then ends.
-    let finished = get(&format!("{base}/runs/{done}/live")).expect("a finite stream");
+    let finished = fetch_get(&format!("{base}/runs/{done}/live")).expect("a finite stream");
     assert!(
         finished.headers["content-type"]
             .to_str()
@@ -278,7 +281,7 @@ fn every_page_is_escaped_under_a_strict_csp_and_outputs_download_only_from_their
         finished.body
     );
     // A running one sends escaped lines after the cursor it is given.
-    let lines = world.rt.block_on(read_stream_until(
+    let lines = world.block_on(read_stream_until(
         &format!("{base}/runs/{live}/live?after=1:live"),
         "__pwned=3",
     ));
