@@ -33,6 +33,29 @@ deny contains sprintf("cluster-scoped kind %s is not allowed in namespace '%s'",
 
 deny contains input.object.unsupported_by_target if input.object.unsupported_by_target != null
 
+# Images are only checked where Airlock knows to look; an unknown kind (a custom resource that
+# may start pods of its own) is refused unless the namespace lists it.
+deny contains sprintf("kind %s (%s) is not known to Airlock, so its images cannot be checked; list it in allowed_kinds of namespace '%s' only if it holds none", [input.object.kind, input.object.api_version, input.folder_namespace]) if {
+	input.version == 1
+	not input.object.kind_known
+	not input.object.kind in input.namespace.allowed_kinds
+}
+
+deny contains sprintf("%s/%s is reserved for the reconciler's inventory", [input.object.kind, input.object.name]) if {
+	input.object.reserved
+}
+
+# A signed image is not enough: a pod spec can still reach into the host.
+deny contains sprintf("pod spec reaches into the host (%s); namespace '%s' does not allow_host_access", [what, input.folder_namespace]) if {
+	some what in input.host_access
+	not input.namespace.allow_host_access
+}
+
+deny contains sprintf("podman network '%s' is not in podman_networks of namespace '%s'", [input.podman_network, input.folder_namespace]) if {
+	input.podman_network != null
+	not input.podman_network in input.namespace.podman_networks
+}
+
 deny contains sprintf("container '%s' names no image", [image.container]) if {
 	some image in input.images
 	image.reference == ""

@@ -192,11 +192,14 @@ done
 $E add -A
 $E commit -q -m "Declare greet in staging and production"
 $E push -q origin HEAD:refs/heads/main
+printf 'env-hook-token\n' > "$DEMO/env-hook.token"
+chmod 0600 "$DEMO/env-hook.token"
 cat > "$DEMO/reconciler.toml" <<TOML
 data_dir = "$DEMO/reconciler-data"
 trusted_keys = ["$DEMO/keys/cosign.pub"]
 poll_interval_secs = 30
 listen = "127.0.0.1:$HOOK_PORT"
+hook_token = { file = "$DEMO/env-hook.token" }
 
 [environment_repo]
 url = "git://127.0.0.1:$GIT_PORT/environments.git"
@@ -296,12 +299,13 @@ mv "$TAMPERED.tmp" "$TAMPERED"
 wait_for 20 grep -q 'zz-tampered.json' "$DEMO/builder-data/decisions.jsonl" || die "the tampered record was not looked at"
 grep 'zz-tampered.json: REFUSED' "$DEMO/builder.log" | cut -c1-200 | sed 's/^/    /'
 
-sync_hook() { curl -fs -X POST "http://127.0.0.1:$HOOK_PORT/hooks/env" >/dev/null; }
-wait_healthy() { # wait_healthy ENV IMAGE: the last sync shows IMAGE healthy in ENV
-    for _ in $(seq 1 150); do
+sync_hook() { curl -fs -X POST -H "Authorization: Bearer env-hook-token" "http://127.0.0.1:$HOOK_PORT/hooks/env" >/dev/null; }
+wait_healthy() { # wait_healthy ENV IMAGE: a sync after the change shows IMAGE healthy in ENV
+    for _ in $(seq 1 60); do
+        sync_hook
+        sleep 0.5
         tail -n 1 "$DEMO/reconciler-data/syncs.jsonl" 2>/dev/null | jq -e --arg e "$1" --arg i "$2" \
-            '[.namespaces[] | select(.environment == $e) | .health[] | select(.health.state == "healthy" and (.images | index($i)))] | length > 0' >/dev/null && return 0
-        sleep 0.2
+            '[.namespaces[] | select(.environment == $e) | .health[] | select(.settled and .health.state == "healthy" and (.images | index($i)))] | length > 0' >/dev/null && return 0
     done
     return 1
 }

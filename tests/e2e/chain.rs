@@ -198,6 +198,7 @@ fn the_demo_walks_the_whole_chain_and_the_boundary_holds() {
         "Verified +1 on Gerrit".into(),
         "builder zz-tampered.json: pass record signature does not verify".into(),
         "Pod/rogue".into(),
+        "the chain holds".into(),
     ] {
         assert!(trace.contains(&needle), "trace lacks {needle:?}:\n{trace}");
     }

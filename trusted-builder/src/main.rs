@@ -140,7 +140,9 @@ enum AuditCommand {
     /// compared with the provenance) -> the CI run -> the review event (from
     /// the CI's public API, only with --ci-url). Also lists what the builder and
     /// the reconciler refused for the same project or repository, and why.
-    /// Exit 1 when the image has no valid signature or provenance.
+    /// Exit 1 when any hop does not hold: no valid signature or provenance, a broken
+    /// decision-log chain, no logged signing of the digest (signed outside the builder), a
+    /// pass record that does not open or whose outputs differ from the provenance.
     Trace {
         /// The image: REGISTRY/REPOSITORY@sha256:<hex> (e.g. from `podman inspect`).
         #[arg(value_name = "IMAGE@sha256:...")]
@@ -263,8 +265,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()?;
             let t = runtime.block_on(trace::trace(&image, &sources))?;
             print!("{}", trace::render(&t));
-            if t.signature.is_err() || t.provenance.is_err() {
-                anyhow::bail!("{image} is not vouched for by a trusted key");
+            let breaks = t.breaks();
+            if !breaks.is_empty() {
+                anyhow::bail!(
+                    "the chain of {image} does not hold ({} break(s))",
+                    breaks.len()
+                );
             }
             Ok(())
         }

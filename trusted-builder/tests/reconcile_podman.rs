@@ -127,7 +127,8 @@ async fn signed_image_runs_is_replaced_repaired_and_pruned() {
     assert!(logs.contains("serving web"), "{logs}");
     let health = &r.namespaces[0].health["Deployment/web"];
     assert!(health.health.is_healthy(), "{health:?}");
-    assert!(r.runs_healthy("staging", &first));
+    // Just started: healthy, but not yet settled enough to promote from.
+    assert!(!health.settled && !r.runs_healthy("staging", &first));
 
     // A pod that runs to completion, beside it.
     let once = pod("batch", &first).replace(
@@ -154,6 +155,8 @@ async fn signed_image_runs_is_replaced_repaired_and_pruned() {
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(applied(&r).is_empty(), "{r:#?}");
     assert_eq!(r.namespaces[0].unchanged, ["Pod/batch", "Deployment/web"]);
+    // Still running one sync after it was applied: now it counts.
+    assert!(r.runs_healthy("staging", &first));
     world.env.remove("environments/staging/podshop/batch.yaml");
 
     // Drift: someone stops the pod by hand; the next sync repairs it.
@@ -268,6 +271,20 @@ async fn unvouched_images_are_refused_and_never_run() {
         )
     ));
     world.write_manifest("staging", "podrefuse", "all.yaml", &text);
+    // Signed images, but pod specs that reach into the host or pick a network.
+    let root = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: hostroot}}\nspec:\n  volumes:\n  - {{name: root, hostPath: {{path: /}}}}\n  containers:\n  - name: c\n    image: {good}\n    securityContext: {{privileged: true}}\n"
+    );
+    let net = pod("net", &good).replace(
+        "  name: net\n",
+        "  name: net\n  annotations: {airlock.dev/podman-network: host}\n",
+    );
+    world.write_manifest(
+        "staging",
+        "podrefuse",
+        "host.yaml",
+        &format!("{root}---\n{net}"),
+    );
     world.write_manifest("staging", "unlisted", "x.yaml", &pod("x", &good));
     world.write_manifest("staging", "Bad_Name", "y.yaml", &pod("y", &good));
     world
@@ -289,7 +306,7 @@ async fn unvouched_images_are_refused_and_never_run() {
     );
     assert!(plan.contains("create   Pod/good"), "{plan}");
     assert!(
-        plan.contains("plan: 1 to apply, 0 to prune, 9 refused"),
+        plan.contains("plan: 1 to apply, 0 to prune, 11 refused"),
         "{plan}"
     );
     assert!(!pods.exists("podrefuse-good"), "plan applied something");
@@ -340,6 +357,15 @@ async fn unvouched_images_are_refused_and_never_run() {
         reason("Pod/x").contains("'unlisted' is not configured"),
         "{refused:#?}"
     );
+    let host = reason("Pod/hostroot");
+    assert!(
+        host.contains("container 'c' is privileged") && host.contains("mounts the host path /"),
+        "{refused:#?}"
+    );
+    assert!(
+        reason("Pod/net").contains("podman network 'host' is not in podman_networks"),
+        "{refused:#?}"
+    );
     assert!(
         reason("environments/staging/Bad_Name/y.yaml").contains("not a DNS label"),
         "{refused:#?}"
@@ -348,7 +374,15 @@ async fn unvouched_images_are_refused_and_never_run() {
         reason("environments/staging/stray.yaml").contains("must sit directly in"),
         "{refused:#?}"
     );
-    for pod in ["unsigned", "otherkey", "othersource", "tagged", "escape"] {
+    for pod in [
+        "unsigned",
+        "otherkey",
+        "othersource",
+        "tagged",
+        "escape",
+        "hostroot",
+        "net",
+    ] {
         assert!(!pods.exists(&format!("podrefuse-{pod}")), "{pod} runs");
     }
     assert!(!pods.exists("unlisted-x"));
@@ -369,5 +403,5 @@ async fn unvouched_images_are_refused_and_never_run() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(stdout.contains("REFUSED Pod/unsigned"), "{stdout}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("9 object(s) refused"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("11 object(s) refused"));
 }

@@ -74,6 +74,7 @@ async fn production_takes_only_what_staging_runs_healthily() {
     );
     world.commit("greet v1 everywhere");
     let reconciler = Reconciler::open(config.clone()).await.unwrap();
+    reconciler.sync_once("test").await.unwrap();
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(
         r.runs_healthy("staging", &v1) && r.runs_healthy("production", &v1),
@@ -144,6 +145,12 @@ async fn production_takes_only_what_staging_runs_healthily() {
     );
     assert!(prod.contains(&v1), "staging promotion touched production");
 
+    // Applied in staging, but just started: production still refuses it.
+    let r = reconciler.sync_once("test").await.unwrap();
+    assert!(!r.runs_healthy("staging", &v2), "{r:#?}");
+    let why = refused(promote(&config, &request(&v2, "production", Some("staging"))).await);
+    assert!(why.contains("does not run healthily in 'staging'"), "{why}");
+    // One sync later it is still up: settled.
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(r.runs_healthy("staging", &v2), "{r:#?}");
     assert!(r.runs_healthy("production", &v1));
@@ -179,6 +186,7 @@ async fn production_takes_only_what_staging_runs_healthily() {
         ],
     );
     assert_eq!(image.trim(), v2);
+    reconciler.sync_once("test").await.unwrap();
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(r.runs_healthy("production", &v2), "{r:#?}");
 

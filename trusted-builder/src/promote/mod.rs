@@ -109,6 +109,28 @@ pub fn load_policy(path: Option<&Path>) -> Result<RegoPolicy, crate::rego::Polic
     )
 }
 
+/// Git's messages may echo a remote URL with `user:password@` in it: never print that.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***@");
+                rest = &tail[at + 1..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .arg("-C")
@@ -121,7 +143,7 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         anyhow::bail!(
             "git {} failed: {}",
             args.first().copied().unwrap_or(""),
-            String::from_utf8_lossy(&out.stderr).trim()
+            redact_userinfo(String::from_utf8_lossy(&out.stderr).trim())
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -147,13 +169,18 @@ pub fn parse_author(author: &str) -> Result<(String, String), String> {
 fn find_uses(checkout: &Path, env: &str, repository: &str) -> anyhow::Result<Vec<UseFact>> {
     let root = checkout.join("environments").join(env);
     let mut out = Vec::new();
+    if !std::fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+        return Ok(out);
+    }
     let Ok(namespaces) = std::fs::read_dir(&root) else {
         return Ok(out);
     };
+    // Symlinks are not followed (the reconciler ignores them too): a rewrite must never
+    // write outside the clone.
     let mut dirs: Vec<PathBuf> = namespaces
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir())
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
         .collect();
     dirs.sort();
     for dir in dirs {
@@ -237,7 +264,7 @@ pub async fn promote(
     if !out.status.success() {
         return Err(anyhow::anyhow!(
             "could not clone the environment repository: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            redact_userinfo(String::from_utf8_lossy(&out.stderr).trim())
         )
         .into());
     }
@@ -394,6 +421,20 @@ pub async fn promote_from_config(path: &Path, request: &Request) -> Result<Outco
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn credentials_in_git_messages_are_redacted() {
+        assert_eq!(
+            redact_userinfo(
+                "fatal: unable to access 'https://rm:hunter2@git.example/env.git/': 403"
+            ),
+            "fatal: unable to access 'https://***@git.example/env.git/': 403"
+        );
+        assert_eq!(
+            redact_userinfo("git://h/x and ssh://a@b/c"),
+            "git://h/x and ssh://***@b/c"
+        );
+    }
 
     #[test]
     fn authors_must_be_name_and_email() {

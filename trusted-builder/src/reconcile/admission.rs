@@ -14,7 +14,11 @@ use serde::Serialize;
 
 use super::config::NamespaceConfig;
 use super::desired::DesiredObject;
-use super::manifest::{declared_namespace, images, is_cluster_scoped, pinned};
+use super::manifest::{
+    declared_namespace, host_access, images, is_cluster_scoped, is_known_kind, pinned,
+};
+use super::target::kubernetes::INVENTORY_CONFIGMAP;
+use super::target::podman::NETWORK_ANNOTATION;
 use crate::oci::Registry;
 use crate::rego::{PolicyError, RegoPolicy};
 use crate::verify::{self, PublicKey};
@@ -39,6 +43,10 @@ pub struct AdmissionInput {
     pub namespace: NamespaceFacts,
     /// One entry per container image.
     pub images: Vec<ImageFacts>,
+    /// What the pod spec asks of the host (privileged, host namespaces, hostPath, ...).
+    pub host_access: Vec<String>,
+    /// The podman network the object's annotation asks for, if any.
+    pub podman_network: Option<String>,
 }
 
 /// Facts about the object itself.
@@ -56,6 +64,10 @@ pub struct ObjectFacts {
     pub cluster_scoped: bool,
     /// The target cannot carry this kind (podman runs Pods and Deployments only).
     pub unsupported_by_target: Option<String>,
+    /// Airlock knows where this kind keeps its images (or that it has none).
+    pub kind_known: bool,
+    /// The name is reserved for the reconciler's own objects (the inventory ConfigMap).
+    pub reserved: bool,
 }
 
 /// The namespace's configuration, as the policy sees it.
@@ -67,6 +79,12 @@ pub struct NamespaceFacts {
     pub allowed_sources: Vec<String>,
     /// Cluster-scoped kinds allowed.
     pub allow_cluster_scoped: bool,
+    /// Host access allowed.
+    pub allow_host_access: bool,
+    /// Unknown kinds admitted anyway.
+    pub allowed_kinds: Vec<String>,
+    /// Podman networks allowed.
+    pub podman_networks: Vec<String>,
 }
 
 /// What was established about one image.
@@ -333,6 +351,8 @@ pub async fn gather<V: ImageVerifier>(
             namespace: declared_namespace(&object.object).map(str::to_owned),
             cluster_scoped: is_cluster_scoped(&object.key.kind),
             unsupported_by_target,
+            kind_known: is_known_kind(&object.key.kind),
+            reserved: object.key.kind == "ConfigMap" && object.key.name == INVENTORY_CONFIGMAP,
         },
         namespace: NamespaceFacts {
             configured: namespace.is_some(),
@@ -340,7 +360,21 @@ pub async fn gather<V: ImageVerifier>(
                 .map(|n| n.allowed_sources.clone())
                 .unwrap_or_default(),
             allow_cluster_scoped: namespace.is_some_and(|n| n.allow_cluster_scoped),
+            allow_host_access: namespace.is_some_and(|n| n.allow_host_access),
+            allowed_kinds: namespace
+                .map(|n| n.allowed_kinds.clone())
+                .unwrap_or_default(),
+            podman_networks: namespace
+                .map(|n| n.podman_networks.clone())
+                .unwrap_or_default(),
         },
         images: image_facts,
+        host_access: host_access(&object.object),
+        podman_network: object
+            .object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(NETWORK_ANNOTATION))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
     }
 }

@@ -6,7 +6,7 @@
 //! trusted_keys = ["/etc/airlock/cosign.pub"]  # images must be signed by one of these
 //! poll_interval_secs = 30                     # default 30
 //! listen = "127.0.0.1:8480"                   # POST /hooks/env syncs at once; omit for no port
-//! # hook_token = { file = "/etc/airlock/env-hook.token" }  # bearer token the hook must carry
+//! hook_token = { file = "/etc/airlock/env-hook.token" }    # required with listen
 //! # admission_policy = "/etc/airlock/admission.rego"       # default: embedded policies/admission.rego
 //! # promotion_policy = "/etc/airlock/promotion.rego"       # default: embedded policies/promotion.rego
 //!
@@ -63,8 +63,7 @@ pub struct ReconcilerConfig {
     /// Address of the hook listener (`POST /hooks/env`); none when absent.
     #[serde(default)]
     pub listen: Option<String>,
-    /// Bearer token the hook must carry; without one the hook only triggers a fetch from the
-    /// configured URL, which any caller could cause by waiting for the next poll anyway.
+    /// Bearer token the hook must carry; required when `listen` is set.
     #[serde(default)]
     pub hook_token: Option<SecretSource>,
     /// A Rego admission policy replacing the embedded one.
@@ -125,6 +124,18 @@ pub struct NamespaceConfig {
     /// Admit cluster-scoped kinds (Namespace, ClusterRole, ...) from this folder.
     #[serde(default)]
     pub allow_cluster_scoped: bool,
+    /// Admit pod specs that reach into the host (privileged, host namespaces, hostPath,
+    /// added capabilities, host ports). Off: anyone who can write the environment repository
+    /// could otherwise get a root shell on the target with any signed image.
+    #[serde(default)]
+    pub allow_host_access: bool,
+    /// Kinds Airlock does not know (custom resources) admitted here anyway, by `kind`. Their
+    /// images, if any, are NOT checked: list only kinds known to hold none.
+    #[serde(default)]
+    pub allowed_kinds: Vec<String>,
+    /// Podman networks the `airlock.dev/podman-network` annotation may choose (default: none).
+    #[serde(default)]
+    pub podman_networks: Vec<String>,
 }
 
 /// `[podman]`.
@@ -192,6 +203,11 @@ impl ReconcilerConfig {
         if self.poll_interval_secs == 0 {
             return Err("poll_interval_secs must be at least 1".into());
         }
+        if self.listen.is_some() && self.hook_token.is_none() {
+            return Err(
+                "listen is set but hook_token is not: the hook must be authenticated".into(),
+            );
+        }
         let mut podman_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
         for (env, e) in &self.environments {
             check_name("environment", env)?;
@@ -205,6 +221,17 @@ impl ReconcilerConfig {
                     return Err(format!(
                         "namespace {ns:?} is in podman environments {other:?} and {env:?}; \
                              on one host each namespace may belong to one environment"
+                    ));
+                }
+            }
+        }
+        // Pods are named <namespace>-<name>: with namespaces `shop` and `shop-prod`, the pod
+        // `shop-prod-web` could be either's. Refuse such pairs so every pod name has one owner.
+        for a in podman_namespaces.keys() {
+            for b in podman_namespaces.keys() {
+                if b.starts_with(&format!("{a}-")) {
+                    return Err(format!(
+                        "podman namespaces {a:?} and {b:?}: pod names <namespace>-<name> would be ambiguous; rename one"
                     ));
                 }
             }
@@ -296,5 +323,10 @@ allowed_sources = ["git://127.0.0.1/svc"]
         );
         let e = ReconcilerConfig::parse(&shared, Path::new("/")).unwrap_err();
         assert!(e.contains("one environment"), "{e}");
+        let prefix = format!(
+            "{BASE}\n[environments.prod]\ntarget = \"podman\"\n[environments.prod.namespaces.shop-prod]\nallowed_sources = []\n"
+        );
+        let e = ReconcilerConfig::parse(&prefix, Path::new("/")).unwrap_err();
+        assert!(e.contains("ambiguous"), "{e}");
     }
 }

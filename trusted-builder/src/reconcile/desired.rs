@@ -12,6 +12,10 @@ use super::manifest::{ObjectKey, object_key};
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// Most files under one environment folder.
 pub const MAX_FILES: usize = 10_000;
+/// Most manifest bytes read in one sync, all environments together.
+pub const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Most objects in one sync, all environments together.
+pub const MAX_OBJECTS: usize = 20_000;
 
 /// One object from the repository, as written there.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +134,15 @@ pub fn read_desired(
         commit: commit.to_string(),
         ..DesiredState::default()
     };
+    // A hostile or mistaken commit must not exhaust memory: the whole desired state is bounded,
+    // and going over fails the sync (nothing applied, nothing pruned) instead of a partial view.
+    let too_big = |what: String| SourceError::Repository {
+        action: format!("read the desired state at {commit}"),
+        repo: mirror.path().to_path_buf(),
+        message: what,
+    };
+    let mut total_bytes = 0u64;
+    let mut total_objects = 0usize;
     for env in environments {
         let root = format!("environments/{env}");
         for rel in mirror.list_files(commit, &root, MAX_FILES)? {
@@ -159,8 +172,18 @@ pub fn read_desired(
                 continue;
             }
             let text = match mirror.read_file(commit, &path, MAX_MANIFEST_BYTES) {
-                Ok(Some(bytes)) => String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned()),
-                Ok(None) => continue,
+                Ok(Some(bytes)) => {
+                    total_bytes += bytes.len() as u64;
+                    if total_bytes > MAX_TOTAL_BYTES {
+                        return Err(too_big(format!(
+                            "more than {MAX_TOTAL_BYTES} bytes of manifests"
+                        )));
+                    }
+                    String::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())
+                }
+                // Listed but not found by that name: a path that is not valid UTF-8. Its
+                // objects are unknown, so pruning this namespace waits.
+                Ok(None) => Err("the file name is not valid UTF-8".to_owned()),
                 Err(SourceError::FileTooLarge { size, max, .. }) => {
                     Err(format!("{size} bytes (limit {max})"))
                 }
@@ -178,6 +201,10 @@ pub fn read_desired(
                 .objects
                 .entry(((*env).to_owned(), (*namespace).to_owned()))
                 .or_default();
+            total_objects += docs.len();
+            if total_objects > MAX_OBJECTS {
+                return Err(too_big(format!("more than {MAX_OBJECTS} objects")));
+            }
             for (document, object) in docs {
                 let key = match object_key(&object) {
                     Ok(k) => k,

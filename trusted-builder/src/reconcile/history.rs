@@ -97,6 +97,10 @@ pub struct MemberHealth {
     pub health: Health,
     /// Images (`REPO@sha256:...`).
     pub images: Vec<String>,
+    /// Not applied or failed in this sync: the health was seen at least one sync after the
+    /// change, so a container that crashes right after starting does not count as healthy.
+    #[serde(default)]
+    pub settled: bool,
 }
 
 impl SyncRecord {
@@ -112,13 +116,14 @@ impl SyncRecord {
         })
     }
 
-    /// True when `image` runs healthily somewhere in `environment` at this sync.
+    /// True when `image` runs healthily somewhere in `environment` at this sync, on an object
+    /// that this sync did not (re)apply: healthy one sync after the change, not just started.
     pub fn runs_healthy(&self, environment: &str, image: &str) -> bool {
         self.namespaces
             .iter()
             .filter(|n| n.environment == environment)
             .flat_map(|n| n.health.values())
-            .any(|h| h.health.is_healthy() && h.images.iter().any(|i| i == image))
+            .any(|h| h.settled && h.health.is_healthy() && h.images.iter().any(|i| i == image))
     }
 }
 
@@ -176,6 +181,7 @@ mod tests {
                     MemberHealth {
                         health: Health::Healthy,
                         images: vec!["r@sha256:1".into()],
+                        settled: true,
                     },
                 )]),
                 ..NamespaceResult::default()

@@ -115,6 +115,101 @@ pub fn is_cluster_scoped(kind: &str) -> bool {
     )
 }
 
+/// Built-in kinds that hold no pod spec (so no image) and are safe to carry unchanged.
+pub fn is_known_without_pod_spec(kind: &str) -> bool {
+    matches!(
+        kind,
+        "ConfigMap"
+            | "Secret"
+            | "Service"
+            | "ServiceAccount"
+            | "Role"
+            | "RoleBinding"
+            | "Ingress"
+            | "NetworkPolicy"
+            | "PersistentVolumeClaim"
+            | "HorizontalPodAutoscaler"
+            | "PodDisruptionBudget"
+            | "LimitRange"
+            | "ResourceQuota"
+            | "Endpoints"
+            | "EndpointSlice"
+    )
+}
+
+/// A kind whose images Airlock knows how to find (or that has none).
+pub fn is_known_kind(kind: &str) -> bool {
+    pod_spec_pointer(kind).is_some() || is_known_without_pod_spec(kind) || is_cluster_scoped(kind)
+}
+
+/// What the pod spec asks of the host: privileged containers, host namespaces, host paths,
+/// added capabilities. Each is a way out of the container for anyone who can write the
+/// environment repository, whatever image runs; the admission policy refuses them unless the
+/// namespace allows host access.
+pub fn host_access(object: &Value) -> Vec<String> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let Some(spec) = pod_spec_pointer(kind).and_then(|p| object.pointer(p)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for field in ["hostNetwork", "hostPID", "hostIPC"] {
+        if spec.get(field).and_then(Value::as_bool) == Some(true) {
+            out.push(format!("{field}: true"));
+        }
+    }
+    for v in spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(path) = v.pointer("/hostPath/path").and_then(Value::as_str) {
+            let name = v.get("name").and_then(Value::as_str).unwrap_or("");
+            out.push(format!("volume '{name}' mounts the host path {path}"));
+        }
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for c in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = c.get("name").and_then(Value::as_str).unwrap_or("");
+            let sc = c.get("securityContext");
+            if sc
+                .and_then(|s| s.get("privileged"))
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                out.push(format!("container '{name}' is privileged"));
+            }
+            let added = sc
+                .and_then(|s| s.pointer("/capabilities/add"))
+                .and_then(Value::as_array)
+                .filter(|a| !a.is_empty());
+            if let Some(added) = added {
+                let caps: Vec<&str> = added.iter().filter_map(Value::as_str).collect();
+                out.push(format!(
+                    "container '{name}' adds capabilities {}",
+                    caps.join(", ")
+                ));
+            }
+            for p in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if p.get("hostPort").is_some() {
+                    out.push(format!("container '{name}' binds a host port"));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// One container image named by an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageUse {
@@ -153,6 +248,26 @@ pub fn images(object: &Value) -> Vec<ImageUse> {
         return Vec::new();
     };
     let mut out = Vec::new();
+    // Image volumes (`volumes[].image.reference`) run no process but put an image's files in
+    // front of one: they are checked like containers.
+    if let Some(volumes) = spec.get("volumes").and_then(Value::as_array) {
+        for (i, v) in volumes.iter().enumerate() {
+            if let Some(image) = v.get("image") {
+                out.push(ImageUse {
+                    path: format!("{spec_ptr}/volumes/{i}/image/reference"),
+                    container: format!(
+                        "volume {}",
+                        v.get("name").and_then(Value::as_str).unwrap_or("")
+                    ),
+                    reference: image
+                        .get("reference")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                });
+            }
+        }
+    }
     for list in ["containers", "initContainers", "ephemeralContainers"] {
         let Some(containers) = spec.get(list).and_then(Value::as_array) else {
             continue;
@@ -193,8 +308,13 @@ pub fn pinned(reference: &str) -> Option<(&str, &str)> {
 /// The object as it will be applied: the folder's namespace set and Airlock's labels added.
 pub fn prepared(object: &Value, namespace: Option<&str>, environment: &str) -> Value {
     let mut out = object.clone();
+    let cluster_scoped = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(is_cluster_scoped);
     if let Some(meta) = out.get_mut("metadata").and_then(Value::as_object_mut) {
-        if let Some(ns) = namespace {
+        // A cluster-scoped object has no namespace: setting one would read as drift forever.
+        if let Some(ns) = namespace.filter(|_| !cluster_scoped) {
             meta.insert("namespace".into(), Value::String(ns.to_owned()));
         }
         let labels = meta
@@ -274,6 +394,41 @@ mod tests {
             "/spec/jobTemplate/spec/template/spec/containers/0/image"
         );
         assert!(images(&json!({"kind": "ConfigMap"})).is_empty());
+    }
+
+    #[test]
+    fn host_access_is_found_in_every_container_list() {
+        let pod = json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "hostNetwork": true, "hostPID": false,
+            "volumes": [{"name": "root", "hostPath": {"path": "/"}}, {"name": "e", "emptyDir": {}}],
+            "initContainers": [{"name": "i", "securityContext": {"privileged": true}}],
+            "containers": [{"name": "c", "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}},
+                            "ports": [{"containerPort": 80, "hostPort": 80}]}]}}}});
+        assert_eq!(
+            host_access(&pod),
+            [
+                "hostNetwork: true",
+                "volume 'root' mounts the host path /",
+                "container 'c' adds capabilities SYS_ADMIN",
+                "container 'c' binds a host port",
+                "container 'i' is privileged",
+            ]
+        );
+        assert!(
+            host_access(&json!({"kind": "Pod", "spec": {"containers": [{"name": "c"}]}}))
+                .is_empty()
+        );
+        let vol = json!({"kind": "Pod", "spec": {"volumes": [{"name": "m", "image": {"reference": "x"}}],
+            "containers": [{"name": "c", "image": "y"}]}});
+        let refs: Vec<_> = images(&vol)
+            .into_iter()
+            .map(|i| (i.container, i.reference))
+            .collect();
+        assert_eq!(
+            refs,
+            [("volume m".into(), "x".into()), ("c".into(), "y".into())]
+        );
+        assert!(!is_known_kind("Rollout") && is_known_kind("Service") && is_known_kind("CronJob"));
     }
 
     #[test]

@@ -328,6 +328,19 @@ pub fn hook_router(wake: Arc<Notify>, token: Option<Secret>) -> axum::Router {
 /// `once`, sync once and return (non-zero when anything was refused or failed).
 pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
     let config = ReconcilerConfig::load(config_path)?;
+    // One reconciler per data directory: two would apply and prune over each other.
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("could not create {}", config.data_dir.display()))?;
+    let lock_path = config.data_dir.join("reconciler.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("could not open {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        anyhow::bail!(
+            "another reconciler is running on {} (it holds {})",
+            config.data_dir.display(),
+            lock_path.display()
+        );
+    }
     let reconciler = Reconciler::open(config).await?;
     if once {
         let record = reconciler.sync_once("once").await?;
@@ -343,6 +356,9 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
     let config = reconciler.config().clone();
     if let Some(listen) = &config.listen {
         let token = config.hook_token.as_ref().map(|s| s.load()).transpose()?;
+        if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+            anyhow::bail!("hook_token is empty: the hook would accept anyone");
+        }
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("could not listen on {listen}"))?;

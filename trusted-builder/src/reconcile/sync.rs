@@ -48,6 +48,9 @@ pub struct PlannedApply {
     pub hash: String,
     /// Why.
     pub action: Action,
+    /// The inventory member it replaces, if any: kept when the apply fails, so the record never
+    /// claims a version runs that the target refused.
+    pub previous: Option<Member>,
 }
 
 /// The plan for one (environment, namespace).
@@ -247,7 +250,9 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
                 plan.kept.extend(old.cloned());
                 continue;
             }
-            Ok(Observed::NotOwned) if old.is_none() => {
+            Ok(Observed::NotOwned) => {
+                // Someone else's object (or ours with Airlock's labels taken off): never taken
+                // over. A member stays in the inventory, where prune will not delete it either.
                 plan.refused.push(Refusal {
                     object: object.key.to_string(),
                     location: object.location(),
@@ -256,6 +261,7 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
                         object.key
                     )],
                 });
+                plan.kept.extend(old.cloned());
                 continue;
             }
             Ok(Observed::Missing) if old.is_none() => Action::Create,
@@ -268,7 +274,6 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
                 ));
                 continue;
             }
-            Ok(Observed::NotOwned) => Action::Repair("Airlock's labels were removed".into()),
             Ok(Observed::Differs(what)) => match old {
                 Some(m) if m.hash == hash => Action::Repair(what),
                 _ => Action::Update,
@@ -279,6 +284,7 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
             prepared: ready,
             hash,
             action,
+            previous: old.cloned(),
         });
     }
     for (name, m) in &inventory.members {
@@ -309,17 +315,51 @@ pub async fn execute_namespace<T: Target>(
         ..NamespaceResult::default()
     };
     let mut inventory = Inventory::new(&plan.environment, &plan.namespace);
+    for m in plan.unchanged {
+        result.unchanged.push(m.key.to_string());
+        inventory.members.insert(m.key.to_string(), m);
+    }
+    for m in plan.kept {
+        inventory.members.insert(m.key.to_string(), m);
+    }
+    // Nothing is created without a record of it: the inventory is written ahead with every
+    // object about to be applied, so a crash mid-sync leaves no object that prune forgets.
+    // Without a readable inventory nothing is applied at all.
+    let mut apply = plan.apply;
+    if !apply.is_empty() && plan.configured {
+        let blocked = if plan.inventory_unreadable {
+            Some("not applied: the stored inventory could not be read".to_owned())
+        } else {
+            let mut ahead = inventory.clone();
+            for m in &plan.prune {
+                ahead.members.insert(m.key.to_string(), m.clone());
+            }
+            for step in &apply {
+                let m = member(&step.object, &step.hash, commit);
+                ahead.members.insert(m.key.to_string(), m);
+            }
+            target
+                .write_inventory(&ahead)
+                .await
+                .err()
+                .map(|e| format!("not applied: the inventory could not be written ahead: {e}"))
+        };
+        if let Some(why) = blocked {
+            for step in apply.drain(..) {
+                result.failed.push(Failure {
+                    object: step.object.key.to_string(),
+                    error: why.clone(),
+                });
+                if let Some(m) = step.previous {
+                    inventory.members.insert(m.key.to_string(), m);
+                }
+            }
+        }
+    }
     let mut keep = |m: Member| {
         inventory.members.insert(m.key.to_string(), m);
     };
-    for m in plan.unchanged {
-        result.unchanged.push(m.key.to_string());
-        keep(m);
-    }
-    for m in plan.kept {
-        keep(m);
-    }
-    for step in plan.apply {
+    for step in apply {
         let key = step.object.key.clone();
         match target
             .apply(&plan.namespace, &key, &step.prepared, &step.hash)
@@ -344,8 +384,12 @@ pub async fn execute_namespace<T: Target>(
                     object: key.to_string(),
                     error: e.to_string(),
                 });
-                // Whatever it was, it may be partly there: stay responsible for it.
-                keep(member(&step.object, &step.hash, commit));
+                // What ran before still runs: keep its member (and so its images in the health
+                // report). A failed create may be partly there: stay responsible for it.
+                keep(
+                    step.previous
+                        .unwrap_or_else(|| member(&step.object, &step.hash, commit)),
+                );
             }
         }
     }
@@ -387,6 +431,12 @@ pub async fn execute_namespace<T: Target>(
             error: e.to_string(),
         });
     }
+    let touched: BTreeSet<String> = result
+        .applied
+        .iter()
+        .map(|c| c.object.clone())
+        .chain(result.failed.iter().map(|f| f.object.clone()))
+        .collect();
     for (name, m) in &inventory.members {
         let health = match target.health(&plan.namespace, &m.key).await {
             Ok(h) => h,
@@ -397,6 +447,7 @@ pub async fn execute_namespace<T: Target>(
             MemberHealth {
                 health,
                 images: m.images.clone(),
+                settled: !touched.contains(name),
             },
         );
     }

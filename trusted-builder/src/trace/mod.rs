@@ -116,6 +116,41 @@ pub struct Trace {
     pub refused: Vec<Refused>,
 }
 
+impl Trace {
+    /// Every reason the chain does not hold end to end (empty: it holds). A valid signature
+    /// whose signing is not in the decision log is the sign of a key used outside the builder.
+    pub fn breaks(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = &self.signature {
+            out.push(format!("no valid signature: {e}"));
+        }
+        if let Err(e) = &self.provenance {
+            out.push(format!("no valid provenance: {e}"));
+        }
+        if let Err(e) = &self.log_chain {
+            out.push(format!("the decision log's hash chain is broken: {e}"));
+        }
+        if self.record_name.is_none() {
+            out.push(
+                "the decision log has no signing of this digest (signed outside the builder?)"
+                    .into(),
+            );
+        }
+        match &self.record {
+            Some(Err(e)) => out.push(format!("the pass record does not open: {e}")),
+            None if self.record_name.is_some() => out.push("the pass record was not read".into()),
+            _ => {}
+        }
+        if !self.record_mismatch.is_empty() {
+            out.push(format!(
+                "the pass record's outputs differ from the provenance: {}",
+                self.record_mismatch.join(", ")
+            ));
+        }
+        out
+    }
+}
+
 /// Gathers the trace of `image` (`REPOSITORY@sha256:<hex>`).
 pub async fn trace(image: &str, sources: &Sources) -> anyhow::Result<Trace> {
     let (repository, digest) = verify::parse_image(image)?;

@@ -9,6 +9,20 @@ fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
 
+/// Strings from the CI's API, pass records, commits and manifests are foreign: control
+/// characters (newlines, escape sequences) are shown escaped so none can fake a line.
+fn clean(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// Renders a gathered trace.
 pub fn render(t: &Trace) -> String {
     let mut o = String::new();
@@ -34,12 +48,12 @@ pub fn render(t: &Trace) -> String {
     for p in &t.promotions {
         let _ = writeln!(
             o,
-            "   promoted by {} in {} ({}): {}\n     verified: {}",
-            p.author,
+            "   promoted by {} in {} ({}): {}\n     its trailer claims: {}",
+            clean(&p.author),
             short(&p.commit),
-            p.date,
-            p.subject,
-            p.verified
+            clean(&p.date),
+            clean(&p.subject),
+            clean(&p.verified)
         );
     }
 
@@ -129,7 +143,13 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(
                 o,
                 "   {} {} {} job {}: CI run {}, {} .. {}",
-                r.project, r.git_ref, r.commit, r.job, r.ci_run_id, r.started_at, r.finished_at
+                clean(&r.project),
+                clean(&r.git_ref),
+                clean(&r.commit),
+                clean(&r.job),
+                clean(&r.ci_run_id),
+                clean(&r.started_at),
+                clean(&r.finished_at)
             );
             if t.record_mismatch.is_empty() {
                 let _ = writeln!(
@@ -189,13 +209,32 @@ pub fn render(t: &Trace) -> String {
         );
     }
 
+    let breaks = t.breaks();
+    if breaks.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nthe chain holds: signed by the builder, logged, from a pass record that opens and matches"
+        );
+    } else {
+        let _ = writeln!(o, "\nTHE CHAIN DOES NOT HOLD:");
+        for b in &breaks {
+            let _ = writeln!(o, "   - {}", clean(b));
+        }
+    }
     if !t.refused.is_empty() {
         let _ = writeln!(
             o,
             "\nrefused at the boundaries (same project or repository)"
         );
         for r in &t.refused {
-            let _ = writeln!(o, "   {} {} {}: {}", r.when, r.at, r.what, r.reason);
+            let _ = writeln!(
+                o,
+                "   {} {} {}: {}",
+                clean(&r.when),
+                r.at,
+                clean(&r.what),
+                clean(&r.reason)
+            );
         }
     }
     o

@@ -41,11 +41,24 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
             with_namespace(&deployment("escape", &good), "payments"),
         ),
         ("admin.yaml", cluster_role("airlock-admin")),
+        // A custom kind that may start pods of its own: its images cannot be checked.
+        (
+            "rollout.yaml",
+            format!(
+                "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: r\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: evil:latest\n"
+            ),
+        ),
+        // The reconciler's own inventory cannot be written from Git.
+        (
+            "inventory.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: airlock-inventory\ndata: {}\n"
+                .to_owned(),
+        ),
     ];
     for (file, text) in &files {
         world.write_manifest(ENV, NS, file, text);
     }
-    world.commit("one good, six refused");
+    world.commit("one good, eight refused");
     let (reconciler, api) = reconciler(&world);
 
     let record = reconciler.sync_once("test").await.expect("sync");
@@ -64,7 +77,14 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
             .reasons
             .join("\n")
     };
-    assert_eq!(shop.refused.len(), 6, "{shop:#?}");
+    assert_eq!(shop.refused.len(), 8, "{shop:#?}");
+    let r = reasons("Rollout/r");
+    assert!(
+        r.contains("kind Rollout (argoproj.io/v1alpha1) is not known to Airlock"),
+        "{r}"
+    );
+    let r = reasons("ConfigMap/airlock-inventory");
+    assert!(r.contains("reserved for the reconciler's inventory"), "{r}");
     let r = reasons("Deployment/unsigned");
     assert!(
         r.contains(&format!(
@@ -110,7 +130,7 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
         format!("environments/{ENV}/{NS}/admin.yaml#1")
     );
 
-    // Only the admitted object and the inventory were written; the refused ones were not even
+    // Only the inventory (written ahead) and the admitted object were written; the refused ones were not even
     // looked up (admission comes before any request), in any namespace.
     let requests = api.take_requests();
     let good_path = deployment_path(NS, "good");
@@ -120,8 +140,8 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
         [
             req("GET", &inv),
             req("GET", &good_path),
-            req("PATCH", &good_path),
             req("PATCH", &inv),
+            req("PATCH", &good_path),
             req("GET", &good_path),
         ]
     );
@@ -140,7 +160,7 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
     );
     assert_eq!(api.inventory_members(NS), ["Deployment/good"]);
     let (_, _, refused, failed) = record.counts();
-    assert_eq!((refused, failed), (6, 0));
+    assert_eq!((refused, failed), (8, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

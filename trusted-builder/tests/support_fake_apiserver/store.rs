@@ -165,7 +165,17 @@ impl Inner {
                     "updatedReplicas": replicas,
                 });
             }
-            Some("Pod") => object["status"] = json!({"phase": "Running"}),
+            Some("Pod") => {
+                // A running pod whose every container is ready, as the kubelet would report it.
+                let statuses: Vec<Value> = object
+                    .pointer("/spec/containers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .map(|c| json!({"name": c.get("name").cloned().unwrap_or_default(), "ready": true}))
+                    .collect();
+                object["status"] = json!({"phase": "Running", "containerStatuses": statuses});
+            }
             _ => {}
         }
         self.objects.insert(

@@ -20,6 +20,8 @@ use crate::reconcile::manifest::{MANAGED_BY, MANAGED_BY_LABEL, ObjectKey};
 pub const HASH_LABEL: &str = "airlock.dev/hash";
 /// Pod label holding the namespace.
 pub const NAMESPACE_LABEL: &str = "airlock.dev/namespace";
+/// Pod label holding the object's kind.
+pub const KIND_LABEL: &str = "airlock.dev/kind";
 /// Object annotation choosing a podman network other than `none`.
 pub const NETWORK_ANNOTATION: &str = "airlock.dev/podman-network";
 
@@ -77,6 +79,7 @@ pub fn to_pod(
     }
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     labels.insert(NAMESPACE_LABEL.into(), namespace.into());
+    labels.insert(KIND_LABEL.into(), key.kind.clone().into());
     labels.insert(HASH_LABEL.into(), short_hash(hash).into());
     Ok(json!({
         "apiVersion": "v1",
@@ -207,13 +210,29 @@ impl PodmanTarget {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), TargetError> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| err(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(format!("{}: {e}", path.display())))
+    // Written, synced, renamed, and the directory synced: after a crash the file is the old
+    // one or the new one, never empty.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let io = |e: std::io::Error| err(format!("{}: {e}", path.display()));
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    std::fs::File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
-fn owned(view: &PodView) -> bool {
-    view.labels.get(MANAGED_BY_LABEL).and_then(Value::as_str) == Some(MANAGED_BY)
+/// Ours, and for exactly this (namespace, kind): pod names alone could be shared by
+/// `Pod/web` and `Deployment/web`, and the labels tell them apart.
+fn owned(view: &PodView, namespace: &str, key: &ObjectKey) -> bool {
+    let label = |k: &str| view.labels.get(k).and_then(Value::as_str);
+    label(MANAGED_BY_LABEL) == Some(MANAGED_BY)
+        && label(NAMESPACE_LABEL) == Some(namespace)
+        && label(KIND_LABEL) == Some(key.kind.as_str())
 }
 
 impl Target for PodmanTarget {
@@ -254,7 +273,7 @@ impl Target for PodmanTarget {
         let Some(view) = self.inspect(&pod).await? else {
             return Ok(Observed::Missing);
         };
-        if !owned(&view) {
+        if !owned(&view, ns, key) {
             return Ok(Observed::NotOwned);
         }
         let live_hash = view
@@ -316,7 +335,7 @@ impl Target for PodmanTarget {
             let _ = std::fs::remove_file(self.applied_path(&pod));
             return Ok(Deleted::Gone);
         };
-        if !owned(&view) {
+        if !owned(&view, ns, &member.key) {
             return Ok(Deleted::NotOwned);
         }
         let file = self.applied_path(&pod);
