@@ -111,6 +111,10 @@ pub enum TargetKind {
 pub struct EnvironmentConfig {
     /// Where the environment's objects go.
     pub target: TargetKind,
+    /// For a Kubernetes target: the kubeconfig context (cluster) to use; without one, the
+    /// current context or the in-cluster service account.
+    #[serde(default)]
+    pub kube_context: Option<String>,
     /// The namespaces this environment may hold; a folder not listed here is refused whole.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
 }
@@ -207,6 +211,22 @@ impl ReconcilerConfig {
             return Err(
                 "listen is set but hook_token is not: the hook must be authenticated".into(),
             );
+        }
+        // One cluster, one owner per namespace: two environments applying into the same
+        // namespace of the same cluster would overwrite each other and share an inventory.
+        let mut kube_namespaces: BTreeMap<(Option<&str>, &str), &str> = BTreeMap::new();
+        for (env, e) in &self.environments {
+            if e.target == TargetKind::Kubernetes {
+                for ns in e.namespaces.keys() {
+                    if let Some(other) =
+                        kube_namespaces.insert((e.kube_context.as_deref(), ns), env)
+                    {
+                        return Err(format!(
+                            "namespace {ns:?} is in Kubernetes environments {other:?} and {env:?} on the same cluster (kube_context)"
+                        ));
+                    }
+                }
+            }
         }
         let mut podman_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
         for (env, e) in &self.environments {
@@ -328,5 +348,16 @@ allowed_sources = ["git://127.0.0.1/svc"]
         );
         let e = ReconcilerConfig::parse(&prefix, Path::new("/")).unwrap_err();
         assert!(e.contains("ambiguous"), "{e}");
+        let kube = |ctx: &str| {
+            format!(
+                "{}\n[environments.a]\ntarget = \"kubernetes\"\n[environments.a.namespaces.x]\nallowed_sources = []\n[environments.b]\ntarget = \"kubernetes\"\n{ctx}[environments.b.namespaces.x]\nallowed_sources = []\n",
+                BASE
+            )
+        };
+        let e = ReconcilerConfig::parse(&kube(""), Path::new("/")).unwrap_err();
+        assert!(e.contains("same cluster"), "{e}");
+        assert!(
+            ReconcilerConfig::parse(&kube("kube_context = \"prod\"\n"), Path::new("/")).is_ok()
+        );
     }
 }

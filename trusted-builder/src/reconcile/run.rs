@@ -104,9 +104,21 @@ impl Reconciler {
                     config.data_dir.join("podman"),
                 )),
                 TargetKind::Kubernetes => {
-                    let client = kube::Client::try_default().await.context(
-                        "could not configure the Kubernetes client (kubeconfig or in-cluster)",
-                    )?;
+                    let client = match &e.kube_context {
+                        None => kube::Client::try_default().await.context(
+                            "could not configure the Kubernetes client (kubeconfig or in-cluster)",
+                        )?,
+                        Some(context) => {
+                            let options = kube::config::KubeConfigOptions {
+                                context: Some(context.clone()),
+                                ..Default::default()
+                            };
+                            let kc = kube::Config::from_kubeconfig(&options).await.with_context(
+                                || format!("could not load kubeconfig context {context:?}"),
+                            )?;
+                            kube::Client::try_from(kc)?
+                        }
+                    };
                     AnyTarget::Kubernetes(KubernetesTarget::new(client))
                 }
             };
