@@ -44,9 +44,8 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
         // A custom kind that may start pods of its own: its images cannot be checked.
         (
             "rollout.yaml",
-            format!(
-                "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: r\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: evil:latest\n"
-            ),
+            "apiVersion: argoproj.io/v1alpha1\nkind: Rollout\nmetadata:\n  name: r\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: evil:latest\n"
+                .to_owned()
         ),
         // The reconciler's own inventory cannot be written from Git.
         (
