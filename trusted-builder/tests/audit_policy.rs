@@ -130,6 +130,8 @@ fn policy_allows_only_when_every_fact_holds() {
     several.facts.job_declares_publish = false;
     let reasons = policy.evaluate(&several).unwrap();
     assert_eq!(reasons.len(), 2, "{reasons:?}");
+    // The same policy, after refusals, still allows a good input: nothing carries over.
+    assert_eq!(policy.evaluate(&input()).unwrap(), Vec::<String>::new());
 }
 
 #[test]
