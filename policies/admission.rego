@@ -87,3 +87,13 @@ deny contains sprintf("image %s was built from %s, which namespace '%s' does not
 	image.provenance != null
 	not image.provenance.source_repository in input.namespace.allowed_sources
 }
+
+# Promotion order enforced where it cannot be skipped: an image enters an environment with
+# requires_healthy_in only after it ran healthily (settled) there, or if it already runs here.
+deny contains sprintf("image %s has not run healthily in '%s', which '%s' requires first", [image.reference, image.requires_healthy_in, input.environment]) if {
+	some image in input.images
+	image.requires_healthy_in != null
+	image.signature.ok
+	not image.healthy_there
+	not image.already_running
+}

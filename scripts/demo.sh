@@ -219,6 +219,7 @@ allowed_sources = ["git://127.0.0.1:$GIT_PORT/greet.git"]
 
 [environments.production]
 target = "podman"
+requires_healthy_in = "staging"
 [environments.production.namespaces.greet-prod]
 allowed_sources = ["git://127.0.0.1:$GIT_PORT/greet.git"]
 TOML

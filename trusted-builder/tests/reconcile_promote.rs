@@ -10,6 +10,7 @@ use std::process::Command;
 use airlock_tests::git::git;
 use reconcile_support::*;
 use trusted_builder::promote::{PromoteError, Request, promote};
+use trusted_builder::reconcile::config::ReconcilerConfig;
 use trusted_builder::reconcile::run::Reconciler;
 
 fn podman_available() -> bool {
@@ -54,10 +55,18 @@ async fn production_takes_only_what_staging_runs_healthily() {
         return;
     }
     let world = World::new();
-    let (_, config) = world.config(&[
+    let (path, _) = world.config(&[
         ("staging", "podman", &[("promo-stg", &[SOURCE])]),
         ("production", "podman", &[("promo-prod", &[SOURCE])]),
     ]);
+    // Production admits only what staging ran healthily: enforced by the reconciler too.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[environments.production]\ntarget = \"podman\"\n",
+        "[environments.production]\ntarget = \"podman\"\nrequires_healthy_in = \"staging\"\n",
+    );
+    assert!(text.contains("requires_healthy_in"));
+    std::fs::write(&path, text).unwrap();
+    let config = ReconcilerConfig::load(&path).unwrap();
     let _cleanup = Cleanup(world.dir.path().join("containers.conf"));
     let v1 = world.image("greet", 1, Vouch::Trusted(SOURCE)).await;
     world.write_manifest(
@@ -74,7 +83,24 @@ async fn production_takes_only_what_staging_runs_healthily() {
     );
     world.commit("greet v1 everywhere");
     let reconciler = Reconciler::open(config.clone()).await.unwrap();
-    reconciler.sync_once("test").await.unwrap();
+    // Sync 1: staging starts v1; production refuses it (not yet healthy in staging).
+    let r = reconciler.sync_once("test").await.unwrap();
+    let prod_refusal = r
+        .namespaces
+        .iter()
+        .find(|n| n.environment == "production")
+        .and_then(|n| n.refused.first())
+        .map(|x| x.reasons.join("; "))
+        .unwrap_or_default();
+    assert!(
+        prod_refusal
+            .contains("has not run healthily in 'staging', which 'production' requires first"),
+        "{r:#?}"
+    );
+    // Sync 2: staging settled (recorded); sync 3: production admits it; sync 4: both settled.
+    for _ in 0..2 {
+        reconciler.sync_once("test").await.unwrap();
+    }
     let r = reconciler.sync_once("test").await.unwrap();
     assert!(
         r.runs_healthy("staging", &v1) && r.runs_healthy("production", &v1),
@@ -84,6 +110,36 @@ async fn production_takes_only_what_staging_runs_healthily() {
     let v2 = world.image("greet", 2, Vouch::Trusted(SOURCE)).await;
     let bare = world.env_bare.clone();
     let head = || git(&bare, &["rev-parse", "refs/heads/main"]);
+
+    // Someone skips `promote` and pushes v2 straight to production: the reconciler refuses it
+    // and production keeps running v1.
+    world.write_manifest(
+        "production",
+        "promo-prod",
+        "greet.yaml",
+        &deployment("greet", &v2),
+    );
+    world.commit("v2 straight to production");
+    let r = reconciler.sync_once("test").await.unwrap();
+    let prod = r
+        .namespaces
+        .iter()
+        .find(|n| n.environment == "production")
+        .unwrap();
+    assert!(prod.applied.is_empty(), "{prod:#?}");
+    assert!(
+        prod.refused[0].reasons[0].contains("has not run healthily in 'staging'"),
+        "{prod:#?}"
+    );
+    assert_eq!(prod.health["Deployment/greet"].images, [v1.clone()]);
+    world.write_manifest(
+        "production",
+        "promo-prod",
+        "greet.yaml",
+        &deployment("greet", &v1),
+    );
+    world.commit("back to v1");
+    reconciler.sync_once("test").await.unwrap();
     let before = head();
 
     // Production without --from, and from staging before staging runs v2: refused.

@@ -102,6 +102,12 @@ pub struct ImageFacts {
     pub provenance: Option<ProvenanceFacts>,
     /// Why no provenance was found (when it was looked for).
     pub provenance_error: Option<String>,
+    /// The environment this image must first run healthily in, when the config says so.
+    pub requires_healthy_in: Option<String>,
+    /// It ran healthily (settled) there at the last recorded sync.
+    pub healthy_there: bool,
+    /// It already runs in this object (the inventory member's images): admitted before.
+    pub already_running: bool,
 }
 
 /// A pass/fail with the reason when it failed.
@@ -338,6 +344,9 @@ pub async fn gather<V: ImageVerifier>(
             signature,
             provenance,
             provenance_error,
+            requires_healthy_in: None,
+            healthy_there: false,
+            already_running: false,
         });
     }
     AdmissionInput {

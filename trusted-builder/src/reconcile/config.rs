@@ -117,6 +117,11 @@ pub struct EnvironmentConfig {
     pub kube_context: Option<String>,
     /// The namespaces this environment may hold; a folder not listed here is refused whole.
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Admit an image here only once it ran healthily (settled) in that environment, as this
+    /// reconciler last saw it, or when it already runs here. Enforced by admission, so a direct
+    /// push to the environment repository cannot skip it (e.g. production requires staging).
+    #[serde(default)]
+    pub requires_healthy_in: Option<String>,
 }
 
 /// `[environments.NAME.namespaces.NS]`.
@@ -225,6 +230,15 @@ impl ReconcilerConfig {
                             "namespace {ns:?} is in Kubernetes environments {other:?} and {env:?} on the same cluster (kube_context)"
                         ));
                     }
+                }
+            }
+        }
+        for (env, e) in &self.environments {
+            if let Some(first) = &e.requires_healthy_in {
+                if first == env || !self.environments.contains_key(first) {
+                    return Err(format!(
+                        "environments.{env}.requires_healthy_in = {first:?} must name another environment of this reconciler"
+                    ));
                 }
             }
         }

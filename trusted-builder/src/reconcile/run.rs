@@ -173,21 +173,31 @@ impl Reconciler {
     fn context<'a>(
         &'a self,
         target: &'a AnyTarget,
+        last_sync: Option<&'a SyncRecord>,
     ) -> SyncContext<'a, AnyTarget, RegistryVerifier> {
         SyncContext {
             config: &self.config,
             target,
             verifier: &self.verifier,
             policy: &self.policy,
+            last_sync,
         }
+    }
+
+    /// The last recorded sync (what `requires_healthy_in` is judged against).
+    fn last_sync(&self) -> anyhow::Result<Option<SyncRecord>> {
+        Ok(history::read_last(&self.config.data_dir, 1)?.pop())
     }
 
     /// What a sync would do, touching nothing.
     pub async fn plan(&self) -> anyhow::Result<(String, Vec<NamespacePlan>)> {
         let desired = self.fetch_desired().await?;
+        let last = self.last_sync()?;
         let mut out = Vec::new();
         for (env, target) in &self.targets {
-            out.extend(plan_environment(&self.context(target), env, &desired).await?);
+            out.extend(
+                plan_environment(&self.context(target, last.as_ref()), env, &desired).await?,
+            );
         }
         Ok((desired.commit, out))
     }
@@ -196,9 +206,12 @@ impl Reconciler {
     pub async fn sync_once(&self, trigger: &str) -> anyhow::Result<SyncRecord> {
         let started_at = now();
         let desired = self.fetch_desired().await?;
+        let last = self.last_sync()?;
         let mut namespaces = Vec::new();
         for (env, target) in &self.targets {
-            for plan in plan_environment(&self.context(target), env, &desired).await? {
+            for plan in
+                plan_environment(&self.context(target, last.as_ref()), env, &desired).await?
+            {
                 namespaces.push(execute_namespace(target, plan, &desired.commit).await);
             }
         }

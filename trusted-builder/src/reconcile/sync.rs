@@ -10,7 +10,7 @@ use tracing::{info, instrument, warn};
 use super::admission::{AdmissionPolicy, ImageVerifier, gather};
 use super::config::ReconcilerConfig;
 use super::desired::{DesiredObject, DesiredState};
-use super::history::{Change, Failure, MemberHealth, NamespaceResult, Refusal};
+use super::history::{Change, Failure, MemberHealth, NamespaceResult, Refusal, SyncRecord};
 use super::inventory::{Inventory, Member};
 use super::manifest::{desired_hash, images, prepared};
 use super::target::{Deleted, Health, Observed, Target};
@@ -120,6 +120,8 @@ pub struct SyncContext<'a, T, V> {
     pub verifier: &'a V,
     /// The admission policy.
     pub policy: &'a AdmissionPolicy,
+    /// The last recorded sync, for `requires_healthy_in`.
+    pub last_sync: Option<&'a SyncRecord>,
 }
 
 /// Plans `environment` at the desired state: admission, then a read-only look at the target.
@@ -217,13 +219,26 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
     for object in objects {
         wanted.insert(object.key.to_string());
         let old = inventory.members.get(&object.key.to_string());
-        let input = gather(
+        let mut input = gather(
             object,
             ns_config,
             ctx.target.unsupported(&object.key),
             ctx.verifier,
         )
         .await;
+        let required = ctx
+            .config
+            .environments
+            .get(environment)
+            .and_then(|e| e.requires_healthy_in.clone());
+        for image in input.images.iter_mut().filter(|i| i.pinned) {
+            image.already_running = old.is_some_and(|m| m.images.contains(&image.reference));
+            image.healthy_there = required.as_deref().is_some_and(|first| {
+                ctx.last_sync
+                    .is_some_and(|r| r.runs_healthy(first, &image.reference))
+            });
+            image.requires_healthy_in = required.clone();
+        }
         let reasons = ctx.policy.evaluate(&input)?;
         if !reasons.is_empty() {
             warn!(object = %object.key, reasons = ?reasons, "refused");
