@@ -131,7 +131,10 @@ async fn production_takes_only_what_staging_runs_healthily() {
         prod.refused[0].reasons[0].contains("has not run healthily in 'staging'"),
         "{prod:#?}"
     );
-    assert_eq!(prod.health["Deployment/greet"].images, [v1.clone()]);
+    assert_eq!(
+        prod.health["Deployment/greet"].images,
+        std::slice::from_ref(&v1)
+    );
     world.write_manifest(
         "production",
         "promo-prod",

@@ -234,12 +234,12 @@ impl ReconcilerConfig {
             }
         }
         for (env, e) in &self.environments {
-            if let Some(first) = &e.requires_healthy_in {
-                if first == env || !self.environments.contains_key(first) {
-                    return Err(format!(
-                        "environments.{env}.requires_healthy_in = {first:?} must name another environment of this reconciler"
-                    ));
-                }
+            if let Some(first) = &e.requires_healthy_in
+                && (first == env || !self.environments.contains_key(first))
+            {
+                return Err(format!(
+                    "environments.{env}.requires_healthy_in = {first:?} must name another environment of this reconciler"
+                ));
             }
         }
         let mut podman_namespaces: BTreeMap<&str, &str> = BTreeMap::new();
