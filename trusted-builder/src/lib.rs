@@ -12,6 +12,7 @@ pub mod rebuild;
 pub mod reconcile;
 pub mod rego;
 pub mod serve;
+pub mod shutdown;
 pub mod sign;
 pub mod trace;
 pub mod verify;

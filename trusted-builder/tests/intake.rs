@@ -51,15 +51,7 @@ async fn process(
                 .built()
                 .insert(&accepted.built_key())
                 .unwrap();
-            let outputs = rebuilt
-                .outputs
-                .iter()
-                .map(|o| OutputDigest {
-                    path: o.path.clone(),
-                    sha256: o.sha256.clone(),
-                    size: o.size,
-                })
-                .collect();
+            let outputs = rebuilt.outputs.iter().map(OutputDigest::from).collect();
             builder
                 .audit
                 .append(Decision::Built {

@@ -12,13 +12,6 @@ use reconcile_support::*;
 use trusted_builder::reconcile::history::SyncRecord;
 use trusted_builder::reconcile::run::{self, Reconciler};
 
-fn podman_available() -> bool {
-    Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn podman(conf: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("podman")
         .args(args)

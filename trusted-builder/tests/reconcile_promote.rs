@@ -13,13 +13,6 @@ use trusted_builder::promote::{PromoteError, Request, promote};
 use trusted_builder::reconcile::config::ReconcilerConfig;
 use trusted_builder::reconcile::run::Reconciler;
 
-fn podman_available() -> bool {
-    Command::new("podman")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn request(image: &str, to: &str, from: Option<&str>) -> Request {
     Request {
         image: image.to_owned(),

@@ -64,15 +64,7 @@ pub fn write_pass_records(
             commit: commit.to_string(),
             job: job.name.clone(),
             pipeline_sha256: pipeline.file_sha256.clone(),
-            outputs: job
-                .outputs
-                .iter()
-                .map(|o| OutputDigest {
-                    path: o.path.clone(),
-                    sha256: o.sha256.clone(),
-                    size: o.size,
-                })
-                .collect(),
+            outputs: job.outputs.iter().map(OutputDigest::from).collect(),
             log_sha256: hex::encode(Sha256::digest(job.log.to_text().as_bytes())),
             ci_run_id: run.to_string(),
             started_at: rfc3339(job.started_ms.unwrap_or(0)),

@@ -120,6 +120,16 @@ pub struct OutputDigest {
     pub size: u64,
 }
 
+impl From<&crate::outputs::OutputFile> for OutputDigest {
+    fn from(o: &crate::outputs::OutputFile) -> Self {
+        OutputDigest {
+            path: o.path.clone(),
+            sha256: o.sha256.clone(),
+            size: o.size,
+        }
+    }
+}
+
 /// The signed envelope written to the outbox as JSON (see the module docs for the format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -239,7 +239,7 @@ pub(super) fn redact_url(url: &str) -> String {
 
 /// Remove credentials from an error text: every `scheme://userinfo@` in it, and any verbatim
 /// or percent-decoded copy of `url`'s userinfo or password that gix may have quoted elsewhere.
-pub(super) fn redact_text(text: &str, url: &str) -> String {
+pub fn redact_text(text: &str, url: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("://") {

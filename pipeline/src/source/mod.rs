@@ -21,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use self::error::SourceError;
+pub use self::error::{SourceError, redact_text};
 
 /// A commit id (hex SHA-1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

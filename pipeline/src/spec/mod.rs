@@ -80,15 +80,22 @@ pub fn json_schema() -> serde_json::Value {
 /// YAML limits for untrusted pipeline files: a few thousand aliases is
 /// already more than any honest file needs; a billion-laughs file needs millions.
 fn parse_options() -> serde_saphyr::Options {
+    untrusted_yaml_options(200_000, 20_000)
+}
+
+/// YAML limits for any untrusted YAML (pipeline files, environment manifests): at most
+/// `max_events` parser events and `max_replayed` events replayed through aliases, a thousand
+/// aliases and anchors, nesting 64 deep, and duplicate keys refused.
+pub fn untrusted_yaml_options(max_events: usize, max_replayed: usize) -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_events: 200_000,
+            max_events: max_events,
             max_aliases: 1_000,
             max_anchors: 1_000,
             max_depth: 64,
         },
         alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 20_000,
+            max_total_replayed_events: max_replayed,
             max_replay_stack_depth: 16,
         },
         duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,

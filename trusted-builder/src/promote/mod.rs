@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use airlock_pipeline::source::redact_text;
 use anyhow::Context as _;
 
 use crate::oci::{Registry, RegistryConfig};
@@ -109,29 +110,8 @@ pub fn load_policy(path: Option<&Path>) -> Result<RegoPolicy, crate::rego::Polic
     )
 }
 
-/// Git's messages may echo a remote URL with `user:password@` in it: never print that.
-pub fn redact_userinfo(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
-            .unwrap_or(tail.len());
-        match tail[..end].rfind('@') {
-            Some(at) => {
-                out.push_str("***@");
-                rest = &tail[at + 1..];
-            }
-            None => rest = tail,
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// Runs git in `dir`; its messages may echo `url` with credentials, which are redacted.
+fn git(dir: &Path, url: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -143,7 +123,7 @@ fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         anyhow::bail!(
             "git {} failed: {}",
             args.first().copied().unwrap_or(""),
-            redact_userinfo(String::from_utf8_lossy(&out.stderr).trim())
+            redact_text(String::from_utf8_lossy(&out.stderr).trim(), url)
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -264,7 +244,10 @@ pub async fn promote(
     if !out.status.success() {
         return Err(anyhow::anyhow!(
             "could not clone the environment repository: {}",
-            redact_userinfo(String::from_utf8_lossy(&out.stderr).trim())
+            redact_text(
+                String::from_utf8_lossy(&out.stderr).trim(),
+                &config.environment_repo.url
+            )
         )
         .into());
     }
@@ -339,10 +322,12 @@ pub async fn promote(
     let message = commit_message(&input, &new_reference);
     let message_file = workdir.path().join("message");
     std::fs::write(&message_file, &message).context("write the commit message")?;
-    git(&checkout, &["add", "--all", "environments"])?;
+    let url = config.environment_repo.url.as_str();
+    git(&checkout, url, &["add", "--all", "environments"])?;
     let author = format!("{name} <{email}>");
     git(
         &checkout,
+        url,
         &[
             "-c",
             &format!("user.name={name}"),
@@ -356,8 +341,8 @@ pub async fn promote(
             &message_file.display().to_string(),
         ],
     )?;
-    let commit = git(&checkout, &["rev-parse", "HEAD"])?;
-    git(&checkout, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).map_err(
+    let commit = git(&checkout, url, &["rev-parse", "HEAD"])?;
+    git(&checkout, url, &["push", "--quiet", "origin", &format!("HEAD:refs/heads/{branch}")]).map_err(
         |e| anyhow::anyhow!("{e}\nthe environment repository was not changed; if it moved on meanwhile, run promote again"),
     )?;
     Ok(Outcome {
@@ -424,14 +409,16 @@ mod tests {
 
     #[test]
     fn credentials_in_git_messages_are_redacted() {
+        // The one redaction the Git source uses too (airlock_pipeline::source::redact_text).
         assert_eq!(
-            redact_userinfo(
-                "fatal: unable to access 'https://rm:hunter2@git.example/env.git/': 403"
+            redact_text(
+                "fatal: unable to access 'https://rm:hunter2@git.example/env.git/': 403",
+                ""
             ),
             "fatal: unable to access 'https://***@git.example/env.git/': 403"
         );
         assert_eq!(
-            redact_userinfo("git://h/x and ssh://a@b/c"),
+            redact_text("git://h/x and ssh://a@b/c", ""),
             "git://h/x and ssh://***@b/c"
         );
     }

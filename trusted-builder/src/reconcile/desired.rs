@@ -95,21 +95,9 @@ impl DesiredState {
 }
 
 /// YAML limits for manifests: the environment repository is written by people, and a mistake
-/// or a hostile commit must not take the reconciler down.
+/// or a hostile commit must not take the reconciler down (bigger files than pipeline files).
 fn yaml_options() -> serde_saphyr::Options {
-    serde_saphyr::options! {
-        budget: serde_saphyr::budget! {
-            max_events: 500_000,
-            max_aliases: 1_000,
-            max_anchors: 1_000,
-            max_depth: 64,
-        },
-        alias_limits: serde_saphyr::alias_limits! {
-            max_total_replayed_events: 50_000,
-            max_replay_stack_depth: 16,
-        },
-        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::Error,
-    }
+    airlock_pipeline::spec::untrusted_yaml_options(500_000, 50_000)
 }
 
 /// Parses a multi-document YAML file into its objects (empty documents skipped).

@@ -90,6 +90,9 @@ pub struct Reconciler {
     policy: AdmissionPolicy,
     verifier: RegistryVerifier,
     targets: Vec<(String, AnyTarget)>,
+    /// The last recorded sync, read once at start and kept as each sync is appended: the
+    /// history file only grows, and every sync needs just its tail.
+    last: std::sync::Mutex<Option<SyncRecord>>,
 }
 
 impl Reconciler {
@@ -102,7 +105,7 @@ impl Reconciler {
                 TargetKind::Podman => AnyTarget::Podman(PodmanTarget::new(
                     &config.podman,
                     config.data_dir.join("podman"),
-                )),
+                )?),
                 TargetKind::Kubernetes => {
                     let client = match &e.kube_context {
                         None => kube::Client::try_default().await.context(
@@ -140,7 +143,11 @@ impl Reconciler {
         let registry = Registry::new(&RegistryConfig {
             insecure: config.registry.insecure.clone(),
         })?;
+        let last = history::read_last(&config.data_dir, 1)
+            .with_context(|| format!("could not read {}", history::HISTORY_FILE))?
+            .pop();
         Ok(Reconciler {
+            last: std::sync::Mutex::new(last),
             cache: SourceCache::new(config.data_dir.join("mirror")),
             verifier: RegistryVerifier::new(registry, keys),
             policy,
@@ -185,14 +192,17 @@ impl Reconciler {
     }
 
     /// The last recorded sync (what `requires_healthy_in` is judged against).
-    fn last_sync(&self) -> anyhow::Result<Option<SyncRecord>> {
-        Ok(history::read_last(&self.config.data_dir, 1)?.pop())
+    fn last_sync(&self) -> Option<SyncRecord> {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// What a sync would do, touching nothing.
     pub async fn plan(&self) -> anyhow::Result<(String, Vec<NamespacePlan>)> {
         let desired = self.fetch_desired().await?;
-        let last = self.last_sync()?;
+        let last = self.last_sync();
         let mut out = Vec::new();
         for (env, target) in &self.targets {
             out.extend(
@@ -206,7 +216,7 @@ impl Reconciler {
     pub async fn sync_once(&self, trigger: &str) -> anyhow::Result<SyncRecord> {
         let started_at = now();
         let desired = self.fetch_desired().await?;
-        let last = self.last_sync()?;
+        let last = self.last_sync();
         let mut namespaces = Vec::new();
         for (env, target) in &self.targets {
             for plan in
@@ -225,6 +235,10 @@ impl Reconciler {
         };
         history::append(&self.config.data_dir, &record)
             .with_context(|| format!("could not append to {}", history::HISTORY_FILE))?;
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(record.clone());
         Ok(record)
     }
 }
@@ -396,20 +410,8 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
                 .await;
         });
     }
-    let signals = stop.clone();
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        eprintln!("trusted-builder reconcile: shutting down");
-        signals.cancel();
-    });
+    // serve_loop returns only once `stop` is cancelled, when this task is done too.
+    let _signals = crate::shutdown::cancel_on_signal(stop.clone(), "trusted-builder reconcile");
     serve_loop(&reconciler, &wake, &stop, |record| {
         println!("{}", describe(record))
     })

@@ -62,8 +62,9 @@ pub struct NamespacePlan {
     pub namespace: String,
     /// Objects to apply.
     pub apply: Vec<PlannedApply>,
-    /// Admitted objects already as desired (member records to keep).
-    pub unchanged: Vec<Member>,
+    /// Admitted objects already as desired (member records to keep), with the health read
+    /// while observing them.
+    pub unchanged: Vec<(Member, Health)>,
     /// Members to delete.
     pub prune: Vec<Member>,
     /// Why pruning is held back.
@@ -281,11 +282,14 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
             }
             Ok(Observed::Missing) if old.is_none() => Action::Create,
             Ok(Observed::Missing) => Action::Repair("the object is missing".into()),
-            Ok(Observed::Matches) => {
-                plan.unchanged.push(member(
-                    object,
-                    &hash,
-                    &old.map_or(desired.commit.clone(), |m| m.commit.clone()),
+            Ok(Observed::Matches(health)) => {
+                plan.unchanged.push((
+                    member(
+                        object,
+                        &hash,
+                        &old.map_or(desired.commit.clone(), |m| m.commit.clone()),
+                    ),
+                    health,
                 ));
                 continue;
             }
@@ -330,8 +334,10 @@ pub async fn execute_namespace<T: Target>(
         ..NamespaceResult::default()
     };
     let mut inventory = Inventory::new(&plan.environment, &plan.namespace);
-    for m in plan.unchanged {
+    let mut seen_health = BTreeMap::new();
+    for (m, health) in plan.unchanged {
         result.unchanged.push(m.key.to_string());
+        seen_health.insert(m.key.to_string(), health);
         inventory.members.insert(m.key.to_string(), m);
     }
     for m in plan.kept {
@@ -453,9 +459,13 @@ pub async fn execute_namespace<T: Target>(
         .chain(result.failed.iter().map(|f| f.object.clone()))
         .collect();
     for (name, m) in &inventory.members {
-        let health = match target.health(&plan.namespace, &m.key).await {
-            Ok(h) => h,
-            Err(e) => Health::Degraded(e.to_string()),
+        // Unchanged objects were just read while observing them: no second request.
+        let health = match seen_health.remove(name) {
+            Some(h) => h,
+            None => match target.health(&plan.namespace, &m.key).await {
+                Ok(h) => h,
+                Err(e) => Health::Degraded(e.to_string()),
+            },
         };
         result.health.insert(
             name.clone(),
@@ -503,7 +513,7 @@ pub fn render_plan(plan: &[NamespacePlan]) -> String {
             ));
             *totals.entry("apply").or_default() += 1;
         }
-        for m in &ns.unchanged {
+        for (m, _) in &ns.unchanged {
             out.push_str(&format!("  {:<8} {}\n", "ok", m.key));
         }
         for m in &ns.prune {

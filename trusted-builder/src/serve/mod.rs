@@ -40,8 +40,8 @@ use crate::audit::{AuditLog, Decision};
 use crate::intake::state::{append_json_line, read_json_lines};
 use crate::intake::{AcceptedRecord, BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
 use crate::oci::{
-    ARTIFACT_TYPE, ImageInputs, Registry, RegistryConfig, ResolvedFile, assemble_artifact,
-    resolve_artifacts,
+    ARTIFACT_TYPE, AssembledImage, ImageInputs, Registry, RegistryConfig, ResolvedFile,
+    assemble_artifact, resolve_artifacts,
 };
 use crate::provenance::{ExternalParameters, InternalParameters, ProvenanceInputs, Statement};
 use crate::rebuild::Rebuilder;
@@ -316,15 +316,7 @@ impl Server {
                 subject: subject.clone(),
                 reproduced: rebuilt.reproduced,
                 differing: rebuilt.differing.clone(),
-                outputs: rebuilt
-                    .outputs
-                    .iter()
-                    .map(|o| OutputDigest {
-                        path: o.path.clone(),
-                        sha256: o.sha256.clone(),
-                        size: o.size,
-                    })
-                    .collect(),
+                outputs: rebuilt.outputs.iter().map(OutputDigest::from).collect(),
             },
         )?;
         let published = self
@@ -351,6 +343,32 @@ impl Server {
                 Ok(Outcome::Retry)
             }
         }
+    }
+
+    /// Pushes an image or artifact manifest under `reference` and logs it; returns its digest.
+    async fn push_logged(
+        &mut self,
+        name: &str,
+        subject: &Subject,
+        reference: String,
+        manifest: &AssembledImage,
+    ) -> anyhow::Result<String> {
+        let digest = self
+            .registry
+            .push(&reference, manifest)
+            .await
+            .with_context(|| format!("pushing {reference}"))?;
+        eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
+        tracing::info!(record = name, image = %reference, %digest, "pushed");
+        self.log(
+            name,
+            Decision::Pushed {
+                subject: subject.clone(),
+                image: reference,
+                digest: digest.clone(),
+            },
+        )?;
+        Ok(digest)
     }
 
     /// Signs `target` with a cosign signature and attaches its SLSA provenance, then logs it.
@@ -459,22 +477,9 @@ impl Server {
                 })
                 .await
                 .context("assembling the image")?;
-            let reference = format!("{repository}:{tag}");
             let digest = self
-                .registry
-                .push(&reference, &assembled)
-                .await
-                .with_context(|| format!("pushing {reference}"))?;
-            eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
-            tracing::info!(record = name, image = %reference, %digest, "pushed");
-            self.log(
-                name,
-                Decision::Pushed {
-                    subject: subject.clone(),
-                    image: reference,
-                    digest: digest.clone(),
-                },
-            )?;
+                .push_logged(name, subject, format!("{repository}:{tag}"), &assembled)
+                .await?;
             let base_image = match &image.base {
                 BaseImage::Scratch => None,
                 BaseImage::Pinned { repository, digest } => {
@@ -500,20 +505,8 @@ impl Server {
             )?;
             let reference = format!("{}:{tag}", project.artifacts_repository());
             let digest = self
-                .registry
-                .push(&reference, &artifact)
-                .await
-                .with_context(|| format!("pushing {reference}"))?;
-            eprintln!("trusted-builder: {name}: pushed artifacts {reference} {digest}");
-            tracing::info!(record = name, artifact = %reference, %digest, "pushed");
-            self.log(
-                name,
-                Decision::Pushed {
-                    subject: subject.clone(),
-                    image: reference,
-                    digest: digest.clone(),
-                },
-            )?;
+                .push_logged(name, subject, reference, &artifact)
+                .await?;
             // Artifacts are vouched for like images: a cosign signature and the same
             // provenance, so `verify` and the reconciler's checks apply to them too.
             let repository = project.artifacts_repository();
@@ -547,21 +540,7 @@ pub async fn serve(config_path: &Path, once: bool) -> anyhow::Result<()> {
         server.audit_path().display()
     );
     let stop = CancellationToken::new();
-    let signals = stop.clone();
-    let watcher = tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = signals.cancelled() => return,
-        }
-        eprintln!("trusted-builder: shutting down");
-        signals.cancel();
-    });
+    let watcher = crate::shutdown::cancel_on_signal(stop.clone(), "trusted-builder");
     let result = server.run(once, stop.clone()).await;
     stop.cancel();
     let _ = watcher.await;

@@ -110,13 +110,12 @@ async fn first_sync_applies_each_object_and_the_inventory_then_a_second_sync_onl
     assert_eq!(shop.unchanged, ["Deployment/api", "Deployment/web"]);
     assert!(shop.failed.is_empty() && shop.pruned.is_empty());
     let second = api.take_requests();
-    // Only reads: the objects and the inventory (its text would not change) are not written.
+    // Only reads: the objects and the inventory (its text would not change) are not written,
+    // and each object is read once (its health comes from the same read).
     assert_eq!(
         lines(&second),
         [
             req("GET", &inv),
-            req("GET", &api_path),
-            req("GET", &web_path),
             req("GET", &api_path),
             req("GET", &web_path),
         ]

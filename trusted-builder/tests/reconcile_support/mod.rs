@@ -27,6 +27,14 @@ pub const SOURCE: &str = "git://git.example/sample-service";
 pub const OTHER_SOURCE: &str = "git://git.example/someone-else";
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
+/// Podman is installed (scripts/install-deps.sh installs it; a test without it says SKIPPED).
+pub fn podman_available() -> bool {
+    Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn init() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }

@@ -343,7 +343,7 @@ impl Target for KubernetesTarget {
         }
         let live = serde_json::to_value(&live).map_err(|e| err(e.to_string()))?;
         if is_subset(desired, &live) {
-            Ok(Observed::Matches)
+            Ok(Observed::Matches(health_of(&key.kind, &live)))
         } else {
             let at = first_difference(desired, &live, "").unwrap_or_else(|| "/".into());
             Ok(Observed::Differs(format!("{at} differs from Git")))

@@ -23,8 +23,8 @@ pub struct TargetError(pub String);
 pub enum Observed {
     /// Not there.
     Missing,
-    /// There and matching.
-    Matches,
+    /// There and matching, with its health read in the same look (no second request).
+    Matches(Health),
     /// There but different (the first differing field or what differs).
     Differs(String),
     /// There, but without Airlock's label: someone else's object, left alone.

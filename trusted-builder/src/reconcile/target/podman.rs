@@ -139,14 +139,18 @@ pub fn parse_inspect(text: &str) -> Result<PodView, TargetError> {
 }
 
 impl PodmanTarget {
-    /// A target with its state (inventories, applied files) under `state_dir`.
-    pub fn new(config: &PodmanConfig, state_dir: PathBuf) -> Self {
-        PodmanTarget {
+    /// A target with its state (inventories, applied files) under `state_dir`, which is
+    /// created with podman's empty working directory.
+    pub fn new(config: &PodmanConfig, state_dir: PathBuf) -> Result<Self, TargetError> {
+        let target = PodmanTarget {
             binary: config.binary.clone().unwrap_or_else(|| "podman".into()),
             containers_conf: config.containers_conf.clone(),
             tls_verify: config.tls_verify,
             state_dir,
-        }
+        };
+        let work = target.work_dir();
+        std::fs::create_dir_all(&work).map_err(|e| err(format!("{}: {e}", work.display())))?;
+        Ok(target)
     }
 
     fn inventory_path(&self, env: &str, ns: &str) -> PathBuf {
@@ -162,16 +166,14 @@ impl PodmanTarget {
 
     /// An empty directory as podman's working directory: `kube play` builds an image from a
     /// folder in the working directory named like the image, which must never happen here.
-    fn work_dir(&self) -> Result<PathBuf, TargetError> {
-        let dir = self.state_dir.join("work");
-        std::fs::create_dir_all(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
-        Ok(dir)
+    fn work_dir(&self) -> PathBuf {
+        self.state_dir.join("work")
     }
 
     async fn podman(&self, args: &[&str]) -> Result<std::process::Output, TargetError> {
         let mut cmd = Command::new(&self.binary);
         cmd.args(args)
-            .current_dir(self.work_dir()?)
+            .current_dir(self.work_dir())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         if let Some(conf) = &self.containers_conf {
@@ -198,12 +200,34 @@ impl PodmanTarget {
 
     /// `Ok(None)` when the pod does not exist.
     pub async fn inspect(&self, pod: &str) -> Result<Option<PodView>, TargetError> {
-        let exists = self.podman(&["pod", "exists", pod]).await?;
-        if !exists.status.success() {
-            return Ok(None);
+        // One process per look: `pod inspect` itself says when there is no such pod.
+        let out = self.podman(&["pod", "inspect", pod]).await?;
+        if !out.status.success() {
+            if String::from_utf8_lossy(&out.stderr).contains("no such pod") {
+                return Ok(None);
+            }
+            return Err(err(format!(
+                "podman pod inspect {pod} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
-        let text = self.podman_ok(&["pod", "inspect", pod]).await?;
-        parse_inspect(&text).map(Some)
+        parse_inspect(&String::from_utf8_lossy(&out.stdout)).map(Some)
+    }
+}
+
+/// Health of a pod from one `podman pod inspect`.
+fn pod_health(pod: &str, view: &PodView) -> Health {
+    match view.state.as_str() {
+        "Running" if view.containers.iter().all(|(_, s)| s == "running") => Health::Healthy,
+        "Created" | "Initialized" => Health::Progressing(format!("pod {pod} is starting")),
+        state => {
+            let containers: Vec<String> = view
+                .containers
+                .iter()
+                .map(|(n, s)| format!("{n} {s}"))
+                .collect();
+            Health::Degraded(format!("pod {pod} is {state} ({})", containers.join(", ")))
+        }
     }
 }
 
@@ -292,7 +316,7 @@ impl Target for PodmanTarget {
                 .and_then(Value::as_str)
                 .is_some_and(|p| p != "Always");
         if runs_once && view.state == "Exited" {
-            return Ok(Observed::Matches);
+            return Ok(Observed::Matches(pod_health(&pod, &view)));
         }
         if view.state != "Running" {
             return Ok(Observed::Differs(format!("pod {pod} is {}", view.state)));
@@ -300,7 +324,7 @@ impl Target for PodmanTarget {
         if let Some((name, state)) = view.containers.iter().find(|(_, s)| s != "running") {
             return Ok(Observed::Differs(format!("container {name} is {state}")));
         }
-        Ok(Observed::Matches)
+        Ok(Observed::Matches(pod_health(&pod, &view)))
     }
 
     async fn apply(
@@ -354,18 +378,7 @@ impl Target for PodmanTarget {
         let Some(view) = self.inspect(&pod).await? else {
             return Ok(Health::Degraded(format!("pod {pod} does not exist")));
         };
-        Ok(match view.state.as_str() {
-            "Running" if view.containers.iter().all(|(_, s)| s == "running") => Health::Healthy,
-            "Created" | "Initialized" => Health::Progressing(format!("pod {pod} is starting")),
-            state => {
-                let containers: Vec<String> = view
-                    .containers
-                    .iter()
-                    .map(|(n, s)| format!("{n} {s}"))
-                    .collect();
-                Health::Degraded(format!("pod {pod} is {state} ({})", containers.join(", ")))
-            }
-        })
+        Ok(pod_health(&pod, &view))
     }
 }
 
