@@ -10,10 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::oci::artifact::EMPTY_CONFIG;
+use crate::oci::artifact::artifact_manifest;
 use crate::oci::{
-    AssembledImage, Blob, Descriptor, ImageManifest, MEDIA_TYPE_EMPTY, MEDIA_TYPE_MANIFEST,
-    OciError, Registry, is_sha256_digest,
+    AssembledImage, Blob, Descriptor, ImageManifest, OciError, Registry, is_sha256_digest,
 };
 use crate::provenance::{ProvenanceError, Statement};
 use crate::sign::cosign::{PayloadError, SimpleSigningPayload, signature_layer};
@@ -103,18 +102,7 @@ pub async fn append_layer(
         layers.push(layer.descriptor.clone());
     }
     annotations.extend(manifest_annotations);
-    let config = Blob {
-        descriptor: Descriptor::of(MEDIA_TYPE_EMPTY, EMPTY_CONFIG),
-        data: EMPTY_CONFIG.to_vec(),
-    };
-    let manifest = ImageManifest {
-        schema_version: 2,
-        media_type: Some(MEDIA_TYPE_MANIFEST.to_owned()),
-        artifact_type: Some(artifact_type.to_owned()),
-        config: config.descriptor.clone(),
-        layers,
-        annotations: (!annotations.is_empty()).then_some(annotations),
-    };
+    let (config, manifest) = artifact_manifest(artifact_type, layers, annotations);
     let count = manifest.layers.len();
     // Only the new layer and the config need uploading: earlier layers are
     // already blobs of this repository (the registry refuses the manifest otherwise).

@@ -91,6 +91,27 @@ pub fn assemble_artifact(
         blobs.push(Blob { descriptor, data });
     }
     let layers = blobs.iter().map(|b| b.descriptor.clone()).collect();
+    let (config, manifest) = artifact_manifest(
+        artifact_type,
+        layers,
+        BTreeMap::from([
+            (ANNOTATION_CREATED.to_owned(), created),
+            (ANNOTATION_SOURCE.to_owned(), source.to_owned()),
+            (ANNOTATION_REVISION.to_owned(), revision.to_owned()),
+        ]),
+    );
+    blobs.push(config);
+    AssembledImage::new(&manifest, blobs)
+}
+
+/// An OCI artifact manifest (an image manifest with `artifactType` and the empty `{}` config,
+/// as registries without the artifact media type need) and its config blob. Used for published
+/// artifacts and for the `.sig` / `.att` attachments alike.
+pub fn artifact_manifest(
+    artifact_type: &str,
+    layers: Vec<Descriptor>,
+    annotations: BTreeMap<String, String>,
+) -> (Blob, ImageManifest) {
     let config = Blob {
         descriptor: Descriptor::of(MEDIA_TYPE_EMPTY, EMPTY_CONFIG),
         data: EMPTY_CONFIG.to_vec(),
@@ -101,12 +122,7 @@ pub fn assemble_artifact(
         artifact_type: Some(artifact_type.to_owned()),
         config: config.descriptor.clone(),
         layers,
-        annotations: Some(BTreeMap::from([
-            (ANNOTATION_CREATED.to_owned(), created),
-            (ANNOTATION_SOURCE.to_owned(), source.to_owned()),
-            (ANNOTATION_REVISION.to_owned(), revision.to_owned()),
-        ])),
+        annotations: (!annotations.is_empty()).then_some(annotations),
     };
-    blobs.push(config);
-    AssembledImage::new(&manifest, blobs)
+    (config, manifest)
 }
