@@ -249,30 +249,28 @@ patchset() { # patchset CHANGE PS COMMIT
 }
 forge_tail() { sleep 1; say "the stand-in Gerrit received:"; tail -n +$(( $1 + 1 )) "$DEMO/forge.log" | cut -c1-200 | sed 's/^/      /'; }
 
+upload() { # upload PATCHSET: push HEAD as patchset PATCHSET of change 1, send the hook; sets C, R, S
+    C=$($G rev-parse HEAD)
+    $G push -q "$DEMO/git/greet.git" "$C:refs/changes/01/1/$1"
+    LINES=$(wc -l < "$DEMO/forge.log")
+    R=$(hook "$(patchset 1 "$1" "$C")" | run_id)
+    S=$(wait_run "$R")
+    say "run $R: $S   (http://127.0.0.1:$CI_PORT/runs/$R)"
+    forge_tail "$LINES"
+}
+
 step "5. a change is pushed for review: CI runs its tests and votes Verified +1"
 sed -i 's/Hello, %s!/Hello there, %s!/' "$REPO/src/greet.c"
 sed -i 's/"Hello, /"Hello there, /' "$REPO/tests/run.sh"
 $G commit -q -am "greet: friendlier greeting"
-C1=$($G rev-parse HEAD)
-$G push -q "$DEMO/git/greet.git" "$C1:refs/changes/01/1/1"
-LINES=$(wc -l < "$DEMO/forge.log")
-ANSWER=$(hook "$(patchset 1 1 "$C1")")
-R1=$(echo "$ANSWER" | run_id)
-S1=$(wait_run "$R1")
-say "run $R1: $S1   (http://127.0.0.1:$CI_PORT/runs/$R1)"
-[ "$S1" = passed ] || die "the review run did not pass"
-forge_tail "$LINES"
+upload 1
+C1=$C
+[ "$S" = passed ] || die "the review run did not pass"
 
 step "6. a broken patchset: the test fails and CI votes Verified -1"
 sed -i 's/Hello there, %s!/Hello there %s/' "$REPO/src/greet.c"
 $G commit -q -am "greet: drop the comma (breaks the tests)"
-C2=$($G rev-parse HEAD)
-$G push -q "$DEMO/git/greet.git" "$C2:refs/changes/01/1/2"
-LINES=$(wc -l < "$DEMO/forge.log")
-ANSWER=$(hook "$(patchset 1 2 "$C2")")
-R2=$(echo "$ANSWER" | run_id)
-say "run $R2: $(wait_run "$R2")"
-forge_tail "$LINES"
+upload 2
 
 step "7. the good patchset merges: CI passes on main and writes a pass record"
 $G push -q "$DEMO/git/greet.git" "$C1:refs/heads/main"
