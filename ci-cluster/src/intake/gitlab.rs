@@ -184,9 +184,7 @@ fn merge_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     };
     let iid = req_uint(p, "object_attributes.iid")?;
     let commit = req_commit(p, "object_attributes.last_commit.id")?;
-    let author = opt_str(p, "user.username")
-        .or_else(|| opt_str(p, "user.name"))
-        .unwrap_or("");
+    let author = mr_author(p);
     let url = opt_str(p, "object_attributes.url").map(str::to_string);
     let title = opt_str(p, "object_attributes.title").unwrap_or("");
     change_event(
@@ -223,9 +221,7 @@ fn note(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     let url = opt_str(p, "merge_request.url")
         .or_else(|| opt_str(p, "object_attributes.url").and_then(|u| u.split('#').next()))
         .map(str::to_string);
-    let author = opt_str(p, "user.username")
-        .or_else(|| opt_str(p, "user.name"))
-        .unwrap_or("");
+    let author = mr_author(p);
     let title = opt_str(p, "merge_request.title").unwrap_or("");
     change_event(
         p,
@@ -239,6 +235,13 @@ fn note(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
             author,
         },
     )
+}
+
+/// Who acted on a merge request (or wrote the note): the username, else the display name.
+fn mr_author(p: &Value) -> &str {
+    opt_str(p, "user.username")
+        .or_else(|| opt_str(p, "user.name"))
+        .unwrap_or("")
 }
 
 /// What a merge request or a note on one says about the change.

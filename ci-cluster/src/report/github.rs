@@ -4,12 +4,12 @@
 use std::fmt;
 
 use reqwest::Url;
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use reqwest::header::{ACCEPT, AUTHORIZATION};
 use serde::Serialize;
 
 use super::{
-    ReportBody, ReportError, ReportStatus, check_sha, endpoint, http_client, parse_base_url, send,
-    status_error, summary,
+    ReportBody, ReportError, ReportStatus, check_sha, endpoint, http_client, parse_base_url,
+    secret_header, send, status_error, summary,
 };
 use crate::secret::Secret;
 
@@ -111,15 +111,7 @@ impl GithubClient {
             .header("X-GitHub-Api-Version", API_VERSION)
             .json(&status_input(body));
         if let Some(token) = &self.token {
-            let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
-                // The error would not show the value, but say so plainly anyway.
-                .map_err(|_| {
-                    ReportError::Permanent(
-                        "github: the API token is not a valid header value".to_owned(),
-                    )
-                })?;
-            // Keeps the value out of reqwest's and hyper's Debug output.
-            value.set_sensitive(true);
+            let value = secret_header("github", &format!("Bearer {}", token.expose()))?;
             request = request.header(AUTHORIZATION, value);
         }
         let answer = send("github", request).await?;

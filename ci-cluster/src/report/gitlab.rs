@@ -4,12 +4,11 @@
 use std::fmt;
 
 use reqwest::Url;
-use reqwest::header::HeaderValue;
 use serde::Serialize;
 
 use super::{
-    ReportBody, ReportError, ReportStatus, check_sha, endpoint, http_client, parse_base_url, send,
-    status_error, summary,
+    ReportBody, ReportError, ReportStatus, check_sha, endpoint, http_client, parse_base_url,
+    secret_header, send, status_error, summary,
 };
 use crate::secret::Secret;
 
@@ -100,13 +99,7 @@ impl GitlabClient {
         let url = endpoint("gitlab", &self.base, &["projects", &id, "statuses", sha])?;
         let mut request = self.http.post(url).json(&status_input(body));
         if let Some(token) = &self.token {
-            let mut value = HeaderValue::try_from(token.expose()).map_err(|_| {
-                ReportError::Permanent(
-                    "gitlab: the API token is not a valid header value".to_owned(),
-                )
-            })?;
-            // Keeps the value out of reqwest's and hyper's Debug output.
-            value.set_sensitive(true);
+            let value = secret_header("gitlab", token.expose())?;
             request = request.header("PRIVATE-TOKEN", value);
         }
         let answer = send("gitlab", request).await?;

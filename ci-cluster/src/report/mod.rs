@@ -15,6 +15,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::time::Duration;
 
+use reqwest::header::HeaderValue;
 use reqwest::{StatusCode, Url, redirect};
 use serde::{Deserialize, Serialize};
 
@@ -511,6 +512,18 @@ fn check_sha(forge: &str, sha: &str) -> Result<(), ReportError> {
         )));
     }
     Ok(())
+}
+
+/// A header value carrying a credential, marked sensitive so it stays out of reqwest's and
+/// hyper's `Debug` output. The error does not show the value.
+fn secret_header(forge: &str, value: &str) -> Result<HeaderValue, ReportError> {
+    let mut value = HeaderValue::try_from(value).map_err(|_| {
+        ReportError::Permanent(format!(
+            "{forge}: the API token is not a valid header value"
+        ))
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// A forge's answer, read up to [`MAX_RESPONSE_BYTES`].

@@ -41,8 +41,13 @@ fn body(
     serde_json::to_value(body).unwrap_or_default()
 }
 
-/// "Pending" at the start of a run (GitHub and GitLab show it; Gerrit ignores it).
-pub fn pending_report(state: &AppState, run: &ClaimedRun) -> NewReport {
+/// A report on a claimed run, to the forge its event came from.
+fn claimed_report(
+    state: &AppState,
+    run: &ClaimedRun,
+    status: ReportStatus,
+    jobs: Vec<JobLine>,
+) -> NewReport {
     let e = &run.event;
     NewReport {
         target: e.report.clone(),
@@ -52,10 +57,15 @@ pub fn pending_report(state: &AppState, run: &ClaimedRun) -> NewReport {
             &run.project,
             &e.git_ref,
             &e.commit,
-            ReportStatus::Pending,
-            Vec::new(),
+            status,
+            jobs,
         ),
     }
+}
+
+/// "Pending" at the start of a run (GitHub and GitLab show it; Gerrit ignores it).
+pub fn pending_report(state: &AppState, run: &ClaimedRun) -> NewReport {
+    claimed_report(state, run, ReportStatus::Pending, Vec::new())
 }
 
 fn status_of(status: RunStatus) -> ReportStatus {
@@ -86,19 +96,7 @@ pub fn final_report(
                 .collect()
         })
         .unwrap_or_default();
-    let e = &run.event;
-    NewReport {
-        target: e.report.clone(),
-        body: body(
-            state,
-            run.id,
-            &run.project,
-            &e.git_ref,
-            &e.commit,
-            status_of(status),
-            jobs,
-        ),
-    }
+    claimed_report(state, run, status_of(status), jobs)
 }
 
 /// The report for a run that recovery finished (failed after restarts, or cancelled).
