@@ -11,3 +11,4 @@ pub mod outputs;
 pub mod record;
 pub mod source;
 pub mod spec;
+pub mod tree;

@@ -1,16 +1,18 @@
 //! Collecting a job's outputs, content-addressed by sha256.
 //!
-//! The workspace was written by untrusted code, so collection never follows
-//! a symbolic link: a link anywhere on an output's path is refused, and
-//! files are opened with `O_NOFOLLOW`.
+//! The workspace was written by untrusted code, so every look at it goes through
+//! [`TreeRoot`]: a link anywhere on an output's path is refused, never followed, and a FIFO or
+//! device is refused without blocking.
+#![deny(clippy::disallowed_methods)]
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::tree::{EntryKind, TreeError, TreeRoot};
 
 /// One collected file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,12 +63,34 @@ pub enum OutputError {
     },
 }
 
+impl OutputError {
+    fn from_tree(rel: &str, err: TreeError) -> OutputError {
+        match err {
+            TreeError::Link { .. } | TreeError::BadPath { .. } => OutputError::Symlink(rel.into()),
+            TreeError::WrongKind { .. } => OutputError::NotAFile(rel.into()),
+            other => OutputError::Io {
+                path: rel.into(),
+                source: other.into(),
+            },
+        }
+    }
+}
+
 fn has_glob_meta(pattern: &str) -> bool {
     pattern.contains(['*', '?', '[', '{'])
 }
 
 /// Collects every file the patterns name, sorted by path, without duplicates.
 pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>, OutputError> {
+    let root = TreeRoot::open(workspace).map_err(|e| OutputError::Io {
+        path: String::new(),
+        source: e.into(),
+    })?;
+    collect_in(&root, patterns)
+}
+
+/// [`collect`] on an already open workspace.
+pub fn collect_in(root: &TreeRoot, patterns: &[String]) -> Result<Vec<OutputFile>, OutputError> {
     let mut found: Vec<String> = Vec::new();
     for pattern in patterns {
         let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
@@ -80,7 +104,7 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
                 })?
                 .compile_matcher();
             let mut any = false;
-            for rel in walk_files(workspace, Path::new(""), pattern)? {
+            for rel in walk_files(root, Path::new(""), Some(&matcher), pattern)? {
                 if matcher.is_match(&rel) {
                     any = true;
                     found.push(rel);
@@ -90,39 +114,33 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
                 return Err(OutputError::NoMatch(pattern.into()));
             }
         } else {
-            let full = inside(workspace, pattern)?;
-            let meta =
-                fs::symlink_metadata(&full).map_err(|_| OutputError::Missing(pattern.into()))?;
-            if meta.is_dir() {
-                found.extend(walk_files(workspace, Path::new(pattern), pattern)?);
-            } else if meta.is_file() {
-                found.push(pattern.to_string());
-            } else if meta.file_type().is_symlink() {
-                return Err(OutputError::Symlink(pattern.into()));
-            } else {
-                return Err(OutputError::NotAFile(pattern.into()));
+            let rel = plain_relative(pattern)?;
+            let meta = match root.metadata(&rel) {
+                Ok(meta) => meta,
+                Err(e) if e.io_kind() == Some(io::ErrorKind::NotFound) => {
+                    return Err(OutputError::Missing(pattern.into()));
+                }
+                Err(e) => return Err(OutputError::from_tree(pattern, e)),
+            };
+            match meta.kind {
+                EntryKind::Dir => found.extend(walk_files(root, &rel, None, pattern)?),
+                EntryKind::File => found.push(rel.display().to_string()),
+                EntryKind::Symlink => return Err(OutputError::Symlink(pattern.into())),
+                EntryKind::Other => return Err(OutputError::NotAFile(pattern.into())),
             }
         }
     }
     found.sort();
     found.dedup();
-    found
-        .iter()
-        .map(|rel| digest_file(workspace, rel))
-        .collect()
+    found.iter().map(|rel| digest_file(root, rel)).collect()
 }
 
-/// Joins `rel` to `root`, refusing `..`, absolute paths and any symlink on the way.
-fn inside(root: &Path, rel: &str) -> Result<PathBuf, OutputError> {
-    let mut path = root.to_path_buf();
+/// The pattern as a plain relative path: `..` and absolute paths refused.
+fn plain_relative(rel: &str) -> Result<PathBuf, OutputError> {
+    let mut path = PathBuf::new();
     for component in Path::new(rel).components() {
         match component {
-            Component::Normal(part) => {
-                path.push(part);
-                if fs::symlink_metadata(&path).is_ok_and(|meta| meta.file_type().is_symlink()) {
-                    return Err(OutputError::Symlink(rel.into()));
-                }
-            }
+            Component::Normal(part) => path.push(part),
             Component::CurDir => {}
             _ => return Err(OutputError::Symlink(rel.into())),
         }
@@ -130,67 +148,55 @@ fn inside(root: &Path, rel: &str) -> Result<PathBuf, OutputError> {
     Ok(path)
 }
 
-/// Regular files under `root/sub`, as root-relative paths. Links are refused, not followed.
-fn walk_files(root: &Path, sub: &Path, pattern: &str) -> Result<Vec<String>, OutputError> {
+/// Regular files under `sub`, as root-relative paths. Links are refused, not followed; under a
+/// glob, only a link the glob would collect is an error.
+fn walk_files(
+    root: &TreeRoot,
+    sub: &Path,
+    glob: Option<&globset::GlobMatcher>,
+    pattern: &str,
+) -> Result<Vec<String>, OutputError> {
     let mut out = Vec::new();
-    let start = root.join(sub);
-    for entry in walkdir::WalkDir::new(&start)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = entry.map_err(|e| OutputError::Io {
-            path: pattern.into(),
-            source: e.into(),
-        })?;
-        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let rel_text = rel.to_string_lossy().to_string();
-        if entry.file_type().is_symlink() {
-            // A glob may sweep past unrelated links; only a link it would collect is an error.
-            if has_glob_meta(pattern) && entry.depth() > 0 {
-                let matches = globset::Glob::new(pattern)
-                    .map(|g| g.compile_matcher().is_match(&rel_text))
-                    .unwrap_or(false);
-                if !matches {
+    let entries = root
+        .walk(sub)
+        .map_err(|e| OutputError::from_tree(pattern, e))?;
+    for entry in entries {
+        let rel_text = entry.rel.display().to_string();
+        match entry.meta.kind {
+            EntryKind::Symlink => {
+                if glob.is_some_and(|g| !g.is_match(&rel_text)) {
                     continue;
                 }
+                return Err(OutputError::Symlink(rel_text));
             }
-            return Err(OutputError::Symlink(rel_text));
-        }
-        if entry.file_type().is_file() {
-            out.push(rel_text);
+            EntryKind::File => out.push(rel_text),
+            EntryKind::Dir | EntryKind::Other => {}
         }
     }
     Ok(out)
 }
 
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-}
-
-fn digest_file(root: &Path, rel: &str) -> Result<OutputFile, OutputError> {
+fn digest_file(root: &TreeRoot, rel: &str) -> Result<OutputFile, OutputError> {
     let io_err = |source| OutputError::Io {
         path: rel.into(),
         source,
     };
-    let mut file = open_no_follow(&root.join(rel)).map_err(io_err)?;
+    let mut file = root
+        .open_file(Path::new(rel))
+        .map_err(|e| OutputError::from_tree(rel, e))?;
     let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(OutputError::NotAFile(rel.into()));
-    }
     let mut hasher = Sha256::new();
     let size = io::copy(&mut file, &mut hasher).map_err(io_err)?;
     Ok(OutputFile {
         path: rel.to_string(),
         sha256: hex::encode(hasher.finalize()),
         size,
-        executable: meta.permissions().mode() & 0o111 != 0,
+        executable: std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
     })
 }
 
-/// A directory of blobs named by their sha256: `ROOT/sha256/<hex>`.
+/// A directory of blobs named by their sha256: `ROOT/sha256/<hex>`. The store is the host's
+/// own directory, never inside a workspace; only the workspace side is untrusted.
 #[derive(Debug, Clone)]
 pub struct ContentStore {
     root: PathBuf,
@@ -208,46 +214,52 @@ impl ContentStore {
     }
 
     /// Copies a collected output from the workspace into the store.
-    /// Writes to a temporary name and renames, so a crash never leaves a
-    /// half-written blob under its digest.
-    pub fn put(&self, workspace: &Path, file: &OutputFile) -> io::Result<PathBuf> {
+    /// Writes to a temporary file with a unique name and renames it, so a crash never leaves
+    /// a half-written blob under its digest and two runs storing the same output at once
+    /// never collide.
+    #[allow(clippy::disallowed_methods)] // the store is the host's own directory
+    pub fn put(&self, workspace: &TreeRoot, file: &OutputFile) -> io::Result<PathBuf> {
         let dest = self.blob_path(&file.sha256);
         if dest.exists() {
             return Ok(dest);
         }
-        fs::create_dir_all(self.root.join("sha256"))?;
-        let tmp =
-            self.root
-                .join("sha256")
-                .join(format!(".{}.tmp-{}", file.sha256, std::process::id()));
-        let mut src = open_no_follow(&workspace.join(&file.path))?;
-        let mut out = File::create(&tmp)?;
+        let dir = self.root.join("sha256");
+        std::fs::create_dir_all(&dir)?;
+        let mut src = workspace.open_file(Path::new(&file.path))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", file.sha256))
+            .suffix(".tmp")
+            .tempfile_in(&dir)?;
         let mut hasher = Sha256::new();
         let mut tee = TeeWriter {
-            out: &mut out,
+            out: tmp.as_file_mut(),
             hasher: &mut hasher,
         };
         io::copy(&mut src, &mut tee)?;
-        out.sync_all()?;
+        tmp.as_file().sync_all()?;
         if hex::encode(hasher.finalize()) != file.sha256 {
-            let _ = fs::remove_file(&tmp);
             return Err(io::Error::other(format!(
                 "{} changed while it was being stored",
                 file.path
             )));
         }
-        fs::rename(&tmp, &dest)?;
+        // The blob is read-only for everyone else: its name is its content.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        tmp.persist(&dest).map_err(|e| e.error)?;
         Ok(dest)
     }
 
-    /// Copies a stored blob to `dest` (parents created), restoring the execute bit.
-    pub fn copy_out(&self, file: &OutputFile, dest: &Path) -> io::Result<()> {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::copy(self.blob_path(&file.sha256), dest)?;
+    /// Copies a stored blob to `rel` beneath `dest` (parents created), restoring the execute
+    /// bit. Whatever is at `rel` is replaced, never written through; a link on a parent is
+    /// refused.
+    #[allow(clippy::disallowed_methods)] // File::open of the store's own blob
+    pub fn copy_out(&self, file: &OutputFile, dest: &TreeRoot, rel: &Path) -> io::Result<()> {
         let mode = if file.executable { 0o755 } else { 0o644 };
-        fs::set_permissions(dest, fs::Permissions::from_mode(mode))
+        let mut from = File::open(self.blob_path(&file.sha256))?;
+        let mut to = dest.replace_file(rel, mode)?;
+        io::copy(&mut from, &mut to)?;
+        Ok(())
     }
 }
 
@@ -268,8 +280,10 @@ impl io::Write for TeeWriter<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn ws() -> tempfile::TempDir {
         let d = tempfile::tempdir().expect("tempdir");
@@ -342,10 +356,63 @@ mod tests {
         let files = collect(d.path(), &["dist/app".into()]).expect("collect");
         let store_dir = tempfile::tempdir().expect("tempdir");
         let store = ContentStore::new(store_dir.path());
-        let blob = store.put(d.path(), &files[0]).expect("put");
+        let ws = TreeRoot::open(d.path()).expect("open");
+        let blob = store.put(&ws, &files[0]).expect("put");
         assert_eq!(fs::read(blob).expect("read"), b"binary");
-        let dest = store_dir.path().join("out/dist/app");
-        store.copy_out(&files[0], &dest).expect("copy out");
-        assert_eq!(fs::read(dest).expect("read"), b"binary");
+        let out = TreeRoot::create(&store_dir.path().join("out"), 0o755).expect("out");
+        store
+            .copy_out(&files[0], &out, Path::new("dist/app"))
+            .expect("copy out");
+        assert_eq!(
+            fs::read(store_dir.path().join("out/dist/app")).expect("read"),
+            b"binary"
+        );
+    }
+
+    #[test]
+    fn concurrent_puts_of_one_digest_all_succeed() {
+        // Before unique temporary names, every put in one process wrote `<digest>.tmp-<pid>`:
+        // two runs storing the same output at once made one of them fail.
+        let d = ws();
+        let files = collect(d.path(), &["dist/app".into()]).expect("collect");
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let store = ContentStore::new(store_dir.path());
+        let ws = TreeRoot::open(d.path()).expect("open");
+        let barrier = std::sync::Barrier::new(16);
+        let results: Vec<io::Result<PathBuf>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..16)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        store.put(&ws, &files[0])
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("join")).collect()
+        });
+        for result in &results {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        let names: Vec<_> = fs::read_dir(store_dir.path().join("sha256"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(&files[0].sha256)], "no temp file left");
+        assert_eq!(fs::read(store.blob_path(&files[0].sha256)).expect("blob"), b"binary");
+    }
+
+    #[test]
+    fn a_fifo_output_is_refused_without_hanging() {
+        let d = ws();
+        nix::unistd::mkfifo(
+            &d.path().join("dist/pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .expect("mkfifo");
+        assert!(matches!(
+            collect(d.path(), &["dist/pipe".into()]),
+            Err(OutputError::NotAFile(_))
+        ));
+        assert!(collect(d.path(), &["dist/app".into()]).is_ok(), "control");
     }
 }

@@ -11,6 +11,7 @@ use airlock_pipeline::events::JobState;
 use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
 use airlock_pipeline::source::{CommitId, Mirror, SourceCache};
 use airlock_pipeline::spec::{self, EventKind};
+use airlock_pipeline::tree::TreeRoot;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
@@ -315,14 +316,17 @@ fn print_outputs(report: &RunReport) {
     }
 }
 
+/// Copies every output to its path beneath `out`. The paths were named by untrusted jobs, so
+/// they are written beneath `out` through [`TreeRoot`]: never through a link, never above it.
 fn copy_outputs(report: &RunReport, out: &Path) -> anyhow::Result<()> {
+    let root = TreeRoot::create(out, 0o755)
+        .with_context(|| format!("creating output directory {}", out.display()))?;
     for job in &report.jobs {
         for file in &job.outputs {
-            let dest = out.join(&file.path);
             report
                 .store
-                .copy_out(file, &dest)
-                .with_context(|| format!("copying {} to {}", file.path, dest.display()))?;
+                .copy_out(file, &root, Path::new(&file.path))
+                .with_context(|| format!("copying {} into {}", file.path, out.display()))?;
         }
     }
     Ok(())

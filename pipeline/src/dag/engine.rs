@@ -21,6 +21,7 @@ use crate::executor::{Executor, ExitReason, JobRequest};
 use crate::log::{JobLog, LogSink, now_ms};
 use crate::outputs::{self, ContentStore, OutputFile};
 use crate::spec::JobSpec;
+use crate::tree::TreeRoot;
 
 /// Settings of one engine.
 #[derive(Debug, Clone)]
@@ -455,10 +456,13 @@ impl<E: Executor> JobTask<E> {
             self.store.clone(),
         );
         tokio::task::spawn_blocking(move || {
-            let files = outputs::collect(&workspace, &patterns).map_err(|e| e.to_string())?;
+            // One handle on the workspace for collecting and storing: everything beneath it is
+            // the job's, so nothing is looked up by host path.
+            let root = TreeRoot::open(&workspace).map_err(|e| e.to_string())?;
+            let files = outputs::collect_in(&root, &patterns).map_err(|e| e.to_string())?;
             for f in &files {
                 store
-                    .put(&workspace, f)
+                    .put(&root, f)
                     .map_err(|e| format!("storing output '{}': {e}", f.path))?;
             }
             Ok(files)

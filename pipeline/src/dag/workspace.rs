@@ -1,56 +1,44 @@
 //! Preparing a job's workspace: a fresh copy of the source tree plus the
 //! outputs of every job it needs, at their workspace paths.
+//!
+//! The source tree came from an untrusted commit and the inputs from untrusted jobs: every
+//! operation goes through [`TreeRoot`], so no link in either is ever followed by the host.
+#![deny(clippy::disallowed_methods)]
 
-use std::fs;
 use std::io;
 use std::path::Path;
 
 use crate::outputs::{ContentStore, OutputFile};
+use crate::tree::TreeRoot;
 
-/// Replaces `dest` with a copy of `source` (files, executable bits,
-/// symlinks as symlinks) and the given outputs.
+/// Replaces `dest` with a copy of `source` (files, permission bits, symlinks as symlinks) and
+/// the given outputs.
 pub(super) fn prepare(
     source: &Path,
     dest: &Path,
     store: &ContentStore,
     inputs: &[OutputFile],
 ) -> io::Result<()> {
-    if dest.exists() {
-        fs::remove_dir_all(dest)?;
-    }
-    fs::create_dir_all(dest)?;
-    copy_tree(source, dest)?;
+    remove_workspace(dest)?;
+    let source = TreeRoot::open(source)?;
+    let dest = TreeRoot::create(dest, 0o755)?;
+    source.copy_into(&dest)?;
     for file in inputs {
-        // Paths were checked when the producing job collected them; check again
-        // because this is where a bad path would do harm.
-        if file.path.split('/').any(|c| c == ".." || c.is_empty()) || file.path.starts_with('/') {
-            return Err(io::Error::other(format!(
-                "refusing output path '{}'",
-                file.path
-            )));
-        }
-        let target = dest.join(&file.path);
-        if target.exists() {
-            fs::remove_file(&target)?;
-        }
-        store.copy_out(file, &target)?;
+        // Paths were checked when the producing job collected them; TreeRoot checks again
+        // (no `..`, not absolute, no link on the way) because this is where one would do harm.
+        store
+            .copy_out(file, &dest, Path::new(&file.path))
+            .map_err(|e| io::Error::new(e.kind(), format!("input '{}': {e}", file.path)))?;
     }
     Ok(())
 }
 
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    for entry in walkdir::WalkDir::new(from).follow_links(false).min_depth(1) {
-        let entry = entry.map_err(io::Error::other)?;
-        let rel = entry.path().strip_prefix(from).map_err(io::Error::other)?;
-        let target = to.join(rel);
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            fs::create_dir_all(&target)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
-        } else if kind.is_file() {
-            fs::copy(entry.path(), &target)?;
-        }
+/// Removes a previous attempt's workspace. `std::fs::remove_dir_all` never follows links below
+/// its argument (it walks with `openat`/`unlinkat` and `O_NOFOLLOW`); the argument itself is the
+/// host's own path.
+fn remove_workspace(dest: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
-    Ok(())
 }

@@ -25,6 +25,7 @@ use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest};
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;
+use crate::tree::{EntryKind, TreeRoot};
 
 /// Where the workspace appears inside the sandbox.
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
@@ -108,18 +109,24 @@ impl SandboxExecutor {
 
     /// Prepares a workspace for the sandbox user: reachable through every
     /// parent directory and owned by that user.
+    #[deny(clippy::disallowed_methods)]
     fn prepare_workspace(&self, workspace: &Path) -> Result<(), ExecutorError> {
         let err = |reason: String| ExecutorError::Workspace {
             path: workspace.to_path_buf(),
             reason,
         };
-        if !workspace.is_dir() {
+        // The workspace holds an untrusted tree: it is opened once, never through a link, and
+        // re-owned through that handle.
+        let root = TreeRoot::open(workspace).map_err(|e| err(e.to_string()))?;
+        if root.metadata(Path::new("")).map_err(|e| err(e.to_string()))?.kind != EntryKind::Dir {
             return Err(err("is not a directory".into()));
         }
         if !self.as_root {
             return Ok(());
         }
         for ancestor in workspace.ancestors().skip(1) {
+            // The host's own directories above the workspace.
+            #[allow(clippy::disallowed_methods)]
             let meta = std::fs::metadata(ancestor).map_err(|e| err(e.to_string()))?;
             let traversable = meta.mode() & 0o001 != 0 || meta.uid() == self.config.sandbox_uid;
             if !traversable {
@@ -132,13 +139,8 @@ impl SandboxExecutor {
                 )));
             }
         }
-        let (uid, gid) = (Some(self.config.sandbox_uid), Some(self.config.sandbox_gid));
-        for entry in walkdir::WalkDir::new(workspace).follow_links(false) {
-            let entry = entry.map_err(|e| err(e.to_string()))?;
-            std::os::unix::fs::lchown(entry.path(), uid, gid)
-                .map_err(|e| err(format!("chown: {e}")))?;
-        }
-        Ok(())
+        root.chown_all(self.config.sandbox_uid, self.config.sandbox_gid)
+            .map_err(|e| err(format!("chown: {e}")))
     }
 
     fn bwrap_args(&self, request: &JobRequest) -> Vec<String> {
@@ -295,6 +297,10 @@ impl Executor for SandboxExecutor {
         }
         let cgroup = Cgroup::create(support, &request.attempt_id, &limits)
             .map_err(|e| ExecutorError::Limits(e.to_string()))?;
+        // A descriptor this process inherited without close-on-exec (a shell's `9>>file`, a
+        // parent's leak) would otherwise pass through bubblewrap into the job. Everything the
+        // job should have is 0-2; mark the rest close-on-exec (the process's own are already).
+        close_fds::set_fds_cloexec_threadsafe(3, &[]);
         let started = SystemTime::now();
         let child = self
             .command(&request, &cgroup)

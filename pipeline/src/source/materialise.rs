@@ -1,25 +1,28 @@
 //! [`Mirror::materialise`]: writing a commit's tree into a directory, after checking every
-//! entry.
+//! entry. Every write goes through [`TreeRoot`], beneath the destination, never through a link.
+#![deny(clippy::disallowed_methods)]
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Component, Path, PathBuf};
 
 use gix::objs::tree::EntryKind;
 
 use super::{CommitId, MaterialiseStats, Mirror, SourceError};
+use crate::tree::{TreeError, TreeRoot};
 
 impl Mirror {
     /// Write the commit's tree into `dest`, which must be empty or absent.
     ///
     /// Regular files get mode 0644, executables 0755, symlinks are created with their target
-    /// verbatim (the sandbox that uses the tree has no host paths for them to reach), and
-    /// submodule entries are skipped with a warning. The whole tree is checked before anything
-    /// is written: an entry named `""`, `.`, `..`, `.git` (any case), containing `/` or NUL, or
-    /// appearing twice in one directory is refused with [`SourceError::UnsafePath`].
+    /// verbatim, and submodule entries are skipped with a warning. The whole tree is checked
+    /// before anything is written: an entry named `""`, `.`, `..`, `.git` (any case), containing
+    /// `/` or NUL, or appearing twice in one directory, and a symlink whose target is absolute
+    /// or climbs out of the tree, are refused with [`SourceError::UnsafePath`] naming the entry.
+    /// Every write goes through [`TreeRoot`], so nothing is ever written through a link.
     ///
     /// If writing fails part-way (disk full, say), `dest` is left partly filled: callers should
     /// discard it rather than use or retry into it.
@@ -32,77 +35,38 @@ impl Mirror {
         let plan = self.plan_tree(&repo, commit)?;
         prepare_destination(dest)?;
 
+        let root = TreeRoot::open(dest).map_err(|e| tree_io("open", dest, e))?;
         let mut stats = MaterialiseStats::default();
         for step in plan {
             match step {
-                Step::Dir { rel } => {
-                    let path = dest.join(&rel);
-                    fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&path)
-                        .map_err(|source| SourceError::Io {
-                            action: "create directory",
-                            path,
-                            source,
-                        })?;
-                }
+                Step::Dir { rel } => root
+                    .create_dir(&rel, 0o755)
+                    .map_err(|e| tree_io("create directory", &rel, e))?,
                 Step::File {
                     rel,
                     id,
                     executable,
                 } => {
-                    let path = dest.join(&rel);
                     let mut blob = repo.find_blob(id).map_err(|err| {
                         self.repo_error(format!("read blob {id} for {}", rel.display()), &err)
                     })?;
                     let data = blob.take_data();
                     let mode = if executable { 0o755 } else { 0o644 };
-                    // create_new: never follow or overwrite anything already at the path.
-                    let mut file = fs::OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(mode)
-                        .open(&path)
-                        .map_err(|source| SourceError::Io {
-                            action: "create file",
-                            path: path.clone(),
-                            source,
-                        })?;
+                    // A new file (O_EXCL) beneath the root: nothing already there is followed.
+                    let mut file = root
+                        .create_file(&rel, mode)
+                        .map_err(|e| tree_io("create file", &rel, e))?;
                     file.write_all(&data).map_err(|source| SourceError::Io {
                         action: "write file",
-                        path: path.clone(),
+                        path: dest.join(&rel),
                         source,
                     })?;
-                    // The umask may have narrowed the creation mode; set it exactly, via the
-                    // handle so no path lookup is involved.
-                    file.set_permissions(fs::Permissions::from_mode(mode))
-                        .map_err(|source| SourceError::Io {
-                            action: "set permissions of",
-                            path,
-                            source,
-                        })?;
                     stats.files += 1;
                     stats.bytes += data.len() as u64;
                 }
-                Step::Symlink { rel, id } => {
-                    let path = dest.join(&rel);
-                    let mut blob = repo.find_blob(id).map_err(|err| {
-                        self.repo_error(format!("read blob {id} for {}", rel.display()), &err)
-                    })?;
-                    let target = blob.take_data();
-                    if target.is_empty() || target.contains(&0) {
-                        return Err(SourceError::UnsafePath {
-                            commit: *commit,
-                            entry: rel.display().to_string(),
-                            reason: "symlink target is empty or contains a NUL byte",
-                        });
-                    }
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
-                        .map_err(|source| SourceError::Io {
-                            action: "create symlink",
-                            path,
-                            source,
-                        })?;
+                Step::Symlink { rel, target } => {
+                    root.symlink(std::ffi::OsStr::from_bytes(&target), &rel)
+                        .map_err(|e| tree_io("create symlink", &rel, e))?;
                     stats.files += 1;
                     stats.bytes += target.len() as u64;
                 }
@@ -176,7 +140,20 @@ impl Mirror {
                         id,
                         executable: true,
                     }),
-                    EntryKind::Link => plan.push(Step::Symlink { rel, id }),
+                    EntryKind::Link => {
+                        let mut blob = repo.find_blob(id).map_err(|err| {
+                            self.repo_error(format!("read blob {id} for {}", rel.display()), &err)
+                        })?;
+                        let target = blob.take_data();
+                        if let Some(reason) = unsafe_link_target(&rel, &target) {
+                            return Err(SourceError::UnsafePath {
+                                commit: *commit,
+                                entry: rel.display().to_string(),
+                                reason,
+                            });
+                        }
+                        plan.push(Step::Symlink { rel, target });
+                    }
                     EntryKind::Commit => {
                         tracing::warn!(
                             commit = %commit,
@@ -205,8 +182,50 @@ enum Step {
     },
     Symlink {
         rel: PathBuf,
-        id: gix::ObjectId,
+        target: Vec<u8>,
     },
+}
+
+/// Why a committed link may not be written, if it may not.
+///
+/// A link may point anywhere inside the tree, but not outside it: an absolute target, or one
+/// that climbs above the tree's root, is refused. `..` is only accepted at the start of the
+/// target, where it climbs through the link's own (real) parent directories; after a name, the
+/// name could itself be a link and `..` would then climb from wherever that one points.
+fn unsafe_link_target(link: &Path, target: &[u8]) -> Option<&'static str> {
+    if target.is_empty() || target.contains(&0) {
+        return Some("symlink target is empty or contains a NUL byte");
+    }
+    let target = Path::new(std::ffi::OsStr::from_bytes(target));
+    // Directories above the link, within the tree.
+    let mut depth = link.components().count().saturating_sub(1);
+    let mut seen_name = false;
+    for component in target.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) => {
+                return Some("symlink target is absolute (links may only point inside the tree)");
+            }
+            Component::CurDir => {}
+            Component::ParentDir if seen_name => {
+                return Some("symlink target has '..' after a name (it could climb through another link)");
+            }
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return Some("symlink target climbs out of the tree"),
+            },
+            Component::Normal(_) => seen_name = true,
+        }
+    }
+    None
+}
+
+/// A refusal or failure of the beneath-root layer, as a located source error.
+fn tree_io(action: &'static str, rel: &Path, err: TreeError) -> SourceError {
+    SourceError::Io {
+        action,
+        path: rel.to_path_buf(),
+        source: err.into(),
+    }
 }
 
 /// Why a tree entry name may not be written to disk, if it may not.
@@ -226,7 +245,8 @@ fn unsafe_entry_name(name: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// Make `dest` an existing, empty directory.
+/// Make `dest` an existing, empty directory. `dest` is the host's own path, above the tree.
+#[allow(clippy::disallowed_methods)]
 fn prepare_destination(dest: &Path) -> Result<(), SourceError> {
     match fs::symlink_metadata(dest) {
         Ok(meta) => {
