@@ -92,6 +92,13 @@ pub struct ForgeEvent {
     pub repository: String,
     /// De-duplication key, unique per forge: a replay with the same key creates nothing.
     pub delivery: String,
+    /// Lowercase hex sha256 of the exact body bytes intake authenticated (what
+    /// GitHub's HMAC covers; GitLab's and Gerrit's tokens cover nothing). Unique
+    /// per forge like `delivery`: the same body under new delivery headers, which
+    /// no signature covers, is a replay and creates nothing. `None` for manual
+    /// and scheduled runs, which have no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
     /// Run or cancel.
     pub intent: Intent,
     /// Kind for `when.events` (change, push, tag...).

@@ -112,7 +112,7 @@ pub fn parse(
     let p = parse_json(body)?;
     let kind = req_str(&p, "type")?;
     let key = DeliveryKey { kind, body };
-    match kind {
+    let intake = match kind {
         "patchset-created" => {
             patchset_event(&p, &key, &["uploader", "patchSet.uploader", "change.owner"])
         }
@@ -138,7 +138,8 @@ pub fn parse(
             "event '{}' is not acted on",
             name_for_message(other)
         ))),
-    }
+    }?;
+    Ok(intake.with_body_digest(body))
 }
 
 /// What the delivery key is built from besides the event's own coordinates.
@@ -236,6 +237,7 @@ fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Inta
         forge: Forge::Gerrit,
         repository: project(p)?,
         delivery: key.build(p, &number.to_string(), &patchset.to_string()),
+        body_sha256: None,
         intent: Intent::Run,
         kind: EventKind::Change,
         git_ref,
@@ -289,6 +291,7 @@ fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, I
             &number.to_string(),
             &patchset.map_or_else(|| "-".to_string(), |ps| ps.to_string()),
         ),
+        body_sha256: None,
         intent: Intent::CancelChange,
         kind: EventKind::Change,
         git_ref,
@@ -330,6 +333,7 @@ fn ref_updated(p: &Value, key: &DeliveryKey<'_>) -> Result<Intake, IntakeError> 
         forge: Forge::Gerrit,
         repository: repository.to_string(),
         delivery: key.build(p, &git_ref, new_rev),
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref,

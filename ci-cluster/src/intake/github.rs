@@ -34,7 +34,9 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// The signature is checked over the exact received bytes before anything
 /// else is looked at. The delivery key is `{X-GitHub-Hook-ID}:{X-GitHub-Delivery}`
 /// (`-` for a missing hook id): GitHub's delivery GUID identifies the event and
-/// is shared by every hook subscribed to it, and a redelivery repeats it.
+/// is shared by every hook subscribed to it, and a redelivery repeats it. The
+/// signature covers neither header, so the event also carries the digest of
+/// the signed body, which the store keeps unique too.
 pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake, IntakeError> {
     verify_signature(headers, body, secret)?;
 
@@ -49,17 +51,16 @@ pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake
     // Parsed for every event, ignored ones included, so a broken body is
     // always reported the same way.
     let payload = parse_json(body)?;
-    match event {
-        "ping" => Ok(Intake::Ignored(
-            "ping: the hook is set up; nothing to run".into(),
-        )),
-        "push" => push(&payload, delivery),
-        "pull_request" => pull_request(&payload, delivery),
-        other => Ok(Intake::Ignored(format!(
+    let intake = match event {
+        "ping" => Intake::Ignored("ping: the hook is set up; nothing to run".into()),
+        "push" => push(&payload, delivery)?,
+        "pull_request" => pull_request(&payload, delivery)?,
+        other => Intake::Ignored(format!(
             "event '{}' is not acted on",
             name_for_message(other)
-        ))),
-    }
+        )),
+    };
+    Ok(intake.with_body_digest(body))
 }
 
 /// Checks `X-Hub-Signature-256` against HMAC-SHA256(secret, body) in constant
@@ -125,6 +126,7 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Github,
         repository: repository.to_string(),
         delivery,
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),
@@ -166,6 +168,7 @@ fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Github,
         repository: repository.to_string(),
         delivery,
+        body_sha256: None,
         intent,
         kind: EventKind::Change,
         git_ref,

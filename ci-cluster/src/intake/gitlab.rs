@@ -38,7 +38,9 @@ pub const TOKEN_HEADER: &str = "x-gitlab-token";
 ///
 /// The delivery key is `X-Gitlab-Event-UUID` (GitLab 14.8+), else
 /// `Idempotency-Key` (17.4+, stable across retries), else `sha256:` + the
-/// hex sha256 of the body so that an identical replay still dedupes.
+/// hex sha256 of the body. The token covers none of these headers (nor the
+/// body), so the event also carries the body's digest, which the store keeps
+/// unique: the same body under new ids is a replay.
 pub fn parse(headers: &HeaderMap, body: &[u8], token: &Secret) -> Result<Intake, IntakeError> {
     verify_token(headers, token)?;
 
@@ -54,15 +56,16 @@ pub fn parse(headers: &HeaderMap, body: &[u8], token: &Secret) -> Result<Intake,
     };
 
     let payload = parse_json(body)?;
-    match event {
-        "Push Hook" | "Tag Push Hook" => push(&payload, delivery),
-        "Merge Request Hook" => merge_request(&payload, delivery),
-        "Note Hook" => note(&payload, delivery),
-        other => Ok(Intake::Ignored(format!(
+    let intake = match event {
+        "Push Hook" | "Tag Push Hook" => push(&payload, delivery)?,
+        "Merge Request Hook" => merge_request(&payload, delivery)?,
+        "Note Hook" => note(&payload, delivery)?,
+        other => Intake::Ignored(format!(
             "event '{}' is not acted on",
             name_for_message(other)
-        ))),
-    }
+        )),
+    };
+    Ok(intake.with_body_digest(body))
 }
 
 /// Checks `X-Gitlab-Token` against the configured token in constant time
@@ -144,6 +147,7 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Gitlab,
         repository: repository(p)?,
         delivery,
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),
@@ -271,6 +275,7 @@ fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Int
         forge: Forge::Gitlab,
         repository: repository(p)?,
         delivery,
+        body_sha256: None,
         intent,
         kind: EventKind::Change,
         git_ref,

@@ -3,7 +3,10 @@
 //!
 //! These are pure functions: no I/O, no clock, no database. The HTTP server
 //! calls them after it has enforced the 1 MiB body limit, and stores the
-//! event under [`ForgeEvent::delivery`] so that a replay creates nothing.
+//! event under [`ForgeEvent::delivery`] and [`ForgeEvent::body_sha256`] so
+//! that a replay creates nothing: neither a redelivery with the same id nor
+//! the same authenticated body under new delivery headers, which no forge's
+//! signature or token covers.
 //!
 //! Every parser authenticates **before** it parses any JSON, so an
 //! unauthenticated sender never reaches the JSON parser. Error messages name
@@ -36,6 +39,20 @@ pub enum Intake {
     /// An authenticated delivery that needs no action, and why (e.g. `event 'status' is not acted on`).
     /// The server answers 2xx so the forge does not retry it.
     Ignored(String),
+}
+
+impl Intake {
+    /// Records on the event the digest of the body it was parsed from: the
+    /// exact bytes that were authenticated, whatever the headers say.
+    fn with_body_digest(self, body: &[u8]) -> Intake {
+        match self {
+            Intake::Event(mut event) => {
+                event.body_sha256 = Some(sha256_hex(body));
+                Intake::Event(event)
+            }
+            ignored => ignored,
+        }
+    }
 }
 
 /// Why a delivery was refused. The messages name headers and fields, never
@@ -311,8 +328,8 @@ fn branch_or_tag(git_ref: &str) -> Option<EventKind> {
     }
 }
 
-/// Lowercase hex sha256 of the body: the fallback delivery key, so that an
-/// identical replay dedupes even when the forge sends no delivery id.
+/// Lowercase hex sha256 of the body: [`ForgeEvent::body_sha256`], and the
+/// fallback delivery key when the forge sends no delivery id.
 fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }

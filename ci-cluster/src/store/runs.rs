@@ -119,13 +119,38 @@ fn accept_in(
     };
     let change_number = event.change.as_ref().map(|c| c.number.as_str());
     let patchset = event.change.as_ref().map(|c| c.patchset);
-    let inserted = tx.execute(
+    let forge = event.forge.as_str();
+    // A redelivery (same id) first, so that it is told apart from a replay.
+    let seen: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM events WHERE forge = ?1 AND delivery = ?2",
+            params![forge, event.delivery],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if seen.is_some() {
+        return Ok(Accepted::Duplicate);
+    }
+    // The same authenticated body under another delivery id: the headers that
+    // make the id are not covered by any forge's signature or token.
+    if let Some(digest) = &event.body_sha256 {
+        let first: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM events WHERE forge = ?1 AND body_sha256 = ?2",
+                params![forge, digest],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(event_id) = first {
+            return Ok(Accepted::Replayed { event_id });
+        }
+    }
+    tx.execute(
         "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
-                             change_number, patchset, body, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (forge, delivery) DO NOTHING",
+                             change_number, patchset, body, received_ms, body_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
-            event.forge.as_str(),
+            forge,
             event.delivery,
             project,
             intent,
@@ -135,12 +160,10 @@ fn accept_in(
             change_number,
             patchset,
             body,
-            to_i64(now_ms)
+            to_i64(now_ms),
+            event.body_sha256,
         ],
     )?;
-    if inserted == 0 {
-        return Ok(Accepted::Duplicate);
-    }
     let event_id = tx.last_insert_rowid();
     let (run, cancel_running) = match (event.intent, &event.change) {
         (Intent::Run, change) => {
@@ -201,8 +224,9 @@ fn accept_in(
 impl Store {
     /// Stores an accepted event in one transaction, committed before return.
     ///
-    /// A (forge, delivery) pair seen before returns [`Accepted::Duplicate`] and
-    /// changes nothing. `Intent::Run` queues a run; for a change event, older
+    /// A (forge, delivery) pair seen before returns [`Accepted::Duplicate`], a
+    /// (forge, body digest) pair seen before under another delivery id
+    /// [`Accepted::Replayed`]; neither changes anything. `Intent::Run` queues a run; for a change event, older
     /// runs of the same (project, change) with a lower patchset (or, for
     /// patchset-0 forges, another commit) are superseded: queued ones become
     /// `Cancelled`, running ones are flagged and returned in `cancel_running`.

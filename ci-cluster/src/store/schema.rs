@@ -16,7 +16,7 @@ use super::codec::to_i64;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: initial schema.
     r#"
     -- Every accepted forge event; (forge, delivery) makes a replay a no-op.
@@ -121,6 +121,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reports_by_run ON reports (run_id, id);
     CREATE INDEX reports_due    ON reports (next_attempt_ms) WHERE sent_ms IS NULL AND gave_up = 0;
+    "#,
+    // 2: the digest of the authenticated body, unique per forge like the
+    // delivery id, so that a body accepted once is a replay under any
+    // delivery headers. Rows from before have none (only the normalised event
+    // was kept, not the body); NULLs never collide in a UNIQUE index.
+    r#"
+    ALTER TABLE events ADD COLUMN body_sha256 TEXT;
+    CREATE UNIQUE INDEX events_by_body ON events (forge, body_sha256) WHERE body_sha256 IS NOT NULL;
     "#,
 ];
 

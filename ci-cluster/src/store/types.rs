@@ -75,6 +75,13 @@ impl FromStr for RunStatus {
 pub enum Accepted {
     /// The (forge, delivery) pair was seen before; nothing changed.
     Duplicate,
+    /// The same authenticated body from this forge was accepted before, as
+    /// event `event_id`, under another delivery id: a replay with new headers
+    /// (or a second hook sending one event). Nothing changed.
+    Replayed {
+        /// The event first accepted with this body.
+        event_id: i64,
+    },
     /// The event was stored.
     New {
         /// The event's id.

@@ -31,6 +31,15 @@ fn github_pull_request_gets_pending_then_success_and_replays_create_nothing() {
     // The same delivery again (GitHub redelivers with the same id): nothing new.
     let (status, reply) = post(&server.url("/hooks/github"), &headers, &body);
     assert_eq!((status, reply["status"].as_str()), (200, Some("duplicate")));
+    // The captured signed body under a new delivery id: the signature still
+    // verifies (it covers only the body), and it is still nothing new.
+    let replay = github_headers(&body, "pull_request", "delivery-replayed");
+    let (status, reply) = post(&server.url("/hooks/github"), &replay, &body);
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("duplicate")),
+        "{reply}"
+    );
     assert_eq!(
         server.wait_final_within(run, Duration::from_secs(90))["run"]["status"],
         "passed"

@@ -9,7 +9,7 @@ use crate::intake::{Intake, IntakeError, gerrit};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
-const SECRET: &str = "test-gerrit-webhook-secret";
+pub(super) const SECRET: &str = "test-gerrit-webhook-secret";
 const REV: &str = "4a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
 /// Every Gerrit fixture file and its outcome.
@@ -55,7 +55,7 @@ pub(super) const JSONL_FIXTURES: &[(&str, &[Expect])] = &[(
 )];
 
 /// Parses `body` presented with the right token.
-fn deliver(body: &[u8]) -> Result<Intake, IntakeError> {
+pub(super) fn deliver(body: &[u8]) -> Result<Intake, IntakeError> {
     gerrit::parse(Some(SECRET.as_bytes()), body, &Secret::new(SECRET))
 }
 
@@ -67,7 +67,7 @@ fn deliver_json(v: &Value) -> Result<Intake, IntakeError> {
 /// A `patchset-created` event built from gerrit/FORMAT.md (no real recording
 /// with a usable licence exists), in the Gerrit 3.x shape: integer numbers,
 /// top-level `project`/`refName`/`changeKey`.
-fn patchset_created() -> Value {
+pub(super) fn patchset_created() -> Value {
     json!({
         "type": "patchset-created",
         "uploader": {"name": "Uma Uploader", "email": "uma@example.org", "username": "uma"},
@@ -104,7 +104,7 @@ fn patchset_created() -> Value {
 }
 
 /// A `comment-added` on the same change and patchset, with `comment` as the cover message.
-fn comment_added(comment: &str) -> Value {
+pub(super) fn comment_added(comment: &str) -> Value {
     let mut v = patchset_created();
     let o = v.as_object_mut().expect("object");
     o.remove("uploader");

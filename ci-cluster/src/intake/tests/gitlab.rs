@@ -9,12 +9,12 @@ use crate::intake::{Intake, IntakeError, gitlab};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
-const TOKEN: &str = "test-gitlab-webhook-token";
+pub(super) const TOKEN: &str = "test-gitlab-webhook-token";
 
-const PUSH: &str = "Push Hook";
+pub(super) const PUSH: &str = "Push Hook";
 const TAG: &str = "Tag Push Hook";
-const MR: &str = "Merge Request Hook";
-const NOTE: &str = "Note Hook";
+pub(super) const MR: &str = "Merge Request Hook";
+pub(super) const NOTE: &str = "Note Hook";
 
 /// Every GitLab fixture, the `X-Gitlab-Event` it is delivered with, and the outcome.
 pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
@@ -138,7 +138,7 @@ pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
 ];
 
 /// The headers GitLab sends, with `token` and an event UUID.
-fn headers(event: &str, token: &str) -> HeaderMap {
+pub(super) fn headers(event: &str, token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         "x-gitlab-event",
@@ -160,7 +160,7 @@ fn headers(event: &str, token: &str) -> HeaderMap {
 }
 
 /// Parses `body` delivered as `event` with the right token.
-fn deliver(event: &str, body: &[u8]) -> Result<Intake, IntakeError> {
+pub(super) fn deliver(event: &str, body: &[u8]) -> Result<Intake, IntakeError> {
     gitlab::parse(&headers(event, TOKEN), body, &Secret::new(TOKEN))
 }
 

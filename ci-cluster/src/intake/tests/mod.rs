@@ -6,6 +6,7 @@
 mod gerrit;
 mod github;
 mod gitlab;
+mod replay;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

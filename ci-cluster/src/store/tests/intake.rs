@@ -52,6 +52,40 @@ fn duplicate_delivery_creates_nothing() {
 }
 
 #[test]
+fn the_same_body_under_another_delivery_is_a_replay_per_forge_and_within_a_batch() {
+    let (_dir, store) = open();
+    let body = |mut event: ForgeEvent, digest: char| {
+        event.body_sha256 = Some(digest.to_string().repeat(64));
+        event
+    };
+    // In one batch (group commit), the second copy sees the first.
+    let batch = [
+        ("app".to_string(), body(push("d-1", 1), 'a')),
+        ("app".to_string(), body(push("d-2", 1), 'a')),
+        ("app".to_string(), body(push("d-1", 1), 'a')),
+    ];
+    let accepted = store.accept_events(&batch, 10).expect("batch");
+    let Accepted::New { event_id, .. } = accepted[0] else {
+        panic!("{accepted:?}")
+    };
+    assert_eq!(
+        accepted[1..],
+        [Accepted::Replayed { event_id }, Accepted::Duplicate]
+    );
+    // The key is per forge, like the delivery id.
+    let gerrit = ForgeEvent {
+        forge: Forge::Gerrit,
+        ..body(push("d-3", 1), 'a')
+    };
+    assert!(matches!(
+        store.accept_event("app", &gerrit, 11).expect("accept"),
+        Accepted::New { .. }
+    ));
+    let counts = store.counts().expect("counts");
+    assert_eq!((counts.events, counts.queued), (2, 2));
+}
+
+#[test]
 fn higher_patchset_supersedes_lower_ones() {
     let (_dir, store) = open();
     let ps1 = accept_run(&store, "core", &patchset("g-1", "1234", 1, 1), 1);

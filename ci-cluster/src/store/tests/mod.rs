@@ -4,6 +4,7 @@ mod batch;
 mod crash;
 mod intake;
 mod lifecycle;
+mod migrate;
 mod queue;
 
 use airlock_pipeline::spec::EventKind;
@@ -36,6 +37,7 @@ fn run_event(
         forge,
         repository: "org/app".into(),
         delivery: delivery.into(),
+        body_sha256: None,
         intent: Intent::Run,
         kind: if change.is_some() {
             EventKind::Change
