@@ -42,6 +42,35 @@ pub enum Intent {
     CancelChange,
 }
 
+/// What an event does to a change's life, when it does something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// Reopened (GitHub `reopened`, GitLab `reopen`) or restored (Gerrit `change-restored`).
+    Reopened,
+    /// Abandoned (Gerrit).
+    Abandoned,
+    /// Closed without being merged (GitHub, GitLab).
+    Closed,
+    /// Merged (Gerrit `change-merged`, GitHub `closed` with `merged`, GitLab `merge`).
+    Merged,
+    /// Deleted (Gerrit).
+    Deleted,
+}
+
+impl Transition {
+    /// Lowercase name, as stored and shown (`abandoned`, `merged`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Reopened => "reopened",
+            Transition::Abandoned => "abandoned",
+            Transition::Closed => "closed",
+            Transition::Merged => "merged",
+            Transition::Deleted => "deleted",
+        }
+    }
+}
+
 /// A change under review: Gerrit change + patchset, GitHub pull request, GitLab merge request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
@@ -51,6 +80,15 @@ pub struct Change {
     pub patchset: u32,
     /// Link to the change on the forge, if the payload had one.
     pub url: Option<String>,
+    /// When the forge says the event happened, in milliseconds since the Unix
+    /// epoch (Gerrit `eventCreatedOn`, GitHub `pull_request.updated_at`,
+    /// GitLab `object_attributes.updated_at`). Orders the events of one change
+    /// that arrive out of order; absent when the payload has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ms: Option<u64>,
+    /// What the event does to the change: reopens it, or closes it and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
 }
 
 /// Where the verdict goes back to.

@@ -98,7 +98,7 @@ fn healthz() {}
     ),
     responses(
         (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Bad signature (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or GitHub is not configured (`not_configured`)", body = ApiError),
@@ -116,7 +116,7 @@ fn github_hook() {}
     ),
     responses(
         (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Wrong token (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or GitLab is not configured (`not_configured`)", body = ApiError),
@@ -135,7 +135,7 @@ fn gitlab_hook() {}
     ),
     responses(
         (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Wrong or missing token (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or Gerrit is not configured (`not_configured`)", body = ApiError),

@@ -214,6 +214,26 @@ fn opt_uint(value: &Value, path: &str) -> Result<Option<u64>, IntakeError> {
         .ok_or_else(|| malformed(format!("field `{path}` is not a non-negative integer")))
 }
 
+/// A forge timestamp at `path` in milliseconds since the Unix epoch: RFC 3339
+/// (`2018-06-25T19:21:45Z`, GitHub and current GitLab) or GitLab's older
+/// `2017-12-10 17:05:14 UTC`. `None` when absent or in any other form: it only
+/// orders events of one change, and without it they are taken in arrival order.
+fn opt_time_ms(value: &Value, path: &str) -> Option<u64> {
+    let text = opt_str(value, path)?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S UTC")
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .or_else(|_| {
+            chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S %z")
+                .map(|t| t.timestamp_millis())
+        })
+        .ok()?;
+    u64::try_from(parsed).ok()
+}
+
 /// A required non-negative integer (number or decimal string).
 fn req_uint(value: &Value, path: &str) -> Result<u64, IntakeError> {
     opt_uint(value, path)?.ok_or_else(|| malformed(format!("missing field `{path}`")))

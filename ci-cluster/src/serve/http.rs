@@ -239,6 +239,16 @@ pub(crate) async fn store_event(
             )
                 .into_response())
         }
+        Accepted::Ignored { event_id, reason } => {
+            // Stored, acknowledged (so the forge does not retry), and nothing else.
+            tracing::info!(project, event_id, intent = ?intent, git_ref = %git_ref, reason = %reason,
+                "event ignored: older than what is known of its change, or the change is closed");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "ignored", "event": event_id, "reason": reason})),
+            )
+                .into_response())
+        }
         Accepted::New {
             event_id,
             run,

@@ -180,7 +180,7 @@ mod tests {
                     // Answered only once committed: the run is readable now.
                     assert!(store.run(run).expect("query").is_some());
                 }
-                Accepted::Duplicate | Accepted::Replayed { .. } => {}
+                Accepted::Duplicate | Accepted::Replayed { .. } | Accepted::Ignored { .. } => {}
                 other => panic!("{other:?}"),
             }
         }

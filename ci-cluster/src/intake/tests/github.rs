@@ -396,7 +396,10 @@ fn intake_github_pull_request_opened_runs_the_head_commit() {
         Some(Change {
             number: "2".into(),
             patchset: 0,
-            url: Some("https://github.com/Codertocat/Hello-World/pull/2".into())
+            url: Some("https://github.com/Codertocat/Hello-World/pull/2".into()),
+            // pull_request.updated_at, 2019-05-15T15:20:33Z.
+            event_ms: Some(1557933633000),
+            transition: None,
         })
     );
     assert_eq!(e.title, "Update the README with new information.");

@@ -23,21 +23,42 @@ fn database_at(path: &std::path::Path, version: usize) {
         )
         .expect("version row");
     }
-    // The rows the version-1 `accept_event` wrote for a push.
+    // The rows the version-1 `accept_event` wrote for a push (event 1)...
     let event = push("old-1", 1);
-    conn.execute(
-        "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
-                             change_number, patchset, body, received_ms)
-         VALUES ('github', 'old-1', 'app', 'run', 'push', 'refs/heads/main', ?1, NULL, NULL, ?2, 5)",
-        params![event.commit, serde_json::to_string(&event).expect("json")],
-    )
-    .expect("event");
+    insert_event(&conn, &event, "run");
     conn.execute(
         "INSERT INTO runs (event_id, project, git_ref, commit_id, kind, status, created_ms)
          VALUES (1, 'app', 'refs/heads/main', ?1, 'push', 'queued', 5)",
         [&event.commit],
     )
     .expect("run");
+    // ...patchsets 1 and 2 of change 77, and change 78 abandoned after patchset 1.
+    insert_event(&conn, &patchset("g-1", "77", 1, 11), "run");
+    insert_event(&conn, &patchset("g-2", "77", 2, 12), "run");
+    insert_event(&conn, &patchset("g-3", "78", 1, 13), "run");
+    insert_event(&conn, &cancel(Forge::Gerrit, "g-4", "78"), "cancel_change");
+}
+
+/// An `events` row as the version-1 `accept_event` wrote it.
+fn insert_event(conn: &Connection, event: &ForgeEvent, intent: &str) {
+    let change = event.change.as_ref();
+    conn.execute(
+        "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
+                             change_number, patchset, body, received_ms)
+         VALUES (?1, ?2, 'app', ?3, ?4, ?5, ?6, ?7, ?8, ?9, 5)",
+        params![
+            event.forge.as_str(),
+            event.delivery,
+            intent,
+            event.kind.as_str(),
+            event.git_ref,
+            event.commit,
+            change.map(|c| c.number.as_str()),
+            change.map(|c| c.patchset),
+            serde_json::to_string(event).expect("json"),
+        ],
+    )
+    .expect("event");
 }
 
 fn version(store: &Store) -> u32 {
@@ -108,5 +129,29 @@ fn a_version_1_database_upgrades_in_place_and_keeps_its_events() {
             .expect("accept"),
         Accepted::New { .. }
     ));
-    assert_eq!(store.counts().expect("counts").events, 5);
+    assert_eq!(store.counts().expect("counts").events, 9);
+
+    // What the old events said about changes was carried over: a late
+    // patchset 1 of change 77 is ignored, patchset 3 runs, and change 78
+    // stays abandoned.
+    let late = store
+        .accept_event("app", &patchset("g-5", "77", 1, 11), 20)
+        .expect("accept");
+    assert!(
+        matches!(&late, Accepted::Ignored { reason, .. } if reason.contains("patchset 1 is older than patchset 2")),
+        "{late:?}"
+    );
+    assert!(matches!(
+        store
+            .accept_event("app", &patchset("g-6", "77", 3, 14), 21)
+            .expect("accept"),
+        Accepted::New { run: Some(_), .. }
+    ));
+    let closed = store
+        .accept_event("app", &patchset("g-7", "78", 1, 13), 22)
+        .expect("accept");
+    assert!(
+        matches!(&closed, Accepted::Ignored { reason, .. } if reason.contains("change 78 is closed")),
+        "{closed:?}"
+    );
 }
