@@ -42,6 +42,35 @@ pub enum Intent {
     CancelChange,
 }
 
+/// What an event does to a change's life, when it does something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transition {
+    /// Reopened (GitHub `reopened`, GitLab `reopen`) or restored (Gerrit `change-restored`).
+    Reopened,
+    /// Abandoned (Gerrit).
+    Abandoned,
+    /// Closed without being merged (GitHub, GitLab).
+    Closed,
+    /// Merged (Gerrit `change-merged`, GitHub `closed` with `merged`, GitLab `merge`).
+    Merged,
+    /// Deleted (Gerrit).
+    Deleted,
+}
+
+impl Transition {
+    /// Lowercase name, as stored and shown (`abandoned`, `merged`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Reopened => "reopened",
+            Transition::Abandoned => "abandoned",
+            Transition::Closed => "closed",
+            Transition::Merged => "merged",
+            Transition::Deleted => "deleted",
+        }
+    }
+}
+
 /// A change under review: Gerrit change + patchset, GitHub pull request, GitLab merge request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
@@ -51,6 +80,15 @@ pub struct Change {
     pub patchset: u32,
     /// Link to the change on the forge, if the payload had one.
     pub url: Option<String>,
+    /// When the forge says the event happened, in milliseconds since the Unix
+    /// epoch (Gerrit `eventCreatedOn`, GitHub `pull_request.updated_at`,
+    /// GitLab `object_attributes.updated_at`). Orders the events of one change
+    /// that arrive out of order; absent when the payload has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ms: Option<u64>,
+    /// What the event does to the change: reopens it, or closes it and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
 }
 
 /// Where the verdict goes back to.
@@ -92,6 +130,13 @@ pub struct ForgeEvent {
     pub repository: String,
     /// De-duplication key, unique per forge: a replay with the same key creates nothing.
     pub delivery: String,
+    /// Lowercase hex sha256 of the exact body bytes intake authenticated (what
+    /// GitHub's HMAC covers; GitLab's and Gerrit's tokens cover nothing). Unique
+    /// per forge like `delivery`: the same body under new delivery headers, which
+    /// no signature covers, is a replay and creates nothing. `None` for manual
+    /// and scheduled runs, which have no body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_sha256: Option<String>,
     /// Run or cancel.
     pub intent: Intent,
     /// Kind for `when.events` (change, push, tag...).

@@ -87,7 +87,8 @@ fn healthz() {}
 
 /// A GitHub webhook delivery: `push`, `pull_request`, `ping`; signed with
 /// `X-Hub-Signature-256` over the raw body, de-duplicated on
-/// `X-GitHub-Hook-ID` + `X-GitHub-Delivery`.
+/// `X-GitHub-Hook-ID` + `X-GitHub-Delivery` and on the sha256 of the signed
+/// body (which the signature covers and those headers are not).
 #[utoipa::path(post, path = "/hooks/github", tag = "webhooks",
     request_body(content = serde_json::Value, content_type = "application/json", description = "GitHub's payload, as sent"),
     params(
@@ -96,8 +97,8 @@ fn healthz() {}
         ("X-GitHub-Delivery" = String, Header, description = "Delivery id"),
     ),
     responses(
-        (status = 200, description = "Duplicate delivery: nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Bad signature (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or GitHub is not configured (`not_configured`)", body = ApiError),
@@ -114,8 +115,8 @@ fn github_hook() {}
         ("X-Gitlab-Event" = String, Header, description = "Event name"),
     ),
     responses(
-        (status = 200, description = "Duplicate delivery: nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Wrong token (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or GitLab is not configured (`not_configured`)", body = ApiError),
@@ -133,8 +134,8 @@ fn gitlab_hook() {}
         ("token" = Option<String>, Query, description = "The webhook secret, for senders that cannot set headers (ends up in access logs: prefer the header)"),
     ),
     responses(
-        (status = 200, description = "Duplicate delivery: nothing new was stored", body = Accepted),
-        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored`", body = Accepted),
+        (status = 200, description = "Duplicate: the same delivery id, or the same body under another one; nothing new was stored", body = Accepted),
+        (status = 202, description = "Stored (`queued`, `cancelled`) or `ignored` (not acted on; or older than what is known of its change, or its change is closed: stored with the reason)", body = Accepted),
         (status = 400, description = "Malformed payload (`malformed`)", body = ApiError),
         (status = 401, description = "Wrong or missing token (`unauthorized`)", body = ApiError),
         (status = 404, description = "No project serves the repository (`unknown_project`) or Gerrit is not configured (`not_configured`)", body = ApiError),

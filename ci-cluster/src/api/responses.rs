@@ -125,7 +125,9 @@ pub struct Accepted {
     /// The delivery id, for a duplicate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<String>,
-    /// Why an event was ignored.
+    /// Why an event was ignored (not acted on, older than what is known of
+    /// its change, or its change is closed), or why a delivery with a new id
+    /// is a duplicate (its body was accepted before).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }

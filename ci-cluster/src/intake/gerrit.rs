@@ -12,12 +12,16 @@
 //! - `comment-added` whose cover message, once Gerrit's leading `Patch Set N: <votes>`
 //!   line(s), `(N comments)` lines and blank lines are removed, is exactly
 //!   `recheck` → run the patchset **the comment was made on** (the event's
-//!   `patchSet`, which is not necessarily the latest one); any other comment,
-//!   or a comment on a merged or abandoned change, is ignored.
+//!   `patchSet`; the store ignores it when a newer patchset is known); any
+//!   other comment, or a comment on a merged or abandoned change, is ignored.
 //! - `change-restored` → run the event's patchset again, like a reopened pull
 //!   request (the runs were cancelled when it was abandoned).
-//! - `change-abandoned` and `change-deleted` → cancel the change's runs.
-//! - `change-merged` → ignored: the merge arrives as `ref-updated`.
+//! - `change-abandoned`, `change-deleted` and `change-merged` → cancel the
+//!   change's runs and mark it closed (a merged commit arrives as `ref-updated`).
+//!
+//! `patchSet.number` and `eventCreatedOn` order a change's events, so that
+//! the store can ignore one that arrives after a newer patchset or after the
+//! change was closed.
 //! - `ref-updated` on `refs/heads/*` → [`EventKind::Push`], on `refs/tags/*` →
 //!   [`EventKind::Tag`] (short names such as `master` from old servers mean
 //!   `refs/heads/master`); deletions and every other ref (`refs/changes/*`,
@@ -35,7 +39,7 @@ use super::{
     get, is_zero_id, malformed, name_for_message, opt_str, opt_uint, parse_json, req_commit,
     req_str, req_uint, require_configured, sha256_hex, unauthorized,
 };
-use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
+use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget, Transition};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
@@ -112,10 +116,13 @@ pub fn parse(
     let p = parse_json(body)?;
     let kind = req_str(&p, "type")?;
     let key = DeliveryKey { kind, body };
-    match kind {
-        "patchset-created" => {
-            patchset_event(&p, &key, &["uploader", "patchSet.uploader", "change.owner"])
-        }
+    let intake = match kind {
+        "patchset-created" => patchset_event(
+            &p,
+            &key,
+            &["uploader", "patchSet.uploader", "change.owner"],
+            None,
+        ),
         "comment-added" => {
             if !is_recheck(opt_str(&p, "comment").unwrap_or("")) {
                 return Ok(Intake::Ignored("comment is not `recheck`".into()));
@@ -125,20 +132,30 @@ pub fn parse(
                     "recheck on a merged or abandoned change".into(),
                 ));
             }
-            patchset_event(&p, &key, &["author", "patchSet.uploader", "change.owner"])
+            patchset_event(
+                &p,
+                &key,
+                &["author", "patchSet.uploader", "change.owner"],
+                None,
+            )
         }
-        "change-restored" => {
-            patchset_event(&p, &key, &["restorer", "patchSet.uploader", "change.owner"])
-        }
-        "change-abandoned" => cancel_event(&p, &key, "abandoner"),
-        "change-deleted" => cancel_event(&p, &key, "deleter"),
-        "change-merged" => Ok(Intake::Ignored("the merge arrives as ref-updated".into())),
+        "change-restored" => patchset_event(
+            &p,
+            &key,
+            &["restorer", "patchSet.uploader", "change.owner"],
+            Some(Transition::Reopened),
+        ),
+        "change-abandoned" => cancel_event(&p, &key, "abandoner", Transition::Abandoned),
+        "change-deleted" => cancel_event(&p, &key, "deleter", Transition::Deleted),
+        // The merged commit arrives as ref-updated; this closes the change.
+        "change-merged" => cancel_event(&p, &key, "submitter", Transition::Merged),
         "ref-updated" => ref_updated(&p, &key),
         other => Ok(Intake::Ignored(format!(
             "event '{}' is not acted on",
             name_for_message(other)
         ))),
-    }
+    }?;
+    Ok(intake.with_body_digest(body))
 }
 
 /// What the delivery key is built from besides the event's own coordinates.
@@ -222,8 +239,21 @@ fn change_is_closed(p: &Value) -> bool {
         || get(p, "change.open").and_then(Value::as_bool) == Some(false)
 }
 
+/// `eventCreatedOn` (seconds) in milliseconds: orders the events of one change.
+fn event_ms(p: &Value) -> Option<u64> {
+    opt_uint(p, "eventCreatedOn")
+        .ok()
+        .flatten()
+        .and_then(|s| s.checked_mul(1000))
+}
+
 /// Run the event's patchset (patchset-created, recheck, restore).
-fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Intake, IntakeError> {
+fn patchset_event(
+    p: &Value,
+    key: &DeliveryKey<'_>,
+    who: &[&str],
+    transition: Option<Transition>,
+) -> Result<Intake, IntakeError> {
     let number = change_number(p)?;
     let patchset =
         patchset_number(p)?.ok_or_else(|| malformed("missing field `patchSet.number`"))?;
@@ -236,6 +266,7 @@ fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Inta
         forge: Forge::Gerrit,
         repository: project(p)?,
         delivery: key.build(p, &number.to_string(), &patchset.to_string()),
+        body_sha256: None,
         intent: Intent::Run,
         kind: EventKind::Change,
         git_ref,
@@ -244,6 +275,8 @@ fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Inta
             number: number.to_string(),
             patchset,
             url: opt_str(p, "change.url").map(str::to_string),
+            event_ms: event_ms(p),
+            transition,
         }),
         title: display_text(opt_str(p, "change.subject").unwrap_or("")),
         author: account(p, who),
@@ -255,10 +288,15 @@ fn patchset_event(p: &Value, key: &DeliveryKey<'_>, who: &[&str]) -> Result<Inta
     }))
 }
 
-/// Cancel the change's runs (abandoned, deleted). Only the change number is
-/// required: the patchset may be absent (`change-deleted` has none), and a
-/// cancel applies to every patchset of the change anyway.
-fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, IntakeError> {
+/// Cancel the change's runs (abandoned, deleted, merged). Only the change
+/// number is required: the patchset may be absent (`change-deleted` has
+/// none), and a cancel applies to every patchset of the change anyway.
+fn cancel_event(
+    p: &Value,
+    key: &DeliveryKey<'_>,
+    who: &str,
+    transition: Transition,
+) -> Result<Intake, IntakeError> {
     let number = change_number(p)?;
     let patchset = patchset_number(p)?;
     let commit = match opt_str(p, "patchSet.revision") {
@@ -267,6 +305,12 @@ fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, I
             rev.to_string()
         }
         None => String::new(),
+    };
+    // Old events-log lines carry an all-zero revision: nothing to report on.
+    let commit = if is_zero_id(&commit) {
+        String::new()
+    } else {
+        commit
     };
     // Without a patchset the ref names the change itself (`refs/changes/NN/N`).
     let git_ref = match patchset {
@@ -289,6 +333,7 @@ fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, I
             &number.to_string(),
             &patchset.map_or_else(|| "-".to_string(), |ps| ps.to_string()),
         ),
+        body_sha256: None,
         intent: Intent::CancelChange,
         kind: EventKind::Change,
         git_ref,
@@ -297,6 +342,8 @@ fn cancel_event(p: &Value, key: &DeliveryKey<'_>, who: &str) -> Result<Intake, I
             number: number.to_string(),
             patchset: patchset.unwrap_or(0),
             url: opt_str(p, "change.url").map(str::to_string),
+            event_ms: event_ms(p),
+            transition: Some(transition),
         }),
         title: display_text(opt_str(p, "change.subject").unwrap_or("")),
         author: account(p, &[who, "change.owner"]),
@@ -330,6 +377,7 @@ fn ref_updated(p: &Value, key: &DeliveryKey<'_>) -> Result<Intake, IntakeError> 
         forge: Forge::Gerrit,
         repository: repository.to_string(),
         delivery: key.build(p, &git_ref, new_rev),
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref,

@@ -11,6 +11,8 @@
 //! - `pull_request` `opened`/`synchronize`/`reopened` → run the head commit as
 //!   a change on `refs/pull/{n}/head`; `closed` (merged or not) → cancel the
 //!   change's runs (a merge arrives as a `push`); other actions are ignored.
+//!   `pull_request.updated_at` orders a pull request's events, so that the
+//!   store can ignore one that arrives after a newer one (or after the close).
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -19,10 +21,10 @@ use sha2::Sha256;
 
 use super::{
     Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text,
-    get, id_header, is_zero_id, malformed, name_for_message, opt_str, parse_json, req_commit,
-    req_str, req_uint, require_configured, single_header, unauthorized,
+    get, id_header, is_zero_id, malformed, name_for_message, opt_str, opt_time_ms, parse_json,
+    req_commit, req_str, req_uint, require_configured, single_header, unauthorized,
 };
-use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
+use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget, Transition};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
@@ -34,7 +36,9 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 /// The signature is checked over the exact received bytes before anything
 /// else is looked at. The delivery key is `{X-GitHub-Hook-ID}:{X-GitHub-Delivery}`
 /// (`-` for a missing hook id): GitHub's delivery GUID identifies the event and
-/// is shared by every hook subscribed to it, and a redelivery repeats it.
+/// is shared by every hook subscribed to it, and a redelivery repeats it. The
+/// signature covers neither header, so the event also carries the digest of
+/// the signed body, which the store keeps unique too.
 pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake, IntakeError> {
     verify_signature(headers, body, secret)?;
 
@@ -49,17 +53,16 @@ pub fn parse(headers: &HeaderMap, body: &[u8], secret: &Secret) -> Result<Intake
     // Parsed for every event, ignored ones included, so a broken body is
     // always reported the same way.
     let payload = parse_json(body)?;
-    match event {
-        "ping" => Ok(Intake::Ignored(
-            "ping: the hook is set up; nothing to run".into(),
-        )),
-        "push" => push(&payload, delivery),
-        "pull_request" => pull_request(&payload, delivery),
-        other => Ok(Intake::Ignored(format!(
+    let intake = match event {
+        "ping" => Intake::Ignored("ping: the hook is set up; nothing to run".into()),
+        "push" => push(&payload, delivery)?,
+        "pull_request" => pull_request(&payload, delivery)?,
+        other => Intake::Ignored(format!(
             "event '{}' is not acted on",
             name_for_message(other)
-        ))),
-    }
+        )),
+    };
+    Ok(intake.with_body_digest(body))
 }
 
 /// Checks `X-Hub-Signature-256` against HMAC-SHA256(secret, body) in constant
@@ -125,6 +128,7 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Github,
         repository: repository.to_string(),
         delivery,
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),
@@ -142,9 +146,13 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
 /// `pull_request`: a change under review was opened, updated or closed.
 fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     let action = req_str(p, "action")?;
-    let intent = match action {
-        "opened" | "synchronize" | "reopened" => Intent::Run,
-        "closed" => Intent::CancelChange,
+    let (intent, transition) = match action {
+        "opened" | "synchronize" => (Intent::Run, None),
+        "reopened" => (Intent::Run, Some(Transition::Reopened)),
+        "closed" if get(p, "pull_request.merged").and_then(Value::as_bool) == Some(true) => {
+            (Intent::CancelChange, Some(Transition::Merged))
+        }
+        "closed" => (Intent::CancelChange, Some(Transition::Closed)),
         other => {
             return Ok(Intake::Ignored(format!(
                 "pull_request action '{}' is not acted on",
@@ -166,6 +174,7 @@ fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Github,
         repository: repository.to_string(),
         delivery,
+        body_sha256: None,
         intent,
         kind: EventKind::Change,
         git_ref,
@@ -174,6 +183,9 @@ fn pull_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
             number: number.to_string(),
             patchset: 0,
             url: opt_str(p, "pull_request.html_url").map(str::to_string),
+            // Every action updates it, so it orders the events of one pull request.
+            event_ms: opt_time_ms(p, "pull_request.updated_at"),
+            transition,
         }),
         title: display_text(opt_str(p, "pull_request.title").unwrap_or("")),
         author: display_text(opt_str(p, "pull_request.user.login").unwrap_or("")),

@@ -9,9 +9,12 @@
 //!   tag object), else `after`.
 //! - `Merge Request Hook`: `open`/`reopen` → run; `update` → run only when
 //!   `object_attributes.oldrev` is present (new commits were pushed; other
-//!   updates are title, label or description edits); `close` → cancel the
-//!   change's runs; `merge` and every other action → ignored (a merge arrives
-//!   as a push).
+//!   updates are title, label or description edits); `close` and `merge` →
+//!   cancel the change's runs and mark it closed (the merge commit itself
+//!   arrives as a push); every other action → ignored.
+//!   `object_attributes.updated_at` (for a note, its `created_at`) orders a
+//!   merge request's events, so that the store can ignore one that arrives
+//!   after a newer one or after the close.
 //! - `Note Hook` on an open merge request whose text, trimmed, is exactly
 //!   `recheck` → run the merge request's last commit; any other note → ignored.
 //! - Every other hook (pipeline, job, issue...) → ignored.
@@ -24,10 +27,11 @@ use serde_json::Value;
 
 use super::{
     Intake, IntakeError, branch_or_tag, check_commit, check_ref, check_repository, display_text,
-    get, id_header, is_zero_id, malformed, name_for_message, opt_str, opt_uint, parse_json,
-    req_commit, req_str, req_uint, require_configured, sha256_hex, single_header, unauthorized,
+    get, id_header, is_zero_id, malformed, name_for_message, opt_str, opt_time_ms, opt_uint,
+    parse_json, req_commit, req_str, req_uint, require_configured, sha256_hex, single_header,
+    unauthorized,
 };
-use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget};
+use crate::event::{Change, Forge, ForgeEvent, Intent, ReportTarget, Transition};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
@@ -38,7 +42,9 @@ pub const TOKEN_HEADER: &str = "x-gitlab-token";
 ///
 /// The delivery key is `X-Gitlab-Event-UUID` (GitLab 14.8+), else
 /// `Idempotency-Key` (17.4+, stable across retries), else `sha256:` + the
-/// hex sha256 of the body so that an identical replay still dedupes.
+/// hex sha256 of the body. The token covers none of these headers (nor the
+/// body), so the event also carries the body's digest, which the store keeps
+/// unique: the same body under new ids is a replay.
 pub fn parse(headers: &HeaderMap, body: &[u8], token: &Secret) -> Result<Intake, IntakeError> {
     verify_token(headers, token)?;
 
@@ -54,15 +60,16 @@ pub fn parse(headers: &HeaderMap, body: &[u8], token: &Secret) -> Result<Intake,
     };
 
     let payload = parse_json(body)?;
-    match event {
-        "Push Hook" | "Tag Push Hook" => push(&payload, delivery),
-        "Merge Request Hook" => merge_request(&payload, delivery),
-        "Note Hook" => note(&payload, delivery),
-        other => Ok(Intake::Ignored(format!(
+    let intake = match event {
+        "Push Hook" | "Tag Push Hook" => push(&payload, delivery)?,
+        "Merge Request Hook" => merge_request(&payload, delivery)?,
+        "Note Hook" => note(&payload, delivery)?,
+        other => Intake::Ignored(format!(
             "event '{}' is not acted on",
             name_for_message(other)
-        ))),
-    }
+        )),
+    };
+    Ok(intake.with_body_digest(body))
 }
 
 /// Checks `X-Gitlab-Token` against the configured token in constant time
@@ -144,6 +151,7 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
         forge: Forge::Gitlab,
         repository: repository(p)?,
         delivery,
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),
@@ -161,20 +169,18 @@ fn push(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
 /// Merge Request Hook.
 fn merge_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
     let action = req_str(p, "object_attributes.action")?;
-    let intent = match action {
-        "open" | "reopen" => Intent::Run,
-        "update" if get(p, "object_attributes.oldrev").is_some() => Intent::Run,
+    let (intent, transition) = match action {
+        "open" => (Intent::Run, None),
+        "reopen" => (Intent::Run, Some(Transition::Reopened)),
+        "update" if get(p, "object_attributes.oldrev").is_some() => (Intent::Run, None),
         "update" => {
             return Ok(Intake::Ignored(
                 "merge request updated without new commits".into(),
             ));
         }
-        "close" => Intent::CancelChange,
-        "merge" => {
-            return Ok(Intake::Ignored(
-                "merge request merged: the merge arrives as a push".into(),
-            ));
-        }
+        "close" => (Intent::CancelChange, Some(Transition::Closed)),
+        // The merge commit arrives as a push; this closes the request.
+        "merge" => (Intent::CancelChange, Some(Transition::Merged)),
         other => {
             return Ok(Intake::Ignored(format!(
                 "merge request action '{}' is not acted on",
@@ -197,6 +203,8 @@ fn merge_request(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
             url,
             title,
             author,
+            event_ms: opt_time_ms(p, "object_attributes.updated_at"),
+            transition,
         },
     )
 }
@@ -233,6 +241,10 @@ fn note(p: &Value, delivery: String) -> Result<Intake, IntakeError> {
             url,
             title,
             author,
+            // When the note was written.
+            event_ms: opt_time_ms(p, "object_attributes.created_at")
+                .or_else(|| opt_time_ms(p, "object_attributes.updated_at")),
+            transition: None,
         },
     )
 }
@@ -252,6 +264,8 @@ struct MergeRequest<'a> {
     url: Option<String>,
     title: &'a str,
     author: &'a str,
+    event_ms: Option<u64>,
+    transition: Option<Transition>,
 }
 
 /// The event for merge request `iid` at `commit`, on `refs/merge-requests/{iid}/head`
@@ -264,6 +278,8 @@ fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Int
         url,
         title,
         author,
+        event_ms,
+        transition,
     } = mr;
     let git_ref = format!("refs/merge-requests/{iid}/head");
     check_ref(&git_ref, "iid")?;
@@ -271,6 +287,7 @@ fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Int
         forge: Forge::Gitlab,
         repository: repository(p)?,
         delivery,
+        body_sha256: None,
         intent,
         kind: EventKind::Change,
         git_ref,
@@ -279,6 +296,8 @@ fn change_event(p: &Value, delivery: String, mr: MergeRequest<'_>) -> Result<Int
             number: iid.to_string(),
             patchset: 0,
             url,
+            event_ms,
+            transition,
         }),
         title: display_text(title),
         author: display_text(author),

@@ -3,7 +3,10 @@
 //!
 //! These are pure functions: no I/O, no clock, no database. The HTTP server
 //! calls them after it has enforced the 1 MiB body limit, and stores the
-//! event under [`ForgeEvent::delivery`] so that a replay creates nothing.
+//! event under [`ForgeEvent::delivery`] and [`ForgeEvent::body_sha256`] so
+//! that a replay creates nothing: neither a redelivery with the same id nor
+//! the same authenticated body under new delivery headers, which no forge's
+//! signature or token covers.
 //!
 //! Every parser authenticates **before** it parses any JSON, so an
 //! unauthenticated sender never reaches the JSON parser. Error messages name
@@ -36,6 +39,20 @@ pub enum Intake {
     /// An authenticated delivery that needs no action, and why (e.g. `event 'status' is not acted on`).
     /// The server answers 2xx so the forge does not retry it.
     Ignored(String),
+}
+
+impl Intake {
+    /// Records on the event the digest of the body it was parsed from: the
+    /// exact bytes that were authenticated, whatever the headers say.
+    fn with_body_digest(self, body: &[u8]) -> Intake {
+        match self {
+            Intake::Event(mut event) => {
+                event.body_sha256 = Some(sha256_hex(body));
+                Intake::Event(event)
+            }
+            ignored => ignored,
+        }
+    }
 }
 
 /// Why a delivery was refused. The messages name headers and fields, never
@@ -197,6 +214,26 @@ fn opt_uint(value: &Value, path: &str) -> Result<Option<u64>, IntakeError> {
         .ok_or_else(|| malformed(format!("field `{path}` is not a non-negative integer")))
 }
 
+/// A forge timestamp at `path` in milliseconds since the Unix epoch: RFC 3339
+/// (`2018-06-25T19:21:45Z`, GitHub and current GitLab) or GitLab's older
+/// `2017-12-10 17:05:14 UTC`. `None` when absent or in any other form: it only
+/// orders events of one change, and without it they are taken in arrival order.
+fn opt_time_ms(value: &Value, path: &str) -> Option<u64> {
+    let text = opt_str(value, path)?;
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S UTC")
+                .map(|t| t.and_utc().timestamp_millis())
+        })
+        .or_else(|_| {
+            chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S %z")
+                .map(|t| t.timestamp_millis())
+        })
+        .ok()?;
+    u64::try_from(parsed).ok()
+}
+
 /// A required non-negative integer (number or decimal string).
 fn req_uint(value: &Value, path: &str) -> Result<u64, IntakeError> {
     opt_uint(value, path)?.ok_or_else(|| malformed(format!("missing field `{path}`")))
@@ -311,8 +348,8 @@ fn branch_or_tag(git_ref: &str) -> Option<EventKind> {
     }
 }
 
-/// Lowercase hex sha256 of the body: the fallback delivery key, so that an
-/// identical replay dedupes even when the forge sends no delivery id.
+/// Lowercase hex sha256 of the body: [`ForgeEvent::body_sha256`], and the
+/// fallback delivery key when the forge sends no delivery id.
 fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }

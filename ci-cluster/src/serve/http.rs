@@ -225,6 +225,30 @@ pub(crate) async fn store_event(
             Json(json!({"status": "duplicate", "delivery": delivery})),
         )
             .into_response()),
+        Accepted::Replayed { event_id } => {
+            // Same answer as a redelivery: a replayer learns nothing more.
+            tracing::warn!(project, first_event = event_id, delivery = %delivery,
+                "replayed body: accepted before under another delivery id; nothing stored");
+            Ok((
+                StatusCode::OK,
+                Json(json!({
+                    "status": "duplicate",
+                    "delivery": delivery,
+                    "reason": "this body was accepted before under another delivery id",
+                })),
+            )
+                .into_response())
+        }
+        Accepted::Ignored { event_id, reason } => {
+            // Stored, acknowledged (so the forge does not retry), and nothing else.
+            tracing::info!(project, event_id, intent = ?intent, git_ref = %git_ref, reason = %reason,
+                "event ignored: older than what is known of its change, or the change is closed");
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"status": "ignored", "event": event_id, "reason": reason})),
+            )
+                .into_response())
+        }
         Accepted::New {
             event_id,
             run,

@@ -136,6 +136,7 @@ mod tests {
             forge: Forge::Github,
             repository: "org/app".into(),
             delivery: delivery.into(),
+            body_sha256: None,
             intent: Intent::Run,
             kind: EventKind::Push,
             git_ref: "refs/heads/main".into(),
@@ -179,7 +180,7 @@ mod tests {
                     // Answered only once committed: the run is readable now.
                     assert!(store.run(run).expect("query").is_some());
                 }
-                Accepted::Duplicate => {}
+                Accepted::Duplicate | Accepted::Replayed { .. } | Accepted::Ignored { .. } => {}
                 other => panic!("{other:?}"),
             }
         }

@@ -1,12 +1,20 @@
 //! Pass records: one per publishable job that passed on a protected ref,
 //! signed with the CI's origin key and written to the one-way outbox. The
 //! CI never connects to the trusted side; the trusted builder pulls.
+//!
+//! A record says "this commit passed on this ref". The event that named the
+//! ref is only a claim (a Gerrit or GitLab token signs nothing, and a ref
+//! moves on or is rewritten while a run runs), so a record is written only
+//! with a [`ReachableFromRef`]: the commit is an ancestor of (or is) what the
+//! ref points to in our own, freshly fetched mirror of the canonical
+//! repository. The trusted builder checks the same again on its side.
 
 use airlock_pipeline::dag::RunReport;
 use airlock_pipeline::events::JobState;
 use airlock_pipeline::record::{
     DirOutbox, OriginKey, Outbox, OutputDigest, PASS_RECORD_VERSION, PassRecord,
 };
+use airlock_pipeline::source::{CommitId, SourceCache, SourceError};
 use airlock_pipeline::spec::Pipeline;
 use sha2::{Digest, Sha256};
 
@@ -18,16 +26,90 @@ fn rfc3339(ms: u64) -> String {
         .to_string()
 }
 
+/// Proof that a commit is reachable from a ref in the canonical repository,
+/// as our own mirror saw it just now. Only [`ReachableFromRef::check`] makes
+/// one, and [`write_pass_records`] takes the ref and commit from it: no
+/// record names a (ref, commit) pair that was not checked.
+#[derive(Debug)]
+pub struct ReachableFromRef {
+    git_ref: String,
+    commit: String,
+}
+
+/// Why a passed run gets no pass record.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReachable {
+    /// The commit is not in the ref's history.
+    #[error("commit {commit} is not reachable from {git_ref} (which points to {tip})")]
+    NotOnRef {
+        /// The ref the event named.
+        git_ref: String,
+        /// The commit that ran.
+        commit: String,
+        /// Where the ref points now.
+        tip: String,
+    },
+    /// The ref or the commit could not be fetched or compared.
+    #[error("cannot check that commit {commit} is reachable from {git_ref}: {source}")]
+    Unchecked {
+        /// The ref the event named.
+        git_ref: String,
+        /// The commit that ran.
+        commit: String,
+        /// What failed (URL credentials are already redacted by the source module).
+        #[source]
+        source: Box<SourceError>,
+    },
+}
+
+impl ReachableFromRef {
+    /// Fetches `git_ref` from `git_url` into our mirror now (so a ref that
+    /// moved on or was rewritten during the run is seen as it is) and checks
+    /// that `commit` is the commit it points to or one of its ancestors.
+    /// Blocking (network and disk).
+    pub fn check(
+        sources: &SourceCache,
+        git_url: &str,
+        git_ref: &str,
+        commit: &str,
+    ) -> Result<ReachableFromRef, NotReachable> {
+        let unchecked = |source| NotReachable::Unchecked {
+            git_ref: git_ref.to_string(),
+            commit: commit.to_string(),
+            source: Box::new(source),
+        };
+        let _: CommitId = commit.parse().map_err(unchecked)?;
+        let (mirror, tip) = sources.fetch_rev(git_url, git_ref).map_err(unchecked)?;
+        let not_on_ref = || NotReachable::NotOnRef {
+            git_ref: git_ref.to_string(),
+            commit: commit.to_string(),
+            tip: tip.to_string(),
+        };
+        // The fetch brought the ref's whole history: a commit the mirror does
+        // not have is not in it.
+        let wanted = match mirror.resolve(commit) {
+            Ok(wanted) => wanted,
+            Err(SourceError::RevNotFound { .. }) => return Err(not_on_ref()),
+            Err(other) => return Err(unchecked(other)),
+        };
+        if !mirror.is_ancestor(&wanted, &tip).map_err(unchecked)? {
+            return Err(not_on_ref());
+        }
+        Ok(ReachableFromRef {
+            git_ref: git_ref.to_string(),
+            commit: commit.to_string(),
+        })
+    }
+}
+
 /// One passed run, as the pass records describe it.
 pub struct PassedRun<'a> {
     /// The project.
     pub project: &'a ProjectFile,
     /// The run id.
     pub run: RunId,
-    /// The ref it ran for.
-    pub git_ref: &'a str,
-    /// The commit it ran.
-    pub commit: &'a str,
+    /// The ref it ran for and the commit it ran, checked.
+    pub reachable: &'a ReachableFromRef,
     /// The pipeline file at that commit.
     pub pipeline: &'a Pipeline,
     /// What the engine reported.
@@ -43,11 +125,11 @@ pub fn write_pass_records(
     let PassedRun {
         project,
         run,
-        git_ref,
-        commit,
+        reachable,
         pipeline,
         report,
     } = *passed;
+    let (git_ref, commit) = (reachable.git_ref.as_str(), reachable.commit.as_str());
     let mut written = Vec::new();
     for job in &report.jobs {
         let publishes = pipeline
@@ -74,4 +156,77 @@ pub fn write_pass_records(
         written.push(outbox.put(&signed, &format!("{}-{}-run{run}", project.name, job.name))?);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_tests::git::{SampleRepo, init_bare};
+
+    use super::*;
+
+    #[test]
+    fn reachable_only_from_the_refs_history_as_the_canonical_repository_has_it_now() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let canonical = init_bare(&tmp.path().join("served"), "app");
+        let url = canonical.display().to_string();
+        let repo = SampleRepo::init(tmp.path().join("work"));
+        repo.write("README", "one\n");
+        let first = repo.commit("one");
+        repo.write("README", "two\n");
+        let second = repo.commit("two");
+        repo.push(&url, &second, "refs/heads/main");
+        // A commit that is only on a change ref, never on main.
+        repo.write("README", "proposed\n");
+        let proposed = repo.commit("proposed");
+        repo.push(&url, &proposed, "refs/changes/01/1/1");
+        let sources = SourceCache::new(tmp.path().join("mirrors"));
+        let check =
+            |git_ref: &str, commit: &str| ReachableFromRef::check(&sources, &url, git_ref, commit);
+
+        // Control: main's tip, and an older commit of main (main moved on during the run).
+        for commit in [&second, &first] {
+            let ok = check("refs/heads/main", commit).expect("reachable");
+            assert_eq!(
+                (ok.git_ref.as_str(), ok.commit.as_str()),
+                ("refs/heads/main", commit.as_str())
+            );
+        }
+        // A commit the canonical repository has, but not on main.
+        let refused = check("refs/heads/main", &proposed).expect_err("not on main");
+        assert!(
+            matches!(&refused, NotReachable::NotOnRef { tip, .. } if *tip == second),
+            "{refused:?}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "commit {proposed} is not reachable from refs/heads/main (which points to {second})"
+            )
+        );
+        // The commit is reachable from the ref it really is on.
+        check("refs/changes/01/1/1", &proposed).expect("on its change ref");
+
+        // Main is rewritten back to `first` after the run started: `second`
+        // is no longer on it, although the mirror fetched it before.
+        repo.git(&[
+            "push",
+            "-q",
+            "--force",
+            &url,
+            &format!("{first}:refs/heads/main"),
+        ]);
+        assert!(matches!(
+            check("refs/heads/main", &second),
+            Err(NotReachable::NotOnRef { .. })
+        ));
+        // A ref that does not exist, or a commit id that is not one: no proof either.
+        assert!(matches!(
+            check("refs/heads/gone", &first),
+            Err(NotReachable::Unchecked { .. })
+        ));
+        assert!(matches!(
+            check("refs/heads/main", "not-a-commit"),
+            Err(NotReachable::Unchecked { .. })
+        ));
+    }
 }

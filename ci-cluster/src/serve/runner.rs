@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
 use super::artifacts::{ArtifactStore, LocalArtifacts};
+use super::records::ReachableFromRef;
 use super::reports::{final_report, pending_report};
 use super::state::{AppState, now_ms};
 use crate::store::{ClaimedRun, JobUpdate, RunId, RunStatus};
@@ -291,35 +292,49 @@ async fn execute_inner(
     } else {
         RunStatus::Failed
     };
+    let mut reason = None;
     if status == RunStatus::Passed && project.is_protected(&event.git_ref) {
-        let (outbox, key, p, rep, pl) = (
+        let (outbox, key, p, rep, pl, sources) = (
             deps.outbox.clone(),
             deps.origin_key.clone(),
             project.clone(),
             report.clone(),
             pipeline.clone(),
+            state.sources.clone(),
         );
         let (git_ref, commit) = (event.git_ref.clone(), event.commit.clone());
-        let written = blocking(move || {
-            super::records::write_pass_records(
+        let written = blocking(move || -> anyhow::Result<_> {
+            // The event's ref is a claim: check it against the canonical repository first.
+            let reachable = match ReachableFromRef::check(&sources, &p.git_url, &git_ref, &commit) {
+                Ok(reachable) => reachable,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            Ok(Ok(super::records::write_pass_records(
                 &outbox,
                 &key,
                 &super::records::PassedRun {
                     project: &p,
                     run,
-                    git_ref: &git_ref,
-                    commit: &commit,
+                    reachable: &reachable,
                     pipeline: &pl,
                     report: &rep,
                 },
-            )
+            )?))
         })
         .await??;
-        if !written.is_empty() {
-            tracing::info!(records = ?written, "pass records written to the outbox");
+        match written {
+            Ok(written) if !written.is_empty() => {
+                tracing::info!(records = ?written, "pass records written to the outbox");
+            }
+            Ok(_) => {}
+            Err(refused) => {
+                let why = format!("passed, but no pass record was written: {refused}");
+                tracing::warn!(reason = %why, "pass record refused");
+                reason = Some(why);
+            }
         }
     }
-    Ok((status, None, Some(report)))
+    Ok((status, reason, Some(report)))
 }
 
 /// Mirrors the engine's events into the store: job states at once, log lines in batches.

@@ -55,6 +55,7 @@ pub async fn manual_event(
             now_ms(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         ),
+        body_sha256: None,
         intent: Intent::Run,
         kind,
         git_ref: git_ref.to_string(),

@@ -4,11 +4,11 @@
 use airlock_pipeline::spec::EventKind;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::codec::{get_json, short_commit, to_i64, to_json};
+use super::codec::{get_json, get_opt_u64, short_commit, to_i64, to_json};
 use super::query::{load_run, require_run};
 use super::types::{Accepted, ClaimedRun, RunId};
 use super::{Store, StoreError};
-use crate::event::{ForgeEvent, Intent};
+use crate::event::{Change, ForgeEvent, Intent, Transition};
 
 /// Reason given to runs of an abandoned or closed change.
 pub const REASON_CHANGE_CLOSED: &str = "change abandoned/closed";
@@ -58,12 +58,20 @@ fn insert_run(conn: &Connection, run: &NewRun<'_>, now_ms: u64) -> Result<RunId,
 /// Cancels the change's queued runs older than `before` in `scope` at once and
 /// flags its running ones; returns every running run in scope (flagged now or
 /// earlier: asking a runner to stop twice is harmless, missing one is not).
+///
+/// `events_before_ms` keeps newer work out of reach: when it is set, only runs
+/// of events the forge dated strictly before it are touched, so an event can
+/// never cancel the run of a newer one, whatever order they arrived in. Runs
+/// of events without a forge time (stored before times were kept, or sent
+/// without one) can only be ordered by arrival and stay in scope.
+#[allow(clippy::too_many_arguments)]
 fn cancel_change_runs(
     conn: &Connection,
     project: &str,
     change_number: &str,
     before: RunId,
     scope: &Scope<'_>,
+    events_before_ms: Option<u64>,
     reason: &str,
     now_ms: u64,
 ) -> Result<Vec<RunId>, StoreError> {
@@ -72,15 +80,25 @@ fn cancel_change_runs(
         Scope::BelowPatchset(n) => (Some(*n), None),
         Scope::OtherCommit(c) => (None, Some(*c)),
     };
-    // One condition for every scope, so each statement binds the same five
+    let events_before = events_before_ms.map(to_i64);
+    // One condition for every scope, so each statement binds the same six
     // parameters: NULL switches a clause off.
     let scope_sql = "project = ?1 AND change_number = ?2 AND id < ?3
         AND (?4 IS NULL OR COALESCE(patchset, 0) < ?4)
-        AND (?5 IS NULL OR commit_id <> ?5)";
+        AND (?5 IS NULL OR commit_id <> ?5)
+        AND (?6 IS NULL OR COALESCE(
+                (SELECT e.forge_time_ms FROM events e WHERE e.id = runs.event_id), -1) < ?6)";
     let now = to_i64(now_ms);
-    let args = params![project, change_number, before, below, other_commit];
+    let args = params![
+        project,
+        change_number,
+        before,
+        below,
+        other_commit,
+        events_before
+    ];
     let cancelled = format!(
-        "UPDATE runs SET status = 'cancelled', reason = ?6, finished_ms = ?7 WHERE status = 'queued' AND {scope_sql}"
+        "UPDATE runs SET status = 'cancelled', reason = ?7, finished_ms = ?8 WHERE status = 'queued' AND {scope_sql}"
     );
     let mut with_reason: Vec<&dyn rusqlite::ToSql> = args.to_vec();
     with_reason.push(&reason);
@@ -88,10 +106,10 @@ fn cancel_change_runs(
     conn.execute(&cancelled, with_reason.as_slice())?;
     // The first reason stays: it says why the cancel was asked for.
     let flag = format!(
-        "UPDATE runs SET cancel_requested = 1, reason = ?6
+        "UPDATE runs SET cancel_requested = 1, reason = ?7
          WHERE status = 'running' AND cancel_requested = 0 AND {scope_sql}"
     );
-    conn.execute(&flag, &with_reason[..6])?;
+    conn.execute(&flag, &with_reason[..7])?;
     let running =
         format!("SELECT id FROM runs WHERE status = 'running' AND {scope_sql} ORDER BY id");
     let mut stmt = conn.prepare(&running)?;
@@ -99,6 +117,162 @@ fn cancel_change_runs(
         .query_map(args, |r| r.get(0))?
         .collect::<rusqlite::Result<Vec<RunId>>>()?;
     Ok(ids)
+}
+
+/// What the store knows of one change: the `changes` table.
+struct ChangeState {
+    latest_patchset: u32,
+    latest_commit: String,
+    latest_ms: Option<u64>,
+    closed: Option<String>,
+    closed_ms: Option<u64>,
+}
+
+fn load_change(
+    conn: &Connection,
+    project: &str,
+    number: &str,
+) -> Result<Option<ChangeState>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT latest_patchset, latest_commit, latest_ms, closed, closed_ms
+             FROM changes WHERE project = ?1 AND change_number = ?2",
+            params![project, number],
+            |r| {
+                Ok(ChangeState {
+                    latest_patchset: r.get(0)?,
+                    latest_commit: r.get(1)?,
+                    latest_ms: get_opt_u64(r, 2)?,
+                    closed: r.get(3)?,
+                    closed_ms: get_opt_u64(r, 4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// A forge time for a message.
+fn when(ms: Option<u64>) -> String {
+    ms.and_then(|ms| i64::try_from(ms).ok())
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || "an unknown time".to_string(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        )
+}
+
+/// Why `event` must not be acted on, given what is known of its `change`:
+/// it is older than the newest event acted on (a lower patchset; for forges
+/// without patchsets, an earlier forge time), or the change is closed and
+/// the event does not reopen it. `None`: act on it.
+///
+/// Times compare only when both are known, and only strictly: forges give
+/// seconds, and two events of one second cannot be ordered (they are then
+/// taken in arrival order, and neither cancels the other's run, see
+/// [`cancel_change_runs`]).
+fn stale_reason(state: &ChangeState, event: &ForgeEvent, change: &Change) -> Option<String> {
+    let n = &change.number;
+    let at = change.event_ms;
+    let before = |t: Option<u64>| matches!((at, t), (Some(a), Some(b)) if a < b);
+    let after = |t: Option<u64>| matches!((at, t), (Some(a), Some(b)) if a > b);
+    match event.intent {
+        Intent::Run => {
+            if let Some(how) = &state.closed {
+                // Forges send nothing that runs for a closed change, so an
+                // explicit reopen, or any event dated after the close, means
+                // it was reopened; an event from before the close never does.
+                let reopens = (change.transition == Some(Transition::Reopened)
+                    || after(state.closed_ms))
+                    && !before(state.closed_ms);
+                if !reopens {
+                    return Some(format!(
+                        "change {n} is {how} (since {}); this event (of {}) does not reopen it",
+                        when(state.closed_ms),
+                        when(at)
+                    ));
+                }
+            }
+            if change.patchset < state.latest_patchset {
+                return Some(format!(
+                    "patchset {} is older than patchset {}, the latest of change {n}",
+                    change.patchset, state.latest_patchset
+                ));
+            }
+            if change.patchset == 0 && before(state.latest_ms) {
+                return Some(format!(
+                    "this event (of {}, for {}) is older than the latest of change {n} (of {}, for {})",
+                    when(at),
+                    short_commit(&event.commit),
+                    when(state.latest_ms),
+                    short_commit(&state.latest_commit)
+                ));
+            }
+            None
+        }
+        Intent::CancelChange => {
+            let how = change.transition.map_or("close", Transition::as_str);
+            if change.patchset > 0 && change.patchset < state.latest_patchset {
+                return Some(format!(
+                    "this {how} event names patchset {}, older than patchset {}, the latest of change {n}",
+                    change.patchset, state.latest_patchset
+                ));
+            }
+            if before(state.latest_ms) {
+                return Some(format!(
+                    "this {how} event (of {}) is older than the latest event of change {n} (of {})",
+                    when(at),
+                    when(state.latest_ms)
+                ));
+            }
+            None
+        }
+    }
+}
+
+/// Records what an event acted on says about its change.
+fn record_change(
+    conn: &Connection,
+    project: &str,
+    event: &ForgeEvent,
+    change: &Change,
+    known: Option<&ChangeState>,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let latest_patchset = known.map_or(0, |k| k.latest_patchset).max(change.patchset);
+    let latest_ms = match (known.and_then(|k| k.latest_ms), change.event_ms) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let (latest_commit, closed, closed_ms) = match event.intent {
+        // Not stale, so the newest: its head is the change's head, and a run
+        // on a closed change reopened it.
+        Intent::Run => (event.commit.clone(), None, None),
+        Intent::CancelChange => (
+            known.map(|k| k.latest_commit.clone()).unwrap_or_default(),
+            Some(change.transition.map_or("closed", Transition::as_str)),
+            change.event_ms,
+        ),
+    };
+    conn.execute(
+        "INSERT INTO changes (project, change_number, latest_patchset, latest_commit, latest_ms,
+                              closed, closed_ms, seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (project, change_number) DO UPDATE SET
+             latest_patchset = excluded.latest_patchset, latest_commit = excluded.latest_commit,
+             latest_ms = excluded.latest_ms, closed = excluded.closed,
+             closed_ms = excluded.closed_ms, seen_ms = excluded.seen_ms",
+        params![
+            project,
+            change.number,
+            latest_patchset,
+            latest_commit,
+            latest_ms.map(to_i64),
+            closed,
+            closed_ms.map(to_i64),
+            to_i64(now_ms)
+        ],
+    )?;
+    Ok(())
 }
 
 /// The body of [`Store::accept_event`], inside the caller's transaction, so
@@ -119,13 +293,52 @@ fn accept_in(
     };
     let change_number = event.change.as_ref().map(|c| c.number.as_str());
     let patchset = event.change.as_ref().map(|c| c.patchset);
-    let inserted = tx.execute(
+    let forge = event.forge.as_str();
+    // A redelivery (same id) first, so that it is told apart from a replay.
+    let seen: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM events WHERE forge = ?1 AND delivery = ?2",
+            params![forge, event.delivery],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if seen.is_some() {
+        return Ok(Accepted::Duplicate);
+    }
+    // The same authenticated body under another delivery id: the headers that
+    // make the id are not covered by any forge's signature or token.
+    if let Some(digest) = &event.body_sha256 {
+        let first: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM events WHERE forge = ?1 AND body_sha256 = ?2",
+                params![forge, digest],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(event_id) = first {
+            return Ok(Accepted::Replayed { event_id });
+        }
+    }
+    // A change event is judged against what is known of its change first.
+    let change = event
+        .change
+        .as_ref()
+        .filter(|_| event.kind == EventKind::Change);
+    let known = match change {
+        Some(change) => load_change(tx, project, &change.number)?,
+        None => None,
+    };
+    let ignored = match (change, &known) {
+        (Some(change), Some(known)) => stale_reason(known, event, change),
+        _ => None,
+    };
+    tx.execute(
         "INSERT INTO events (forge, delivery, project, intent, kind, git_ref, commit_id,
-                             change_number, patchset, body, received_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (forge, delivery) DO NOTHING",
+                             change_number, patchset, body, received_ms, body_sha256,
+                             forge_time_ms, ignored)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
-            event.forge.as_str(),
+            forge,
             event.delivery,
             project,
             intent,
@@ -135,13 +348,20 @@ fn accept_in(
             change_number,
             patchset,
             body,
-            to_i64(now_ms)
+            to_i64(now_ms),
+            event.body_sha256,
+            change.and_then(|c| c.event_ms).map(to_i64),
+            ignored,
         ],
     )?;
-    if inserted == 0 {
-        return Ok(Accepted::Duplicate);
-    }
     let event_id = tx.last_insert_rowid();
+    if let Some(reason) = ignored {
+        // Kept (a replay of it is a duplicate), and nothing else.
+        return Ok(Accepted::Ignored { event_id, reason });
+    }
+    if let Some(change) = change {
+        record_change(tx, project, event, change, known.as_ref(), now_ms)?;
+    }
     let (run, cancel_running) = match (event.intent, &event.change) {
         (Intent::Run, change) => {
             let new = NewRun {
@@ -157,32 +377,47 @@ fn accept_in(
             let id = insert_run(tx, &new, now_ms)?;
             let cancel = match change {
                 Some(change) if event.kind == EventKind::Change => {
-                    let (scope, reason) = if change.patchset > 0 {
+                    // Gerrit orders by patchset; the others by the forge's time:
+                    // only runs of strictly older events are superseded.
+                    let (scope, events_before_ms, reason) = if change.patchset > 0 {
                         let n = change.patchset;
                         (
                             Scope::BelowPatchset(n),
+                            None,
                             format!("superseded by patchset {n}"),
                         )
                     } else {
                         let short = short_commit(&event.commit);
                         (
                             Scope::OtherCommit(&event.commit),
+                            change.event_ms,
                             format!("superseded by {short}"),
                         )
                     };
-                    cancel_change_runs(tx, project, &change.number, id, &scope, &reason, now_ms)?
+                    cancel_change_runs(
+                        tx,
+                        project,
+                        &change.number,
+                        id,
+                        &scope,
+                        events_before_ms,
+                        &reason,
+                        now_ms,
+                    )?
                 }
                 _ => Vec::new(),
             };
             (Some(id), cancel)
         }
         (Intent::CancelChange, Some(change)) => {
+            // Runs of events up to the close; never one of a later event.
             let all = cancel_change_runs(
                 tx,
                 project,
                 &change.number,
                 RunId::MAX,
                 &Scope::All,
+                change.event_ms.map(|t| t.saturating_add(1)),
                 REASON_CHANGE_CLOSED,
                 now_ms,
             )?;
@@ -201,12 +436,21 @@ fn accept_in(
 impl Store {
     /// Stores an accepted event in one transaction, committed before return.
     ///
-    /// A (forge, delivery) pair seen before returns [`Accepted::Duplicate`] and
-    /// changes nothing. `Intent::Run` queues a run; for a change event, older
-    /// runs of the same (project, change) with a lower patchset (or, for
-    /// patchset-0 forges, another commit) are superseded: queued ones become
-    /// `Cancelled`, running ones are flagged and returned in `cancel_running`.
-    /// `Intent::CancelChange` does the same to every run of the change and
+    /// A (forge, delivery) pair seen before returns [`Accepted::Duplicate`], a
+    /// (forge, body digest) pair seen before under another delivery id
+    /// [`Accepted::Replayed`]; neither changes anything.
+    ///
+    /// A change event older than what is known of its change (a lower
+    /// patchset, or for patchset-0 forges an earlier forge time), or for a
+    /// closed change that it does not reopen, is stored as
+    /// [`Accepted::Ignored`] with the reason and does nothing else.
+    ///
+    /// Otherwise `Intent::Run` queues a run; for a change event, older runs of
+    /// the same (project, change) with a lower patchset (or, for patchset-0
+    /// forges, another commit of a strictly older event) are superseded:
+    /// queued ones become `Cancelled`, running ones are flagged and returned in
+    /// `cancel_running`. `Intent::CancelChange` does the same to every run of
+    /// the change (of events up to the close), marks the change closed and
     /// queues nothing.
     pub fn accept_event(
         &self,

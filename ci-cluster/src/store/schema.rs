@@ -16,7 +16,7 @@ use super::codec::to_i64;
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Migration `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: initial schema.
     r#"
     -- Every accepted forge event; (forge, delivery) makes a replay a no-op.
@@ -121,6 +121,55 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX reports_by_run ON reports (run_id, id);
     CREATE INDEX reports_due    ON reports (next_attempt_ms) WHERE sent_ms IS NULL AND gave_up = 0;
+    "#,
+    // 2: the digest of the authenticated body, unique per forge like the
+    // delivery id, so that a body accepted once is a replay under any
+    // delivery headers. Rows from before have none (only the normalised event
+    // was kept, not the body); NULLs never collide in a UNIQUE index.
+    r#"
+    ALTER TABLE events ADD COLUMN body_sha256 TEXT;
+    CREATE UNIQUE INDEX events_by_body ON events (forge, body_sha256) WHERE body_sha256 IS NOT NULL;
+    "#,
+    // 3: events of one change that arrive out of order. Each event keeps the
+    // forge's own time of it and, when it was ignored as stale, why; each
+    // change keeps what the newest events said, so that an older or closed
+    // one is ignored instead of running or cancelling newer work.
+    r#"
+    ALTER TABLE events ADD COLUMN forge_time_ms INTEGER;
+    ALTER TABLE events ADD COLUMN ignored TEXT;
+
+    CREATE TABLE changes (
+        project         TEXT    NOT NULL,
+        change_number   TEXT    NOT NULL,
+        latest_patchset INTEGER NOT NULL,   -- highest patchset acted on (0: forges without)
+        latest_commit   TEXT    NOT NULL,   -- head of the newest event acted on ('' if none ran)
+        latest_ms       INTEGER,            -- the forge's time of the newest event acted on
+        closed          TEXT,               -- NULL while open; abandoned, closed, merged, deleted
+        closed_ms       INTEGER,            -- the forge's time of the closing event
+        seen_ms         INTEGER NOT NULL,   -- when the newest event acted on was received
+        PRIMARY KEY (project, change_number)
+    );
+
+    -- What the events stored before say: the highest patchset, the head of
+    -- the last event that ran, and closed when the last event cancelled the
+    -- change. Their forge times were not kept.
+    INSERT INTO changes (project, change_number, latest_patchset, latest_commit, latest_ms,
+                         closed, closed_ms, seen_ms)
+    SELECT e.project, e.change_number,
+           (SELECT COALESCE(MAX(r.patchset), 0) FROM events r
+             WHERE r.project = e.project AND r.change_number = e.change_number AND r.intent = 'run'),
+           COALESCE((SELECT r.commit_id FROM events r
+                      WHERE r.project = e.project AND r.change_number = e.change_number
+                        AND r.intent = 'run'
+                      ORDER BY r.id DESC LIMIT 1), ''),
+           NULL,
+           CASE WHEN e.intent = 'cancel_change' THEN 'closed' END,
+           NULL,
+           e.received_ms
+    FROM events e
+    WHERE e.change_number IS NOT NULL
+      AND e.id = (SELECT MAX(x.id) FROM events x
+                   WHERE x.project = e.project AND x.change_number = e.change_number);
     "#,
 ];
 

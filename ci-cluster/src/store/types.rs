@@ -75,6 +75,23 @@ impl FromStr for RunStatus {
 pub enum Accepted {
     /// The (forge, delivery) pair was seen before; nothing changed.
     Duplicate,
+    /// The same authenticated body from this forge was accepted before, as
+    /// event `event_id`, under another delivery id: a replay with new headers
+    /// (or a second hook sending one event). Nothing changed.
+    Replayed {
+        /// The event first accepted with this body.
+        event_id: i64,
+    },
+    /// The event is older than what is known of its change (an older head or
+    /// patchset, a close before a newer event) or its change is closed: it
+    /// was stored with `reason` and does nothing else. Forges get a 2xx, so
+    /// they do not retry it.
+    Ignored {
+        /// The stored event.
+        event_id: i64,
+        /// Why, for the log and the webhook's answer.
+        reason: String,
+    },
     /// The event was stored.
     New {
         /// The event's id.

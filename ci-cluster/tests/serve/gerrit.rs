@@ -171,3 +171,81 @@ fn a_passing_push_to_a_protected_ref_writes_signed_pass_records() {
     );
     assert_eq!(record.outputs.len(), 2);
 }
+
+/// Gerrit's `ref-updated` for `refs/heads/main` of project `greet`, moving to `new_rev`.
+fn main_updated(new_rev: &str, created: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "type": "ref-updated",
+        "refUpdate": {"project": "greet", "refName": "refs/heads/main", "oldRev": "0".repeat(40), "newRev": new_rev},
+        "submitter": {"name": "Dev"},
+        "eventCreatedOn": created
+    }))
+    .expect("json")
+}
+
+#[test]
+fn a_commit_not_on_the_protected_ref_gets_no_pass_record() {
+    let world = World::new();
+    let server = Server::start(&config(&world, ""));
+    let on_main = world.repo.head();
+    // A commit that passes every job but lives only on a change ref, never on main.
+    world.repo.write("NOTES.md", "not reviewed, not merged\n");
+    let elsewhere = world.repo.commit("not on main");
+    world.push_change(9, 1, &elsewhere);
+    let outbox = airlock_pipeline::record::DirOutbox::new(world.root.join("data/outbox"));
+
+    // An event that names refs/heads/main with that commit.
+    let (status, reply) = post(
+        &server.url("/hooks/gerrit"),
+        &gerrit_headers(),
+        &main_updated(&elsewhere, 1700000200),
+    );
+    assert_eq!(status, 202, "{reply}");
+    let run = reply["run"].as_i64().expect("run");
+    let done = server.wait_final_within(run, Duration::from_secs(90));
+    assert_eq!(done["run"]["status"], "passed", "{}", server.log_text());
+    // (The outbox directory is created by the first record written.)
+    assert_eq!(
+        outbox.list().unwrap_or_default(),
+        Vec::<String>::new(),
+        "a pass record was signed for a commit that is not on refs/heads/main"
+    );
+    let reason = done["run"]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("not reachable from refs/heads/main") && reason.contains(&elsewhere[..12]),
+        "{done:#}"
+    );
+    assert!(
+        server
+            .log_text()
+            .contains("not reachable from refs/heads/main"),
+        "{}",
+        server.log_text()
+    );
+
+    // Control: the commit main points to gets its record.
+    let (status, reply) = post(
+        &server.url("/hooks/gerrit"),
+        &gerrit_headers(),
+        &main_updated(&on_main, 1700000300),
+    );
+    assert_eq!(status, 202, "{reply}");
+    let run = reply["run"].as_i64().expect("run");
+    assert_eq!(
+        server.wait_final_within(run, Duration::from_secs(90))["run"]["status"],
+        "passed",
+        "{}",
+        server.log_text()
+    );
+    let names = outbox.list().expect("outbox");
+    assert_eq!(names.len(), 1, "{names:?}");
+    let public = std::fs::read_to_string(world.root.join("data/keys/ci-origin.key.pub"))
+        .expect("public key");
+    let key = airlock_pipeline::record::parse_public_key_hex(public.trim()).expect("key");
+    let record = airlock_pipeline::record::open(&outbox.read(&names[0]).expect("read"), &[key])
+        .expect("valid signed record");
+    assert_eq!(
+        (record.commit.as_str(), record.git_ref.as_str()),
+        (on_main.as_str(), "refs/heads/main")
+    );
+}

@@ -31,6 +31,15 @@ fn github_pull_request_gets_pending_then_success_and_replays_create_nothing() {
     // The same delivery again (GitHub redelivers with the same id): nothing new.
     let (status, reply) = post(&server.url("/hooks/github"), &headers, &body);
     assert_eq!((status, reply["status"].as_str()), (200, Some("duplicate")));
+    // The captured signed body under a new delivery id: the signature still
+    // verifies (it covers only the body), and it is still nothing new.
+    let replay = github_headers(&body, "pull_request", "delivery-replayed");
+    let (status, reply) = post(&server.url("/hooks/github"), &replay, &body);
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (200, Some("duplicate")),
+        "{reply}"
+    );
     assert_eq!(
         server.wait_final_within(run, Duration::from_secs(90))["run"]["status"],
         "passed"
@@ -102,5 +111,67 @@ fn gitlab_merge_request_gets_running_then_success() {
             .iter()
             .filter(|q| q.path == path)
             .all(|q| q.header("private-token") == Some("gl-api-token"))
+    );
+}
+
+#[test]
+fn a_late_pull_request_event_for_an_older_head_cancels_nothing_and_reports_nothing() {
+    let world = World::new();
+    let server = Server::start(&config(&world, ""));
+    let older = world.repo.head();
+    world.repo.write(
+        ".pipeline/config.yaml",
+        "version: 1\njobs:\n  slow:\n    run: sleep 4\n",
+    );
+    let newer = world.repo.commit("slow");
+    world.push(&newer, "refs/pull/5/head");
+
+    // The synchronize to the newer head (10:00) arrives first and runs...
+    let body = github_pr_at("synchronize", &newer, 5, "2026-01-02T10:00:00Z");
+    let headers = github_headers(&body, "pull_request", "delivery-sync");
+    let (status, reply) = post(&server.url("/hooks/github"), &headers, &body);
+    assert_eq!(status, 202, "{reply}");
+    let run = reply["run"].as_i64().expect("run");
+    server.wait_running(run);
+
+    // ...then the opening at the older head (09:00) arrives late: acknowledged, ignored.
+    let late = github_pr_at("opened", &older, 5, "2026-01-02T09:00:00Z");
+    let headers = github_headers(&late, "pull_request", "delivery-opened");
+    let (status, reply) = post(&server.url("/hooks/github"), &headers, &late);
+    assert_eq!(
+        (status, reply["status"].as_str()),
+        (202, Some("ignored")),
+        "{reply}"
+    );
+    assert!(
+        reply["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("older")),
+        "{reply}"
+    );
+    assert!(server.log_text().contains("older"), "{}", server.log_text());
+
+    // The newer head's run was not cancelled: it passes and reports pending, success.
+    assert_eq!(
+        server.wait_final_within(run, Duration::from_secs(90))["run"]["status"],
+        "passed",
+        "{}",
+        server.log_text()
+    );
+    let path = format!("/repos/example/greet/statuses/{newer}");
+    let requests = world.wait_requests(
+        "pending then success",
+        |r| r.iter().filter(|q| q.path == path).count() >= 2,
+        Duration::from_secs(30),
+    );
+    assert_eq!(states(&requests, &path), ["pending", "success"]);
+    let older_path = format!("/repos/example/greet/statuses/{older}");
+    assert!(
+        !requests.iter().any(|q| q.path == older_path),
+        "the late event was reported on"
+    );
+    assert!(
+        server.run(run + 1)["run"].is_null(),
+        "the late event got a run"
     );
 }

@@ -37,6 +37,14 @@ pub fn github_pr(action: &str, sha: &str, number: u64) -> Vec<u8> {
     .expect("json")
 }
 
+/// [`github_pr`] with the pull request's `updated_at` (RFC 3339, as GitHub sends it).
+pub fn github_pr_at(action: &str, sha: &str, number: u64, updated_at: &str) -> Vec<u8> {
+    let mut payload: serde_json::Value =
+        serde_json::from_slice(&github_pr(action, sha, number)).expect("json");
+    payload["pull_request"]["updated_at"] = json!(updated_at);
+    serde_json::to_vec(&payload).expect("json")
+}
+
 /// `sha256=<hex HMAC of body>`, as in `x-hub-signature-256`.
 pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac");

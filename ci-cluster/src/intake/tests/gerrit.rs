@@ -4,12 +4,12 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
 use super::{Expect, assert_unauthorized, check, error, event, fixture, fixture_json};
-use crate::event::{Change, Forge, Intent, ReportTarget};
+use crate::event::{Change, Forge, Intent, ReportTarget, Transition};
 use crate::intake::{Intake, IntakeError, gerrit};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
-const SECRET: &str = "test-gerrit-webhook-secret";
+pub(super) const SECRET: &str = "test-gerrit-webhook-secret";
 const REV: &str = "4a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
 
 /// Every Gerrit fixture file and its outcome.
@@ -49,13 +49,13 @@ pub(super) const FIXTURES: &[(&str, Expect)] = &[
 pub(super) const JSONL_FIXTURES: &[(&str, &[Expect])] = &[(
     "gerrit/go-gerrit/events-log.jsonl",
     &[
-        Expect::Ignored("the merge arrives as ref-updated"), // change-merged
-        Expect::Ignored("comment is not `recheck`"),         // comment-added "Some comment"
+        Expect::Cancel,                              // change-merged
+        Expect::Ignored("comment is not `recheck`"), // comment-added "Some comment"
     ],
 )];
 
 /// Parses `body` presented with the right token.
-fn deliver(body: &[u8]) -> Result<Intake, IntakeError> {
+pub(super) fn deliver(body: &[u8]) -> Result<Intake, IntakeError> {
     gerrit::parse(Some(SECRET.as_bytes()), body, &Secret::new(SECRET))
 }
 
@@ -67,7 +67,7 @@ fn deliver_json(v: &Value) -> Result<Intake, IntakeError> {
 /// A `patchset-created` event built from gerrit/FORMAT.md (no real recording
 /// with a usable licence exists), in the Gerrit 3.x shape: integer numbers,
 /// top-level `project`/`refName`/`changeKey`.
-fn patchset_created() -> Value {
+pub(super) fn patchset_created() -> Value {
     json!({
         "type": "patchset-created",
         "uploader": {"name": "Uma Uploader", "email": "uma@example.org", "username": "uma"},
@@ -104,7 +104,7 @@ fn patchset_created() -> Value {
 }
 
 /// A `comment-added` on the same change and patchset, with `comment` as the cover message.
-fn comment_added(comment: &str) -> Value {
+pub(super) fn comment_added(comment: &str) -> Value {
     let mut v = patchset_created();
     let o = v.as_object_mut().expect("object");
     o.remove("uploader");
@@ -172,7 +172,10 @@ fn intake_gerrit_patchset_created_runs_the_new_patchset() {
         Some(Change {
             number: "1234".into(),
             patchset: 2,
-            url: Some("https://review.example.org/c/platform/build/+/1234".into())
+            url: Some("https://review.example.org/c/platform/build/+/1234".into()),
+            // eventCreatedOn, in milliseconds.
+            event_ms: Some(1_718_000_101_000),
+            transition: None,
         })
     );
     assert_eq!(e.title, "Build: cache the toolchain");
@@ -416,7 +419,9 @@ fn intake_gerrit_abandon_and_delete_cancel_the_change() {
         Some(Change {
             number: "3".into(),
             patchset: 0,
-            url: Some("http://testGerrit/c/bwnUVH/+/3".into())
+            url: Some("http://testGerrit/c/bwnUVH/+/3".into()),
+            event_ms: Some(1_710_524_800_000),
+            transition: Some(Transition::Deleted),
         })
     );
     assert_eq!(
@@ -446,7 +451,9 @@ fn intake_gerrit_restore_runs_again() {
         Some(Change {
             number: "654".into(),
             patchset: 1,
-            url: Some("http://localhost:9090/654".into())
+            url: Some("http://localhost:9090/654".into()),
+            event_ms: Some(1_418_133_772_000),
+            transition: Some(Transition::Reopened),
         })
     );
     assert_eq!(e.title, "Mon Dec  8 20:53:56 EST 2014");
@@ -524,13 +531,29 @@ fn intake_gerrit_ref_updated_branches_and_tags_run_other_refs_do_not() {
 }
 
 #[test]
-fn intake_gerrit_change_merged_and_unknown_types_are_ignored() {
+fn intake_gerrit_change_merged_closes_the_change_and_unknown_types_are_ignored() {
+    // A merge closes the change (the merged commit itself arrives as ref-updated).
     let mut v = patchset_created();
     v["type"] = "change-merged".into();
+    v["submitter"] = json!({"name": "Sam Submitter"});
+    v["change"]["status"] = "MERGED".into();
+    let m = event(deliver_json(&v));
     assert_eq!(
-        deliver_json(&v),
-        Ok(Intake::Ignored("the merge arrives as ref-updated".into()))
+        (m.intent, m.kind, m.author.as_str()),
+        (Intent::CancelChange, EventKind::Change, "Sam Submitter")
     );
+    assert_eq!(
+        m.change.map(|c| (c.number, c.patchset, c.transition)),
+        Some(("1234".into(), 2, Some(Transition::Merged)))
+    );
+    // The events-log line, with its all-zero revision: nothing to report on.
+    let text = String::from_utf8(fixture("gerrit/go-gerrit/events-log.jsonl")).expect("utf-8");
+    let line = event(deliver(text.lines().next().expect("first line").as_bytes()));
+    assert_eq!(
+        (line.intent, line.commit.as_str(), &line.report),
+        (Intent::CancelChange, "", &ReportTarget::None)
+    );
+
     v["type"] = "change-deferred".into();
     assert_eq!(
         deliver_json(&v),

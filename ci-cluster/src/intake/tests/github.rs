@@ -10,7 +10,7 @@ use crate::intake::{Intake, IntakeError, github};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
-const SECRET: &str = "test-github-webhook-secret";
+pub(super) const SECRET: &str = "test-github-webhook-secret";
 const GUID: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
 pub(super) const SIGNATURE_VECTOR: &str = "github/signature-test-vector.json";
 
@@ -209,7 +209,7 @@ pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
 ];
 
 /// `sha256=` + hex HMAC-SHA256(secret, body), as GitHub computes it.
-fn sign(secret: &str, body: &[u8]) -> String {
+pub(super) fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).expect("any key length");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
@@ -241,7 +241,7 @@ fn deliver(event: &str, body: &[u8]) -> Result<Intake, IntakeError> {
 }
 
 /// Parses a fixture delivered as `event`, correctly signed.
-fn deliver_fixture(event: &str, rel: &str) -> Result<Intake, IntakeError> {
+pub(super) fn deliver_fixture(event: &str, rel: &str) -> Result<Intake, IntakeError> {
     deliver(event, &fixture(rel))
 }
 
@@ -396,7 +396,10 @@ fn intake_github_pull_request_opened_runs_the_head_commit() {
         Some(Change {
             number: "2".into(),
             patchset: 0,
-            url: Some("https://github.com/Codertocat/Hello-World/pull/2".into())
+            url: Some("https://github.com/Codertocat/Hello-World/pull/2".into()),
+            // pull_request.updated_at, 2019-05-15T15:20:33Z.
+            event_ms: Some(1557933633000),
+            transition: None,
         })
     );
     assert_eq!(e.title, "Update the README with new information.");

@@ -4,17 +4,17 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::{Expect, assert_unauthorized, check, error, event, fixture, fixture_json};
-use crate::event::{Change, Forge, Intent, ReportTarget};
+use crate::event::{Change, Forge, Intent, ReportTarget, Transition};
 use crate::intake::{Intake, IntakeError, gitlab};
 use crate::secret::Secret;
 use airlock_pipeline::spec::EventKind;
 
-const TOKEN: &str = "test-gitlab-webhook-token";
+pub(super) const TOKEN: &str = "test-gitlab-webhook-token";
 
-const PUSH: &str = "Push Hook";
+pub(super) const PUSH: &str = "Push Hook";
 const TAG: &str = "Tag Push Hook";
-const MR: &str = "Merge Request Hook";
-const NOTE: &str = "Note Hook";
+pub(super) const MR: &str = "Merge Request Hook";
+pub(super) const NOTE: &str = "Note Hook";
 
 /// Every GitLab fixture, the `X-Gitlab-Event` it is delivered with, and the outcome.
 pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
@@ -105,11 +105,7 @@ pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
         MR,
         Expect::Run(EventKind::Change),
     ),
-    (
-        "gitlab/go-scm/pull_request_merge.json",
-        MR,
-        Expect::Ignored("merged"),
-    ),
+    ("gitlab/go-scm/pull_request_merge.json", MR, Expect::Cancel),
     (
         "gitlab/go-scm/pull_request_reopen.json",
         MR,
@@ -138,7 +134,7 @@ pub(super) const FIXTURES: &[(&str, &str, Expect)] = &[
 ];
 
 /// The headers GitLab sends, with `token` and an event UUID.
-fn headers(event: &str, token: &str) -> HeaderMap {
+pub(super) fn headers(event: &str, token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         "x-gitlab-event",
@@ -160,7 +156,7 @@ fn headers(event: &str, token: &str) -> HeaderMap {
 }
 
 /// Parses `body` delivered as `event` with the right token.
-fn deliver(event: &str, body: &[u8]) -> Result<Intake, IntakeError> {
+pub(super) fn deliver(event: &str, body: &[u8]) -> Result<Intake, IntakeError> {
     gitlab::parse(&headers(event, TOKEN), body, &Secret::new(TOKEN))
 }
 
@@ -266,7 +262,10 @@ fn intake_gitlab_merge_request_open_runs_the_last_commit() {
         Some(Change {
             number: "1".into(),
             patchset: 0,
-            url: Some("https://gitlab.com/gitlab-org/hello-world/merge_requests/1".into())
+            url: Some("https://gitlab.com/gitlab-org/hello-world/merge_requests/1".into()),
+            // object_attributes.updated_at, 2017-12-10 17:01:11 UTC.
+            event_ms: Some(1512925271000),
+            transition: None,
         })
     );
     assert_eq!(e.title, "update readme");
@@ -308,13 +307,21 @@ fn intake_gitlab_merge_request_close_merge_and_update() {
             "refs/merge-requests/1/head"
         )
     );
-    assert_eq!(c.change.map(|c| c.number), Some("1".into()));
-
     assert_eq!(
-        deliver(MR, &fixture("gitlab/go-scm/pull_request_merge.json")),
-        Ok(Intake::Ignored(
-            "merge request merged: the merge arrives as a push".into()
-        ))
+        c.change.as_ref().map(|c| (c.number.as_str(), c.transition)),
+        Some(("1", Some(Transition::Closed)))
+    );
+
+    // A merge closes the request too (its commit arrives as a push).
+    let m = event(deliver(
+        MR,
+        &fixture("gitlab/go-scm/pull_request_merge.json"),
+    ));
+    assert_eq!(m.intent, Intent::CancelChange);
+    assert_eq!(
+        m.change.as_ref().map(|c| (c.transition, c.event_ms)),
+        // object_attributes.updated_at, 2017-12-10 17:08:07 UTC.
+        Some((Some(Transition::Merged), Some(1_512_925_687_000)))
     );
 
     let mut v = fixture_json("gitlab/go-scm/pull_request_create.json");
@@ -364,7 +371,10 @@ fn intake_gitlab_recheck_note_runs_the_merge_request_head() {
             Some(Change {
                 number: "1".into(),
                 patchset: 0,
-                url: Some("https://gitlab.com/gitlab-org/hello-world/merge_requests/1".into())
+                url: Some("https://gitlab.com/gitlab-org/hello-world/merge_requests/1".into()),
+                // The note's created_at, 2017-12-10 17:05:14 UTC.
+                event_ms: Some(1512925514000),
+                transition: None,
             })
         );
         assert_eq!(e.author, "sytses");

@@ -6,6 +6,8 @@
 mod gerrit;
 mod github;
 mod gitlab;
+mod replay;
+mod stale;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -262,4 +264,22 @@ fn intake_display_text_is_one_clean_line() {
     assert_eq!(super::display_text("Subject\n\nBody"), "Subject");
     assert_eq!(super::display_text("  a\u{1b}[31mb\t "), "a[31mb");
     assert_eq!(super::display_text(&"x".repeat(1000)).len(), 200);
+}
+
+#[test]
+fn intake_forge_times_in_the_formats_forges_send() {
+    let time = |s: &str| super::opt_time_ms(&serde_json::json!({ "t": s }), "t");
+    // GitHub and current GitLab: RFC 3339, with any offset.
+    assert_eq!(time("2018-06-25T19:21:45Z"), Some(1_529_954_505_000));
+    assert_eq!(time("2018-06-25T21:21:45+02:00"), Some(1_529_954_505_000));
+    // Older GitLab.
+    assert_eq!(time("2017-12-10 17:05:14 UTC"), Some(1_512_925_514_000));
+    assert_eq!(time("2017-12-10 18:05:14 +0100"), Some(1_512_925_514_000));
+    // Anything else is no time (arrival order), never an error: the GitLab
+    // docs' own `2015-04-08T21: 00:25-07:00`, a number, nothing.
+    assert_eq!(time("2015-04-08T21: 00:25-07:00"), None);
+    assert_eq!(time("yesterday"), None);
+    assert_eq!(time("1969-12-31T23:59:59Z"), None);
+    assert_eq!(super::opt_time_ms(&serde_json::json!({"t": 5}), "t"), None);
+    assert_eq!(super::opt_time_ms(&serde_json::json!({}), "t"), None);
 }

@@ -52,6 +52,40 @@ fn duplicate_delivery_creates_nothing() {
 }
 
 #[test]
+fn the_same_body_under_another_delivery_is_a_replay_per_forge_and_within_a_batch() {
+    let (_dir, store) = open();
+    let body = |mut event: ForgeEvent, digest: char| {
+        event.body_sha256 = Some(digest.to_string().repeat(64));
+        event
+    };
+    // In one batch (group commit), the second copy sees the first.
+    let batch = [
+        ("app".to_string(), body(push("d-1", 1), 'a')),
+        ("app".to_string(), body(push("d-2", 1), 'a')),
+        ("app".to_string(), body(push("d-1", 1), 'a')),
+    ];
+    let accepted = store.accept_events(&batch, 10).expect("batch");
+    let Accepted::New { event_id, .. } = accepted[0] else {
+        panic!("{accepted:?}")
+    };
+    assert_eq!(
+        accepted[1..],
+        [Accepted::Replayed { event_id }, Accepted::Duplicate]
+    );
+    // The key is per forge, like the delivery id.
+    let gerrit = ForgeEvent {
+        forge: Forge::Gerrit,
+        ..body(push("d-3", 1), 'a')
+    };
+    assert!(matches!(
+        store.accept_event("app", &gerrit, 11).expect("accept"),
+        Accepted::New { .. }
+    ));
+    let counts = store.counts().expect("counts");
+    assert_eq!((counts.events, counts.queued), (2, 2));
+}
+
+#[test]
 fn higher_patchset_supersedes_lower_ones() {
     let (_dir, store) = open();
     let ps1 = accept_run(&store, "core", &patchset("g-1", "1234", 1, 1), 1);
@@ -149,6 +183,82 @@ fn new_head_commit_supersedes_pull_request_runs() {
     // cancel the run of that head.
     accept_run(&store, "app", &pull("h-3", "5", 2), 3);
     assert_eq!(status(&store, second).0, RunStatus::Queued);
+}
+
+/// A pull request head (patchset 0) that the forge dated `at_ms`.
+fn pull_at(delivery: &str, number: &str, n: u32, at_ms: u64) -> ForgeEvent {
+    let mut event = pull(delivery, number, n);
+    if let Some(change) = event.change.as_mut() {
+        change.event_ms = Some(at_ms);
+    }
+    event
+}
+
+#[test]
+fn an_event_never_supersedes_the_run_of_a_newer_or_same_second_event() {
+    let (_dir, store) = open();
+    let first = accept_run(&store, "app", &pull_at("h-1", "5", 1, 2_000), 1);
+    store
+        .claim_next(10, &unlimited, 2)
+        .expect("claim")
+        .expect("run");
+    // Another head in the same second: the two cannot be ordered, so both
+    // run and neither cancels the other.
+    let accepted = store
+        .accept_event("app", &pull_at("h-2", "5", 2, 2_000), 3)
+        .expect("accept");
+    let Accepted::New {
+        run: Some(second),
+        cancel_running,
+        ..
+    } = accepted
+    else {
+        panic!("{accepted:?}")
+    };
+    assert_eq!(cancel_running, Vec::<RunId>::new());
+    assert_eq!(status(&store, first), (RunStatus::Running, None, false));
+
+    // An older head: stored as ignored, with its reason, and nothing else.
+    let accepted = store
+        .accept_event("app", &pull_at("h-3", "5", 3, 1_000), 4)
+        .expect("accept");
+    let Accepted::Ignored { event_id, reason } = accepted else {
+        panic!("{accepted:?}")
+    };
+    assert!(
+        reason.contains("older than the latest of change 5"),
+        "{reason}"
+    );
+    let stored: Option<String> = store
+        .lock()
+        .query_row(
+            "SELECT ignored FROM events WHERE id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )
+        .expect("event row");
+    assert_eq!(stored.as_deref(), Some(reason.as_str()));
+    assert_eq!(status(&store, first), (RunStatus::Running, None, false));
+    assert_eq!(status(&store, second).0, RunStatus::Queued);
+
+    // Control: a strictly newer head supersedes both.
+    let accepted = store
+        .accept_event("app", &pull_at("h-4", "5", 4, 3_000), 5)
+        .expect("accept");
+    let Accepted::New { cancel_running, .. } = accepted else {
+        panic!("{accepted:?}")
+    };
+    assert_eq!(cancel_running, vec![first]);
+    assert_eq!(status(&store, second).0, RunStatus::Cancelled);
+    // An event the forge sent without a time can only be taken in arrival
+    // order: it supersedes what is there, as before times were kept.
+    let accepted = store
+        .accept_event("app", &pull("h-5", "5", 5), 6)
+        .expect("accept");
+    assert!(
+        matches!(&accepted, Accepted::New { cancel_running, .. } if cancel_running == &vec![first]),
+        "{accepted:?}"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod batch;
 mod crash;
 mod intake;
 mod lifecycle;
+mod migrate;
 mod queue;
 
 use airlock_pipeline::spec::EventKind;
@@ -36,6 +37,7 @@ fn run_event(
         forge,
         repository: "org/app".into(),
         delivery: delivery.into(),
+        body_sha256: None,
         intent: Intent::Run,
         kind: if change.is_some() {
             EventKind::Change
@@ -65,6 +67,8 @@ fn patchset(delivery: &str, number: &str, ps: u32, n: u32) -> ForgeEvent {
         number: number.into(),
         patchset: ps,
         url: None,
+        event_ms: None,
+        transition: None,
     };
     let git_ref = format!("refs/changes/{number}/{ps}");
     run_event(Forge::Gerrit, delivery, &git_ref, &commit(n), Some(change))
@@ -76,6 +80,8 @@ fn pull(delivery: &str, number: &str, n: u32) -> ForgeEvent {
         number: number.into(),
         patchset: 0,
         url: None,
+        event_ms: None,
+        transition: None,
     };
     let git_ref = format!("refs/pull/{number}/head");
     run_event(Forge::Github, delivery, &git_ref, &commit(n), Some(change))
@@ -87,6 +93,8 @@ fn cancel(forge: Forge, delivery: &str, number: &str) -> ForgeEvent {
         number: number.into(),
         patchset: 0,
         url: None,
+        event_ms: None,
+        transition: None,
     };
     ForgeEvent {
         intent: Intent::CancelChange,
