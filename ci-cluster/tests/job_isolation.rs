@@ -73,3 +73,68 @@ jobs:
         "the job wrote through the inherited fd:\n{all}"
     );
 }
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn a_job_cannot_write_past_the_default_disk_limit() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = repo_with(
+        &tmp.path().join("repo"),
+        r#"version: 1
+jobs:
+  fill:
+    run: |
+      # Control: writing within the limit works.
+      fallocate -l 100M small || exit 1
+      rm -f small
+      if fallocate -l 11G big; then echo 'wrote 11G into the workspace'; exit 1; fi
+      echo 'refused past the limit'
+"#,
+    );
+    let out = ci_run_from_shell(repo.dir(), "");
+    let all = text(&out);
+    if !is_root() {
+        assert!(all.contains("disk limit is not enforced"), "{all}");
+        return;
+    }
+    // The job itself checks both (it exits 1 if 11G fit or 100M did not).
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("✔ fill"), "{all}");
+}
+
+#[test]
+fn a_job_is_held_to_its_own_disk_limit_and_its_outputs_survive_it() {
+    if !is_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = repo_with(
+        &tmp.path().join("repo"),
+        r#"version: 1
+jobs:
+  fill:
+    resources: {disk: 64Mi}
+    run: |
+      head -c 1M /dev/zero > out.bin || exit 1
+      if head -c 100M /dev/zero > big; then echo 'wrote 100M'; exit 1; fi
+      rm -f big
+      echo 'no space past 64Mi'
+    outputs: [out.bin]
+  after:
+    needs: [fill]
+    resources: {disk: 64Mi}
+    run: test "$(wc -c < out.bin)" -eq 1048576
+"#,
+    );
+    let out = ci_run_from_shell(repo.dir(), "");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("✔ fill"), "{all}");
+    assert!(all.contains("✔ after"), "outputs collected before unmount:\n{all}");
+    // Nothing of the attempt stays mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains("airlock-run-"), "{mounts}");
+}

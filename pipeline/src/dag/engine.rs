@@ -365,18 +365,27 @@ impl<E: Executor> JobTask<E> {
         attempt: u32,
         report: &mut JobReport,
     ) -> (JobState, Option<String>, Option<i32>) {
-        let (source, workspace, store, inputs) = (
+        let (source, workspace, store, inputs, executor, limits, log) = (
             self.source.clone(),
             self.workspace.clone(),
             self.store.clone(),
             self.inputs.clone(),
+            self.executor.clone(),
+            self.job.resources,
+            self.log.clone(),
         );
+        // Held until the outputs are collected: the workspace may be a filesystem of its own.
         let prepared = tokio::task::spawn_blocking(move || {
-            workspace::prepare(&source, &workspace, &store, &inputs)
+            workspace::remove_workspace(&workspace)?;
+            let lease = executor
+                .provision_workspace(&workspace, &limits, &log)
+                .map_err(std::io::Error::other)?;
+            workspace::fill(&source, &workspace, &store, &inputs)?;
+            Ok::<_, std::io::Error>(lease)
         })
         .await;
-        match prepared {
-            Ok(Ok(())) => {}
+        let _lease = match prepared {
+            Ok(Ok(lease)) => lease,
             Ok(Err(e)) => {
                 return (
                     JobState::Error,
@@ -391,7 +400,7 @@ impl<E: Executor> JobTask<E> {
                     None,
                 );
             }
-        }
+        };
         let mut env = self.env.clone();
         env.insert("AIRLOCK_JOB".into(), self.job.name.clone());
         env.extend(self.job.env.clone());

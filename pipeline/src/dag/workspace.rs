@@ -11,17 +11,16 @@ use std::path::Path;
 use crate::outputs::{ContentStore, OutputFile};
 use crate::tree::TreeRoot;
 
-/// Replaces `dest` with a copy of `source` (files, permission bits, symlinks as symlinks) and
-/// the given outputs.
-pub(super) fn prepare(
+/// Fills the empty directory `dest` with a copy of `source` (files, permission bits, symlinks
+/// as symlinks) and the given outputs.
+pub(super) fn fill(
     source: &Path,
     dest: &Path,
     store: &ContentStore,
     inputs: &[OutputFile],
 ) -> io::Result<()> {
-    remove_workspace(dest)?;
     let source = TreeRoot::open(source)?;
-    let dest = TreeRoot::create(dest, 0o755)?;
+    let dest = TreeRoot::open(dest)?;
     source.copy_into(&dest)?;
     for file in inputs {
         // Paths were checked when the producing job collected them; TreeRoot checks again
@@ -36,7 +35,7 @@ pub(super) fn prepare(
 /// Removes a previous attempt's workspace. `std::fs::remove_dir_all` never follows links below
 /// its argument (it walks with `openat`/`unlinkat` and `O_NOFOLLOW`); the argument itself is the
 /// host's own path.
-fn remove_workspace(dest: &Path) -> io::Result<()> {
+pub(super) fn remove_workspace(dest: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,

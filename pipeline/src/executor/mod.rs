@@ -5,17 +5,19 @@
 //! ended. The sandbox executor is the embedded default.
 
 mod cgroup;
+mod disk;
 mod sandbox;
 mod supervise;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
+pub use disk::{DiskLease, DiskSupport};
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;
@@ -109,10 +111,46 @@ pub enum ExecutorError {
     Limits(String),
 }
 
+/// What holds an attempt's workspace in place (e.g. its size-limited filesystem) until its
+/// outputs are collected; dropping it releases the workspace.
+#[derive(Debug, Default)]
+pub struct WorkspaceLease {
+    _disk: Option<DiskLease>,
+}
+
+impl WorkspaceLease {
+    /// A workspace that is a plain directory.
+    pub fn plain() -> Self {
+        WorkspaceLease::default()
+    }
+
+    /// A workspace that is a size-limited filesystem.
+    pub fn disk(lease: DiskLease) -> Self {
+        WorkspaceLease { _disk: Some(lease) }
+    }
+}
+
 /// Runs one job attempt in isolation.
 pub trait Executor: Send + Sync + 'static {
     /// Short name shown in logs ("sandbox", "kubernetes").
     fn name(&self) -> &'static str;
+
+    /// Makes `path` (absent or removed) an empty directory for an attempt's workspace under the
+    /// job's `limits`. The engine fills it, runs the attempt, collects the outputs, then drops
+    /// the lease. Runs on a blocking thread. The default is a plain directory.
+    fn provision_workspace(
+        &self,
+        path: &Path,
+        limits: &ResourceLimits,
+        log: &LogSink,
+    ) -> Result<WorkspaceLease, ExecutorError> {
+        let _ = (limits, log);
+        std::fs::create_dir_all(path).map_err(|e| ExecutorError::Workspace {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(WorkspaceLease::plain())
+    }
 
     /// Runs the attempt to the end, writing its output to `log`. Must kill
     /// the whole process tree on timeout or when `cancel` fires before returning.

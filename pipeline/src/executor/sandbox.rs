@@ -21,14 +21,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
+use super::disk::{DiskLease, DiskSupport};
 use super::supervise::{Terminator, supervise};
-use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest};
+use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;
 use crate::tree::{EntryKind, TreeRoot};
 
 /// Where the workspace appears inside the sandbox.
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
+
+/// A job's workspace filesystem when it sets no `resources.disk`: 10 GiB, reserved on the host
+/// while the job runs.
+pub const DEFAULT_DISK_BYTES: u64 = 10 << 30;
 
 /// Settings of the sandbox executor.
 #[derive(Debug, Clone)]
@@ -47,6 +52,8 @@ pub struct SandboxConfig {
     pub read_only: Vec<PathBuf>,
     /// Which cgroups to use.
     pub cgroups: CgroupSupport,
+    /// Whether workspaces get a filesystem of the job's disk limit.
+    pub disk: DiskSupport,
 }
 
 impl Default for SandboxConfig {
@@ -60,6 +67,7 @@ impl Default for SandboxConfig {
                 cpu_millis: None,
                 memory_bytes: Some(4 << 30),
                 pids: Some(4096),
+                disk_bytes: Some(DEFAULT_DISK_BYTES),
             },
             read_only: [
                 "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
@@ -68,6 +76,7 @@ impl Default for SandboxConfig {
             .map(PathBuf::from)
             .collect(),
             cgroups: CgroupSupport::detect(),
+            disk: DiskSupport::detect(),
         }
     }
 }
@@ -238,6 +247,7 @@ impl SandboxExecutor {
             cpu_millis: requested.cpu_millis.or(d.cpu_millis),
             memory_bytes: requested.memory_bytes.or(d.memory_bytes),
             pids: requested.pids.or(d.pids),
+            disk_bytes: requested.disk_bytes.or(d.disk_bytes),
         }
     }
 }
@@ -276,6 +286,38 @@ impl Terminator for SandboxTree<'_> {
 impl Executor for SandboxExecutor {
     fn name(&self) -> &'static str {
         "sandbox"
+    }
+
+    fn provision_workspace(
+        &self,
+        path: &Path,
+        limits: &ResourceLimits,
+        log: &LogSink,
+    ) -> Result<WorkspaceLease, ExecutorError> {
+        let err = |reason: String| ExecutorError::Workspace {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = self.limits(limits).disk_bytes;
+        match (bytes, self.config.disk, self.as_root) {
+            (Some(bytes), DiskSupport::LoopMount, true) => DiskLease::mount(
+                path,
+                bytes,
+                self.config.sandbox_uid,
+                self.config.sandbox_gid,
+            )
+            .map(WorkspaceLease::disk)
+            .map_err(|e| err(format!("disk limit: {e}"))),
+            (bytes, ..) => {
+                if bytes.is_some() {
+                    log.system(
+                        "[airlock] warning: loop devices unavailable here (needs root and mkfs.ext4); the disk limit is not enforced",
+                    );
+                }
+                std::fs::create_dir_all(path).map_err(|e| err(e.to_string()))?;
+                Ok(WorkspaceLease::plain())
+            }
+        }
     }
 
     #[instrument(skip_all, fields(job = %request.job, attempt = %request.attempt_id))]

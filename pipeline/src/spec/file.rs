@@ -143,6 +143,10 @@ pub struct ResourcesFile {
     /// Maximum number of processes and threads.
     #[serde(default)]
     pub pids: Option<Located<u32>>,
+    /// Disk space of the job's workspace (source, inputs and everything the job writes there):
+    /// bytes, or with a suffix as for `memory` (e.g. `2Gi`). Default 10Gi.
+    #[serde(default)]
+    pub disk: Option<Located<Quantity>>,
 }
 
 /// A number or a string with a unit, as in Kubernetes resource quantities.

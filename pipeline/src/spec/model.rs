@@ -113,6 +113,8 @@ pub struct ResourceLimits {
     pub memory_bytes: Option<u64>,
     /// Processes and threads.
     pub pids: Option<u32>,
+    /// Size of the workspace's filesystem in bytes.
+    pub disk_bytes: Option<u64>,
 }
 
 /// What the trusted builder may produce from a job.

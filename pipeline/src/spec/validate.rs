@@ -281,6 +281,9 @@ fn validate_when(when: &WhenFile, out: &mut Vec<Diagnostic>) -> WhenSpec {
     WhenSpec { events, refs }
 }
 
+/// The smallest workspace filesystem worth making.
+const MIN_DISK_BYTES: u64 = 16 << 20;
+
 fn validate_resources(r: &ResourcesFile, out: &mut Vec<Diagnostic>) -> ResourceLimits {
     let mut limits = ResourceLimits::default();
     if let Some(cpu) = &r.cpu {
@@ -306,6 +309,16 @@ fn validate_resources(r: &ResourcesFile, out: &mut Vec<Diagnostic>) -> ResourceL
             ));
         } else {
             limits.pids = Some(pids.value);
+        }
+    }
+    if let Some(disk) = &r.disk {
+        match quantity::memory_bytes(&disk.value) {
+            Ok(b) if b < MIN_DISK_BYTES => out.push(
+                Diagnostic::new(disk.at, "disk below 16Mi cannot hold a filesystem")
+                    .help("write e.g. `512Mi` or `20Gi`"),
+            ),
+            Ok(b) => limits.disk_bytes = Some(b),
+            Err(why) => out.push(Diagnostic::new(disk.at, why).help("write e.g. `512Mi` or `20Gi`")),
         }
     }
     limits
