@@ -138,3 +138,66 @@ jobs:
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains("airlock-run-"), "{mounts}");
 }
+
+#[test]
+fn dangerous_system_calls_are_denied_and_ordinary_ones_work() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // Each probe exits 1 when a denied call succeeds; the controls exit 1 when an ordinary
+    // call (fork, threads through clone3's fallback, getpid) fails.
+    let repo = repo_with(
+        &tmp.path().join("repo"),
+        r#"version: 1
+jobs:
+  probe:
+    run: |
+      set -e
+      # Controls: processes and threads still work.
+      sh -c 'sleep 0 & wait'
+      python3 -c 'import threading; t = threading.Thread(target=print, args=("thread ok",)); t.start(); t.join()'
+      python3 - <<'PY'
+      import ctypes, errno, os, sys
+      libc = ctypes.CDLL(None, use_errno=True)
+      assert libc.syscall(39) == os.getpid(), "control: getpid"
+      denied = {"keyctl": (250, 0), "bpf": (321, 0), "ptrace": (101, 0, 0, 0, 0), "unshare(NEWUSER)": (272, 0x10000000),
+                "perf_event_open": (298, 0), "userfaultfd": (323, 0), "io_uring_setup": (425, 1, 0),
+                "mount": (165, 0), "setns": (308, 0, 0), "add_key": (248, 0), "x32 keyctl": (0x40000000 | 250, 0)}
+      bad = []
+      for name, call in denied.items():
+          r = libc.syscall(*call)
+          e = ctypes.get_errno()
+          print(f"{name}: {r} {errno.errorcode.get(e)}")
+          if not (r == -1 and e in (errno.EPERM, errno.ENOSYS)) or (name != "x32 keyctl" and e != errno.EPERM):
+              bad.append(name)
+      sys.exit(f"not denied: {bad}" if bad else 0)
+      PY
+      if unshare -U true 2>/dev/null; then echo 'nested user namespace created'; exit 1; fi
+"#,
+    );
+    let out = ci_run_from_shell(repo.dir(), "");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("✔ probe"), "{all}");
+}
+
+#[test]
+fn proc_shows_no_host_paths() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = repo_with(
+        &tmp.path().join("repo"),
+        r#"version: 1
+jobs:
+  look:
+    run: |
+      # Control: /proc is readable (the job's own command line is there).
+      grep -q sh /proc/self/cmdline || exit 1
+      # bubblewrap's command line (PID 1) would name the host work directory; the workspace
+      # mount would show its host path in mountinfo.
+      if cat /proc/1/cmdline 2>/dev/null | tr '\0' ' ' | grep -q airlock-run-; then echo 'host path in /proc/1/cmdline'; exit 1; fi
+      if grep airlock-run- /proc/self/mountinfo /proc/1/mountinfo; then echo 'host path in mountinfo'; exit 1; fi
+"#,
+    );
+    let out = ci_run_from_shell(repo.dir(), "");
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("✔ look"), "{all}");
+}

@@ -7,6 +7,7 @@
 mod cgroup;
 mod disk;
 mod sandbox;
+mod seccomp;
 mod supervise;
 
 use std::collections::BTreeMap;

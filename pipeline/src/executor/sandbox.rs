@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,7 @@ use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::disk::{DiskLease, DiskSupport};
+use super::seccomp::SeccompPrograms;
 use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
 use crate::log::LogSink;
@@ -86,6 +88,8 @@ impl Default for SandboxConfig {
 pub struct SandboxExecutor {
     config: SandboxConfig,
     as_root: bool,
+    /// None where no filter could be compiled (each job's log says so).
+    seccomp: Option<Arc<SeccompPrograms>>,
 }
 
 impl SandboxExecutor {
@@ -108,7 +112,18 @@ impl SandboxExecutor {
             )));
         }
         let as_root = nix::unistd::geteuid().is_root();
-        Ok(SandboxExecutor { config, as_root })
+        let seccomp = match SeccompPrograms::compile() {
+            Ok(programs) => Some(Arc::new(programs)),
+            Err(why) => {
+                tracing::warn!(reason = %why, "jobs will run without a seccomp filter");
+                None
+            }
+        };
+        Ok(SandboxExecutor {
+            config,
+            as_root,
+            seccomp,
+        })
     }
 
     /// The settings in use.
@@ -155,12 +170,21 @@ impl SandboxExecutor {
     fn bwrap_args(&self, request: &JobRequest) -> Vec<String> {
         let mut args: Vec<String> = [
             "--unshare-all",
+            // Explicit (--unshare-all only tries): required by --disable-userns.
+            "--unshare-user",
+            // No user namespace inside the sandbox's own: the door to most unprivileged kernel
+            // exploits stays shut even where the seccomp filter is unavailable.
+            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--hostname",
             "airlock-sandbox",
             "--proc",
             "/proc",
+            // PID 1 is bubblewrap itself: its command line names host paths and every setting.
+            "--ro-bind",
+            "/dev/null",
+            "/proc/1/cmdline",
             "--dev",
             "/dev",
             "--tmpfs",
@@ -197,6 +221,10 @@ impl SandboxExecutor {
             SANDBOX_WORKSPACE.into(),
             "--clearenv".into(),
         ]);
+        if self.seccomp.is_some() {
+            // Opened by the launcher (see `command`).
+            args.extend(["--add-seccomp-fd", "3", "--add-seccomp-fd", "4"].map(String::from));
+        }
         for (k, v) in base_env().into_iter().chain(request.env.clone()) {
             args.extend(["--setenv".into(), k, v]);
         }
@@ -207,27 +235,34 @@ impl SandboxExecutor {
 
     fn command(&self, request: &JobRequest, cgroup: &Cgroup) -> Command {
         let bwrap = self.config.bwrap.display().to_string();
-        let mut cmd = if self.as_root {
-            // The launcher joins the cgroups, then drops to the sandbox user
-            // and execs bubblewrap: the job is limited from its first
-            // instruction and never holds root outside the sandbox.
-            let procs = cgroup.procs_files();
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c")
-                .arg(r#"n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@""#)
-                .arg("airlock-launcher")
-                .arg(procs.len().to_string())
-                .args(procs.iter().map(|p| p.display().to_string()))
-                .arg("setpriv")
+        // The launcher joins the cgroups, opens the seccomp programs as descriptors 3 and 4
+        // for bubblewrap, then (as root) drops to the sandbox user and execs bubblewrap: the
+        // job is limited from its first instruction and never holds root outside the sandbox.
+        let mut script = String::from(
+            r#"n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; "#,
+        );
+        if self.seccomp.is_some() {
+            script.push_str(r#"exec 3<"$1" 4<"$2" || exit 125; shift 2; "#);
+        }
+        script.push_str(r#"exec "$@""#);
+        let procs = cgroup.procs_files();
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg("airlock-launcher")
+            .arg(procs.len().to_string())
+            .args(procs.iter().map(|p| p.display().to_string()));
+        if let Some(programs) = &self.seccomp {
+            cmd.args(programs.files());
+        }
+        if self.as_root {
+            cmd.arg("setpriv")
                 .arg(format!("--reuid={}", self.config.sandbox_uid))
                 .arg(format!("--regid={}", self.config.sandbox_gid))
                 .arg("--clear-groups")
-                .arg("--")
-                .arg(bwrap);
-            c
-        } else {
-            Command::new(bwrap)
-        };
+                .arg("--");
+        }
+        cmd.arg(bwrap);
         cmd.args(self.bwrap_args(request))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -334,6 +369,9 @@ impl Executor for SandboxExecutor {
         } else {
             CgroupSupport::Unavailable
         };
+        if self.seccomp.is_none() {
+            log.system("[airlock] warning: no seccomp filter here; only namespaces confine the job's system calls");
+        }
         if support == CgroupSupport::Unavailable {
             log.system("[airlock] warning: cgroups unavailable here; memory, pids and cpu limits are not enforced");
         }

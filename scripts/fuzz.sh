@@ -1,0 +1,90 @@
+#!/bin/sh
+# Fuzzes the host-side code that handles trees a commit or a job controls (issue 11): tree
+# materialisation (Mirror::materialise) and output collection (outputs::collect,
+# ContentStore::put/copy_out, TreeRoot::copy_into). Targets are in fuzz/fuzz_targets/.
+#
+#   sh scripts/fuzz.sh [SECONDS]     # SECONDS per target, default 20
+#
+# Runs on the stable toolchain: cargo-fuzz needs a few unstable rustc flags (the address
+# sanitizer), which RUSTC_BOOTSTRAP=1 allows. Builds go to fuzz/target (or $FUZZ_TARGET_DIR),
+# never to the workspace's target directory. Exits non-zero if any target crashes, panics,
+# hangs (FIFOs) or runs out of memory; the input that did it is kept in fuzz/artifacts/TARGET/
+# and can be replayed with `RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/FILE`.
+set -eu
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_TARGET="${1:-20}"
+TARGETS="collect_outputs materialise_tree"
+
+case "$SECONDS_PER_TARGET" in
+    '' | *[!0-9]*) echo "usage: sh scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;
+esac
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    echo "fuzz: installing cargo-fuzz" >&2
+    cargo install cargo-fuzz --locked
+fi
+# libFuzzer itself is C++, built by libfuzzer-sys.
+if ! command -v c++ >/dev/null 2>&1; then
+    echo "fuzz: installing g++ (libFuzzer is C++)" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq g++ >/dev/null
+fi
+
+export RUSTC_BOOTSTRAP=1
+# Release build with debug assertions and overflow checks (cargo-fuzz's default), address
+# sanitizer on. Keep these flags identical for build and run, or run rebuilds.
+BUILD_FLAGS="--release --debug-assertions"
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then
+    BUILD_FLAGS="$BUILD_FLAGS --target-dir $FUZZ_TARGET_DIR"
+fi
+
+# The targets' scratch trees (a base directory per process, kept until the process ends) go to
+# a private temporary directory, removed afterwards.
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/airlock-fuzz.XXXXXX")"
+trap 'rm -rf "$SCRATCH"' EXIT INT TERM
+
+start=$(date +%s)
+# shellcheck disable=SC2086
+cargo fuzz build $BUILD_FLAGS
+echo "fuzz: built in $(($(date +%s) - start)) s"
+
+failed=""
+for target in $TARGETS; do
+    corpus="fuzz/corpus/$target"
+    artifacts="fuzz/artifacts/$target"
+    mkdir -p "$corpus" "$artifacts" "$SCRATCH/$target"
+    log="$SCRATCH/$target.log"
+    seeds=""
+    [ -d "fuzz/seeds/$target" ] && seeds="fuzz/seeds/$target"
+    before=$(find "$artifacts" -type f | wc -l)
+    rc=0
+    # -timeout: an input that takes 10 s is a hang (a FIFO opened for reading, say).
+    # -len_control=0: inputs of any size up to -max_len from the start; a short run otherwise
+    # spends its time on tiny trees with no pattern.
+    # shellcheck disable=SC2086
+    TMPDIR="$SCRATCH/$target" cargo fuzz run $BUILD_FLAGS "$target" "$corpus" $seeds -- \
+        -max_total_time="$SECONDS_PER_TARGET" -rss_limit_mb=2048 -timeout=10 \
+        -len_control=0 -max_len=1024 -print_final_stats=1 \
+        >"$log" 2>&1 || rc=$?
+    runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+    after=$(find "$artifacts" -type f | wc -l)
+    crashes=$((after - before))
+    if [ "$rc" -ne 0 ] && [ "$crashes" -eq 0 ]; then
+        crashes=1
+    fi
+    if [ "$crashes" -ne 0 ]; then
+        tail -n 80 "$log" >&2
+        failed="$failed $target"
+        echo "fuzz: $target: ${runs:-?} runs, $crashes crashes (exit $rc; inputs in $artifacts/)"
+    else
+        echo "fuzz: $target: ${runs:-0} runs, 0 crashes"
+    fi
+done
+
+if [ -n "$failed" ]; then
+    echo "fuzz: FAILED:$failed" >&2
+    exit 1
+fi
