@@ -83,12 +83,13 @@ async fn a_committed_absolute_link_is_refused_before_anything_runs_on_the_builde
 
     let err = rebuild(&world, &commit).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, RebuildError::Prepare(_)), "{text}");
-    assert!(text.contains("\"dist\"") && text.contains("absolute"), "{text}");
     assert_eq!(
         std::fs::read_to_string(host.join("victim.conf")).unwrap(),
-        "signing host secret\n"
+        "signing host secret\n",
+        "{text}"
     );
+    assert!(matches!(err, RebuildError::Prepare(_)), "{text}");
+    assert!(text.contains("\"dist\"") && text.contains("absolute"), "{text}");
 }
 
 #[tokio::test]
@@ -106,6 +107,10 @@ async fn an_input_is_never_copied_through_an_in_tree_link_on_the_builder() {
     let err = rebuild(&world, &commit).await.unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, RebuildError::Failed(_)), "{text}");
-    // produce passed (control), publish was refused its workspace.
+    // produce passed (control); publish was refused its workspace, before it ran.
     assert!(text.contains("publish") && !text.contains("produce"), "{text}");
+    assert!(
+        text.contains("could not prepare the workspace") && text.contains("symbolic link"),
+        "{text}"
+    );
 }

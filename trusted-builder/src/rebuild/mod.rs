@@ -117,7 +117,10 @@ impl Rebuilder {
                 .jobs
                 .iter()
                 .filter(|j| j.state != airlock_pipeline::events::JobState::Passed)
-                .map(|j| format!("{}: {:?}", j.name, j.state))
+                .map(|j| match &j.detail {
+                    Some(detail) => format!("{}: {:?} ({detail})", j.name, j.state),
+                    None => format!("{}: {:?}", j.name, j.state),
+                })
                 .collect();
             return Err(failed(what.join(", ")));
         }
