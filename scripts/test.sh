@@ -6,6 +6,11 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
 
+# Lints are part of the tests: clippy's disallowed_methods keeps plain path calls out of the
+# modules that handle untrusted trees (clippy.toml), so a new call site cannot forget TreeRoot.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
 if cargo nextest --version >/dev/null 2>&1; then
     # One process per test: memory and process-table assertions stay honest.
     exec cargo nextest run --workspace --no-fail-fast

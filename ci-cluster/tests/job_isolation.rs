@@ -17,9 +17,7 @@ fn text(o: &Output) -> String {
 
 /// `ci-cluster run` on `repo`, started by a shell so `redirect` (e.g. `9>>file`) applies.
 fn ci_run_from_shell(repo: &Path, redirect: &str) -> Output {
-    let script = format!(
-        "exec \"$0\" run --repo \"$1\" --event push {redirect}",
-    );
+    let script = format!("exec \"$0\" run --repo \"$1\" --event push {redirect}",);
     Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
@@ -49,7 +47,10 @@ fn an_inherited_descriptor_does_not_reach_the_job() {
         .output()
         .expect("sh");
     assert!(control.status.success());
-    assert_eq!(std::fs::read_to_string(&target).expect("read"), "inherited\n");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "inherited\n"
+    );
     std::fs::write(&target, "").expect("truncate");
 
     let repo = repo_with(
@@ -133,7 +134,10 @@ jobs:
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("✔ fill"), "{all}");
-    assert!(all.contains("✔ after"), "outputs collected before unmount:\n{all}");
+    assert!(
+        all.contains("✔ after"),
+        "outputs collected before unmount:\n{all}"
+    );
     // Nothing of the attempt stays mounted.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains("airlock-run-"), "{mounts}");

@@ -15,7 +15,13 @@ use airlock_tests::git::SampleRepo;
 
 fn ci_run(repo: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
-        .args(["run", "--repo", &repo.display().to_string(), "--event", "push"])
+        .args([
+            "run",
+            "--repo",
+            &repo.display().to_string(),
+            "--event",
+            "push",
+        ])
         .output()
         .expect("run ci-cluster")
 }
@@ -33,8 +39,11 @@ fn host_dir(tmp: &Path) -> PathBuf {
     let host = tmp.join("host");
     std::fs::create_dir_all(&host).expect("mkdir host");
     std::fs::write(host.join("victim.conf"), "host secret\n").expect("write victim");
-    std::fs::set_permissions(host.join("victim.conf"), std::fs::Permissions::from_mode(0o600))
-        .expect("chmod");
+    std::fs::set_permissions(
+        host.join("victim.conf"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     host
 }

@@ -388,7 +388,10 @@ mod tests {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().expect("join")).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("join"))
+                .collect()
         });
         for result in &results {
             assert!(result.is_ok(), "{result:?}");
@@ -397,8 +400,15 @@ mod tests {
             .expect("list")
             .map(|e| e.expect("entry").file_name())
             .collect();
-        assert_eq!(names, [std::ffi::OsString::from(&files[0].sha256)], "no temp file left");
-        assert_eq!(fs::read(store.blob_path(&files[0].sha256)).expect("blob"), b"binary");
+        assert_eq!(
+            names,
+            [std::ffi::OsString::from(&files[0].sha256)],
+            "no temp file left"
+        );
+        assert_eq!(
+            fs::read(store.blob_path(&files[0].sha256)).expect("blob"),
+            b"binary"
+        );
     }
 
     #[test]

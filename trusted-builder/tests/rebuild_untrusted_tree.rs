@@ -35,8 +35,11 @@ fn host_dir(tmp: &Path) -> PathBuf {
     let host = tmp.join("host");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("victim.conf"), "signing host secret\n").unwrap();
-    std::fs::set_permissions(host.join("victim.conf"), std::fs::Permissions::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        host.join("victim.conf"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700)).unwrap();
     host
 }
@@ -89,7 +92,10 @@ async fn a_committed_absolute_link_is_refused_before_anything_runs_on_the_builde
         "{text}"
     );
     assert!(matches!(err, RebuildError::Prepare(_)), "{text}");
-    assert!(text.contains("\"dist\"") && text.contains("absolute"), "{text}");
+    assert!(
+        text.contains("\"dist\"") && text.contains("absolute"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -108,7 +114,10 @@ async fn an_input_is_never_copied_through_an_in_tree_link_on_the_builder() {
     let text = err.to_string();
     assert!(matches!(err, RebuildError::Failed(_)), "{text}");
     // produce passed (control); publish was refused its workspace, before it ran.
-    assert!(text.contains("publish") && !text.contains("produce"), "{text}");
+    assert!(
+        text.contains("publish") && !text.contains("produce"),
+        "{text}"
+    );
     assert!(
         text.contains("could not prepare the workspace") && text.contains("symbolic link"),
         "{text}"

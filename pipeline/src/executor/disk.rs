@@ -85,10 +85,7 @@ impl DiskLease {
             _ => {}
         }
         std::fs::create_dir_all(workspace)?;
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&image)?;
+        let file = File::options().write(true).create_new(true).open(&image)?;
         // Take the whole size now: a job can then never consume the host's free space.
         let len = i64::try_from(bytes).map_err(io::Error::other)?;
         if let Err(errno) = nix::fcntl::fallocate(&file, FallocateFlags::empty(), 0, len) {
@@ -112,7 +109,9 @@ impl DiskLease {
             Command::new("mkfs.ext4")
                 // No journal: the filesystem lives exactly as long as one attempt.
                 .args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E"])
-                .arg(format!("lazy_itable_init=1,nodiscard,root_owner={uid}:{gid}"))
+                .arg(format!(
+                    "lazy_itable_init=1,nodiscard,root_owner={uid}:{gid}"
+                ))
                 .arg(&lease.image),
             "mkfs.ext4",
         )?;

@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
@@ -142,7 +142,12 @@ impl SandboxExecutor {
         // The workspace holds an untrusted tree: it is opened once, never through a link, and
         // re-owned through that handle.
         let root = TreeRoot::open(workspace).map_err(|e| err(e.to_string()))?;
-        if root.metadata(Path::new("")).map_err(|e| err(e.to_string()))?.kind != EntryKind::Dir {
+        if root
+            .metadata(Path::new(""))
+            .map_err(|e| err(e.to_string()))?
+            .kind
+            != EntryKind::Dir
+        {
             return Err(err("is not a directory".into()));
         }
         if !self.as_root {

@@ -207,7 +207,9 @@ fn unsafe_link_target(link: &Path, target: &[u8]) -> Option<&'static str> {
             }
             Component::CurDir => {}
             Component::ParentDir if seen_name => {
-                return Some("symlink target has '..' after a name (it could climb through another link)");
+                return Some(
+                    "symlink target has '..' after a name (it could climb through another link)",
+                );
             }
             Component::ParentDir => match depth.checked_sub(1) {
                 Some(up) => depth = up,

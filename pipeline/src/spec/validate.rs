@@ -318,7 +318,9 @@ fn validate_resources(r: &ResourcesFile, out: &mut Vec<Diagnostic>) -> ResourceL
                     .help("write e.g. `512Mi` or `20Gi`"),
             ),
             Ok(b) => limits.disk_bytes = Some(b),
-            Err(why) => out.push(Diagnostic::new(disk.at, why).help("write e.g. `512Mi` or `20Gi`")),
+            Err(why) => {
+                out.push(Diagnostic::new(disk.at, why).help("write e.g. `512Mi` or `20Gi`"))
+            }
         }
     }
     limits

@@ -42,7 +42,9 @@ pub use walk::TreeEntry;
 pub enum TreeError {
     /// A symbolic link was on the path (any component). Links inside an untrusted tree are
     /// never followed by the host.
-    #[error("'{path}' is or passes through a symbolic link; the host never follows links in an untrusted tree")]
+    #[error(
+        "'{path}' is or passes through a symbolic link; the host never follows links in an untrusted tree"
+    )]
     Link {
         /// The path, relative to the tree.
         path: String,
@@ -295,8 +297,8 @@ impl TreeRoot {
     /// parent component is refused with [`TreeError::Link`].
     pub fn metadata(&self, rel: &Path) -> Result<EntryMeta, TreeError> {
         if components(rel)?.is_empty() {
-            let stat = nix::sys::stat::fstat(self.dir.as_fd())
-                .map_err(|e| self.io("inspect", rel, e))?;
+            let stat =
+                nix::sys::stat::fstat(self.dir.as_fd()).map_err(|e| self.io("inspect", rel, e))?;
             return Ok(EntryMeta::from_stat(&stat));
         }
         let (parent, leaf) = self.parent(rel)?;
@@ -371,11 +373,7 @@ impl TreeRoot {
         let fd = nix::fcntl::openat(
             parent.as_fd(),
             leaf,
-            OFlag::O_WRONLY
-                | OFlag::O_CREAT
-                | OFlag::O_EXCL
-                | OFlag::O_NOFOLLOW
-                | OFlag::O_CLOEXEC,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
         )
         .map_err(|e| self.io("create file", rel, e))?;

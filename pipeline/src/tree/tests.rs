@@ -83,7 +83,11 @@ fn dangling_link_at_the_last_component_creates_nothing() {
     assert!(!target.exists());
     assert_eq!(fs::read_to_string(s.tree.join("out")).unwrap(), "inside");
     assert_eq!(
-        fs::metadata(s.tree.join("out")).unwrap().permissions().mode() & 0o777,
+        fs::metadata(s.tree.join("out"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
         0o600
     );
 }
@@ -99,7 +103,11 @@ fn link_to_a_climbing_target_is_refused_and_dotdot_paths_too() {
     let root = TreeRoot::open(&s.tree).unwrap();
     let err = root.open_file(Path::new("a/up/victim.conf")).unwrap_err();
     assert!(matches!(err, TreeError::Link { .. }), "{err:?}");
-    for bad in ["../host/victim.conf", "a/../../host/victim.conf", "/etc/passwd"] {
+    for bad in [
+        "../host/victim.conf",
+        "a/../../host/victim.conf",
+        "/etc/passwd",
+    ] {
         let err = root.replace_file(Path::new(bad), 0o644).unwrap_err();
         assert!(matches!(err, TreeError::BadPath { .. }), "{bad}: {err:?}");
     }
@@ -123,8 +131,11 @@ fn a_link_inside_the_tree_is_not_followed_either() {
 #[test]
 fn a_fifo_is_refused_without_blocking() {
     let s = scene();
-    nix::unistd::mkfifo(&s.tree.join("pipe"), nix::sys::stat::Mode::from_bits_truncate(0o644))
-        .unwrap();
+    nix::unistd::mkfifo(
+        &s.tree.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
     fs::write(s.tree.join("file"), "f").unwrap();
     let root = TreeRoot::open(&s.tree).unwrap();
     let mut ok = String::new();
