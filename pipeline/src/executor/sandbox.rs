@@ -6,7 +6,10 @@
 //! `/tmp`; a cleared environment; an unprivileged uid (when the runner is
 //! root, the launcher drops to `sandbox_uid` before bubblewrap starts, so the
 //! job is not root outside either); `--die-with-parent` and a new session;
-//! cgroup limits joined *before* the job's first instruction.
+//! cgroup limits joined *before* the job's first instruction. Since issue 11
+//! (tests in `ci-cluster/tests/job_isolation.rs`): a seccomp denylist and no
+//! nested user namespaces; no inherited descriptor above 2; PID 1's command
+//! line masked; the workspace a filesystem of the job's disk limit.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
