@@ -90,9 +90,15 @@ enum Target {
     /// The absolute path of a host entry.
     HostAbsolute(u8),
     /// `../` repeated, then `host/<entry>`: the host sibling reached by climbing.
-    ClimbToHost { ups: u8, entry: u8 },
+    ClimbToHost {
+        ups: u8,
+        entry: u8,
+    },
     /// `../` repeated, then names.
-    Climb { ups: u8, rest: Vec<u8> },
+    Climb {
+        ups: u8,
+        rest: Vec<u8>,
+    },
     /// Names only: a link inside the tree.
     InTree(Vec<u8>),
     /// A dangling absolute link next to the base directory.
@@ -267,11 +273,10 @@ fn plant(fixture: &Fixture, ops: &[Op], ws: &Path, out: &Path) {
                 Op::Link { target, .. } => {
                     std::os::unix::fs::symlink(target_text(fixture, target), at)
                 }
-                Op::Fifo { .. } => nix::unistd::mkfifo(
-                    at,
-                    nix::sys::stat::Mode::from_bits_truncate(0o644),
-                )
-                .map_err(std::io::Error::from),
+                Op::Fifo { .. } => {
+                    nix::unistd::mkfifo(at, nix::sys::stat::Mode::from_bits_truncate(0o644))
+                        .map_err(std::io::Error::from)
+                }
                 Op::Socket { .. } => std::os::unix::net::UnixListener::bind(at).map(drop),
                 Op::HardLinkToHost { entry, .. } => {
                     let host_file = fixture.host_entry(*entry);
@@ -335,7 +340,12 @@ fn check_collected(ws: &Path, file: &OutputFile, patterns: &[String], input: &In
         "reported digest of {:?} is wrong\ninput: {input:?}",
         file.path
     );
-    assert_eq!(file.size, bytes.len() as u64, "reported size of {:?}", file.path);
+    assert_eq!(
+        file.size,
+        bytes.len() as u64,
+        "reported size of {:?}",
+        file.path
+    );
     assert_eq!(
         file.executable,
         meta.permissions().mode() & 0o111 != 0,
@@ -419,7 +429,10 @@ fn run(input: &Input) {
             // Storing a file that was just collected, unchanged, must work, and the blob must
             // be exactly the bytes the digest names (the store is trusted by its names).
             let blob = store.put(&ws_root, file).unwrap_or_else(|e| {
-                panic!("storing collected {:?} failed: {e}\ninput: {input:?}", file.path)
+                panic!(
+                    "storing collected {:?} failed: {e}\ninput: {input:?}",
+                    file.path
+                )
             });
             assert_eq!(blob, store.blob_path(&file.sha256));
             let stored = fs::read(&blob).expect("read a stored blob");
@@ -437,9 +450,16 @@ fn run(input: &Input) {
             {
                 copied_out += 1;
                 let meta = lstat_beneath(&out, Path::new(&file.path)).unwrap_or_else(|e| {
-                    panic!("copy_out of {:?} succeeded but: {e}\ninput: {input:?}", file.path)
+                    panic!(
+                        "copy_out of {:?} succeeded but: {e}\ninput: {input:?}",
+                        file.path
+                    )
                 });
-                assert!(meta.is_file(), "copy_out of {:?} left no regular file", file.path);
+                assert!(
+                    meta.is_file(),
+                    "copy_out of {:?} left no regular file",
+                    file.path
+                );
                 assert_eq!(
                     fs::read(out.join(&file.path)).expect("read a copied-out file"),
                     stored,
@@ -447,7 +467,12 @@ fn run(input: &Input) {
                     file.path
                 );
                 let mode = if file.executable { 0o755 } else { 0o644 };
-                assert_eq!(meta.permissions().mode() & 0o7777, mode, "mode of {:?}", file.path);
+                assert_eq!(
+                    meta.permissions().mode() & 0o7777,
+                    mode,
+                    "mode of {:?}",
+                    file.path
+                );
             }
         }
     }
@@ -455,7 +480,11 @@ fn run(input: &Input) {
     if airlock_fuzz::verbose() {
         match &result {
             Ok(files) => eprintln!("outcome: ok {} files, {copied_out} copied out", files.len()),
-            Err(e) => eprintln!("outcome: err {}", e.to_string().split('\'').next().unwrap_or("")),
+            Err(e) => {
+                let variant = format!("{e:?}");
+                let variant = variant.split(['(', ' ', '{']).next().unwrap_or("");
+                eprintln!("outcome: err {variant}: {e}");
+            }
         }
     }
 

@@ -58,8 +58,8 @@ struct Mode(u8);
 
 /// Mode texts a hand-written tree object can carry besides the canonical five.
 const ODD_MODES: &[&str] = &[
-    "100664", "100600", "40755", "040000", "120777", "160001", "0", "644", "100000", "170000",
-    "1", "777777", "",
+    "100664", "100600", "40755", "040000", "120777", "160001", "0", "644", "100000", "170000", "1",
+    "777777", "",
 ];
 
 /// What [`Mode`] stands for, for the oracle in [`must_refuse`].
@@ -108,17 +108,26 @@ struct Name {
 /// Names `materialise` must refuse (and a few it may write: `.git.` is not `.git`). A NUL ends
 /// the name in a tree object, so the rest of it is read as the id: the tree is garbled.
 const HOSTILE_NAMES: &[&[u8]] = &[
-    b".", b"..", b".git", b".GIT", b".gIt", b".git.", b"", b"a/b", b"../a", b"/", b"a\0x",
-    b".git/hooks", b"...",
+    b".",
+    b"..",
+    b".git",
+    b".GIT",
+    b".gIt",
+    b".git.",
+    b"",
+    b"a/b",
+    b"../a",
+    b"/",
+    b"a\0x",
+    b".git/hooks",
+    b"...",
 ];
 
 impl Name {
     fn bytes(&self) -> Vec<u8> {
         match self.pick {
             0..=199 => name(self.pick).as_bytes().to_vec(),
-            200..=239 => {
-                HOSTILE_NAMES[usize::from(self.pick) % HOSTILE_NAMES.len()].to_vec()
-            }
+            200..=239 => HOSTILE_NAMES[usize::from(self.pick) % HOSTILE_NAMES.len()].to_vec(),
             _ => self.raw.iter().copied().take(16).collect(),
         }
     }
@@ -258,7 +267,9 @@ fn repo() -> &'static Repo {
     static REPO: OnceLock<Repo> = OnceLock::new();
     REPO.get_or_init(|| {
         let path = Fixture::get().base.join("repo.git");
-        let writer = gix::init_bare(&path).expect("init the bare repository").into_sync();
+        let writer = gix::init_bare(&path)
+            .expect("init the bare repository")
+            .into_sync();
         let mirror = Mirror::open(&path).expect("open the mirror");
         Repo { writer, mirror }
     })
@@ -276,7 +287,11 @@ fn target_bytes(fixture: &Fixture, target: &Target) -> Vec<u8> {
         parts.join("/")
     };
     match target.pick {
-        0..=15 => fixture.host_entry(target.pick).as_os_str().as_bytes().to_vec(),
+        0..=15 => fixture
+            .host_entry(target.pick)
+            .as_os_str()
+            .as_bytes()
+            .to_vec(),
         16..=31 => {
             let mut text = "../".repeat(usize::from(target.pick % 5));
             text.push_str("host/secret");
@@ -441,7 +456,9 @@ fn check_dest(dest: &Path, input: &Input) -> (u64, u64) {
                     panic!("materialise wrote a link out of the tree: {e}\ninput: {input:?}");
                 }
                 if let Err(e) = really_inside(dest, &rel) {
-                    panic!("materialise wrote a link that leads out of the tree: {e}\ninput: {input:?}");
+                    panic!(
+                        "materialise wrote a link that leads out of the tree: {e}\ninput: {input:?}"
+                    );
                 }
                 links += 1;
             }
@@ -473,7 +490,10 @@ fn run(input: &Input) {
             Err(airlock_pipeline::source::SourceError::UnsafePath { reason, .. }) => {
                 eprintln!("outcome: unsafe: {reason} (must_refuse {refuse})")
             }
-            Err(e) => eprintln!("outcome: err {} (must_refuse {refuse})", e.to_string().chars().take(40).collect::<String>()),
+            Err(e) => eprintln!(
+                "outcome: err {} (must_refuse {refuse})",
+                e.to_string().chars().take(40).collect::<String>()
+            ),
         }
     }
     match &result {

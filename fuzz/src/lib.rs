@@ -23,7 +23,9 @@ use std::sync::OnceLock;
 
 /// Plain names the targets build paths from: few, so that paths collide and patterns match.
 /// `host` is among them so that `../host` from the workspace root names the host sibling.
-pub const NAMES: &[&str] = &["a", "b", "dist", "app", "x.txt", ".hidden", "host", "sha256"];
+pub const NAMES: &[&str] = &[
+    "a", "b", "dist", "app", "x.txt", ".hidden", "host", "sha256",
+];
 
 /// A name from [`NAMES`], chosen by a fuzzed byte.
 pub fn name(byte: u8) -> &'static str {
@@ -132,8 +134,11 @@ impl Fixture {
             let base = keep.path().to_path_buf();
             let host = base.join("host");
             fs::create_dir_all(host.join("sub")).expect("create host/sub");
-            fs::write(host.join("secret"), b"host secret: never read, never written\n")
-                .expect("write host/secret");
+            fs::write(
+                host.join("secret"),
+                b"host secret: never read, never written\n",
+            )
+            .expect("write host/secret");
             fs::write(host.join("sub/secret2"), b"another host file\n")
                 .expect("write host/sub/secret2");
             fs::write(host.join("run.sh"), b"#!/bin/sh\necho host\n").expect("write host/run.sh");

@@ -130,7 +130,7 @@ async fn execute(state: AppState, deps: RunnerDeps, claimed: ClaimedRun) {
         Err(e) => tracing::error!(error = %e, "finish task failed"),
     }
     state.reports_queued.notify_one();
-    let _ = std::fs::remove_dir_all(deps.work_root.join(format!("run-{run}")));
+    let _ = airlock_pipeline::executor::remove_work_dir(&deps.work_root.join(format!("run-{run}")));
 }
 
 type Outcome = (RunStatus, Option<String>, Option<RunReport>);
@@ -225,9 +225,8 @@ async fn execute_inner(
     let commit_time = {
         let (work, src, commit_id) = (work.clone(), src.clone(), commit_id);
         blocking(move || -> anyhow::Result<i64> {
-            if work.exists() {
-                std::fs::remove_dir_all(&work)?;
-            }
+            // A run interrupted by a crash may have left its workspaces mounted.
+            airlock_pipeline::executor::remove_work_dir(&work)?;
             std::fs::create_dir_all(&work)?;
             // Traversable, not listable: the sandbox user reaches only its own workspace.
             std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o711))?;

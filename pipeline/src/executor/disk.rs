@@ -158,3 +158,98 @@ impl Drop for DiskLease {
         }
     }
 }
+
+/// Mount points at or beneath `root`, deepest first, from the kernel's table of this process's
+/// mount namespace (octal escapes such as `\040` decoded).
+fn mounts_beneath(root: &Path) -> io::Result<Vec<PathBuf>> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|escaped| PathBuf::from(unescape_mount_path(escaped)))
+        .filter(|mount| mount.starts_with(root))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    Ok(found)
+}
+
+fn unescape_mount_path(escaped: &str) -> String {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes a work directory (a run's or a rebuild's) and everything in it. Workspace
+/// filesystems still mounted beneath it — left by a process killed mid-job, whose leases never
+/// dropped — are detached first, so removal neither fails on a mount point nor leaves the mount
+/// behind. A missing directory is not an error.
+pub fn remove_work_dir(path: &Path) -> io::Result<()> {
+    let root = match path.canonicalize() {
+        Ok(root) => root,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for mount in mounts_beneath(&root)? {
+        tracing::info!(mount = %mount.display(), "detaching a workspace filesystem left by an earlier process");
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&mount)
+            .stderr(Stdio::null())
+            .status();
+    }
+    std::fs::remove_dir_all(&root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(
+            unescape_mount_path(r"/var/tmp/a\040b\011c"),
+            "/var/tmp/a b\tc"
+        );
+        assert_eq!(unescape_mount_path(r"/x\\y\09"), r"/x\\y\09");
+    }
+
+    #[test]
+    fn a_workspace_left_mounted_by_a_killed_process_is_detached_and_removed() {
+        if DiskSupport::detect() != DiskSupport::LoopMount {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let work = tmp.path().join("run-1");
+        let ws = work.join("jobs/build");
+        let lease = DiskLease::mount(&ws, 32 << 20, 0, 0).expect("mount");
+        std::fs::write(ws.join("f"), "x").expect("write");
+        // A killed process never drops its lease.
+        std::mem::forget(lease);
+        assert_eq!(
+            mounts_beneath(&work).expect("mounts"),
+            [ws.clone()],
+            "control"
+        );
+        // Plain removal fails on the mount point (after emptying the job's filesystem).
+        assert!(std::fs::remove_dir_all(&work).is_err(), "control");
+        remove_work_dir(&work).expect("remove");
+        assert!(!work.exists());
+        assert!(mounts_beneath(tmp.path()).expect("mounts").is_empty());
+    }
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
-pub use disk::{DiskLease, DiskSupport};
+pub use disk::{DiskLease, DiskSupport, remove_work_dir};
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;

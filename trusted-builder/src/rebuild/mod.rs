@@ -109,7 +109,7 @@ impl Rebuilder {
         let engine = Engine::new(self.executor.clone(), config);
         let report = engine.run(&plan, &src, cancel).await;
         let failed = |why: String| {
-            let _ = std::fs::remove_dir_all(&work);
+            let _ = airlock_pipeline::executor::remove_work_dir(&work);
             RebuildError::Failed(why)
         };
         if !report.passed() {
@@ -129,7 +129,7 @@ impl Rebuilder {
         };
         let differing = compare(&job.outputs, &record.outputs);
         if !differing.is_empty() && accepted.strict_reproducibility {
-            let _ = std::fs::remove_dir_all(&work);
+            let _ = airlock_pipeline::executor::remove_work_dir(&work);
             return Err(RebuildError::NotReproduced(differing));
         }
         Ok(Rebuilt {

@@ -178,6 +178,17 @@ impl Server {
                 config.work_dir.display()
             )
         })?;
+        // Rebuild directories of a builder that was killed mid-job (their workspace filesystems
+        // may still be mounted): nothing in them is needed, every rebuild starts afresh.
+        if let Ok(entries) = std::fs::read_dir(&config.work_dir) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("rebuild-") {
+                    if let Err(e) = airlock_pipeline::executor::remove_work_dir(&entry.path()) {
+                        tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale rebuild directory");
+                    }
+                }
+            }
+        }
         let rebuilder = Rebuilder::new(Arc::new(executor), &config.work_dir);
         let registry = Registry::new(&RegistryConfig {
             insecure: config.registry.insecure.clone(),
@@ -322,7 +333,7 @@ impl Server {
         let published = self
             .publish(name, &accepted, &rebuilt, &subject, started)
             .await;
-        let _ = std::fs::remove_dir_all(&rebuilt.work_dir);
+        let _ = airlock_pipeline::executor::remove_work_dir(&rebuilt.work_dir);
         match published {
             Ok(()) => {
                 self.intake.built().insert(&accepted.built_key())?;
