@@ -9,7 +9,7 @@
 # sanitizer), which RUSTC_BOOTSTRAP=1 allows. Builds go to fuzz/target (or $FUZZ_TARGET_DIR),
 # never to the workspace's target directory. Exits non-zero if any target crashes, panics,
 # hangs (FIFOs) or runs out of memory; the input that did it is kept in fuzz/artifacts/TARGET/
-# and can be replayed with `RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET fuzz/artifacts/TARGET/FILE`.
+# and can be replayed with `RUSTC_BOOTSTRAP=1 cargo fuzz run -O -a TARGET fuzz/artifacts/TARGET/FILE`.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -81,7 +81,14 @@ for target in $TARGETS; do
         crashes=1
     fi
     if [ "$crashes" -ne 0 ]; then
-        tail -n 80 "$log" >&2
+        # The panic or sanitizer report (not its backtrace), then cargo-fuzz's account of the
+        # failing input (its path and its Debug form); the whole log otherwise.
+        {
+            sed -n '/panicked at/,+3p' "$log" | head -n 20
+            sed -n '/ERROR: libFuzzer\|ERROR: [A-Za-z]*Sanitizer/,+16p' "$log" | head -n 40
+            sed -n '/^Failing input:/,$p' "$log" | head -n 80
+        } >"$log.summary"
+        if [ -s "$log.summary" ]; then cat "$log.summary" >&2; else cat "$log" >&2; fi
         failed="$failed $target"
         echo "fuzz: $target: ${runs:-?} runs, $crashes crashes (exit $rc; inputs in $artifacts/)"
     else
