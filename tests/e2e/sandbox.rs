@@ -322,3 +322,111 @@ async fn control_the_probes_do_escape_without_the_sandbox() {
         .expect("read");
     assert_eq!(s, "x\n");
 }
+
+/// A 256 MiB tmpfs as the host's work filesystem, unmounted on drop.
+struct SmallHostDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallHostDisk {
+    fn mount() -> SmallHostDisk {
+        let dir = work_dir();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m,mode=0711", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount tmpfs");
+        SmallHostDisk { dir }
+    }
+}
+
+impl Drop for SmallHostDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+async fn run_on_small_host(
+    disk: &SmallHostDisk,
+    reserve: u64,
+    script: &str,
+) -> Result<(airlock_pipeline::executor::Execution, String), String> {
+    use airlock_pipeline::executor::{
+        Executor, HostReserve, JobRequest, SandboxConfig, SandboxExecutor,
+    };
+    let config = SandboxConfig {
+        host_reserve: HostReserve { bytes: reserve },
+        kill_grace: Duration::from_millis(200),
+        ..SandboxConfig::default()
+    };
+    let executor = SandboxExecutor::new(config).expect("bubblewrap");
+    let log = airlock_pipeline::log::LogSink::new("fill", 1 << 20, None);
+    let workspace = disk.dir.path().join("jobs").join("fill");
+    std::fs::create_dir_all(disk.dir.path().join("jobs")).expect("jobs dir");
+    let lease = executor
+        .provision_workspace(&workspace, &ResourceLimits::default(), &log)
+        .map_err(|e| e.to_string())?;
+    let request = JobRequest {
+        job: "fill".into(),
+        attempt_id: format!("reserve-{}", std::process::id()),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: Default::default(),
+        workspace,
+        timeout: Duration::from_secs(60),
+        resources: ResourceLimits::default(),
+        image: None,
+    };
+    let exec = executor
+        .execute(
+            request,
+            log.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(lease);
+    Ok((exec, log.finish().to_text()))
+}
+
+#[tokio::test]
+async fn a_job_is_stopped_before_it_takes_the_hosts_disk_reserve() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let disk = SmallHostDisk::mount();
+    // Control: writing well within the reserve passes.
+    let (exec, log) = run_on_small_host(&disk, 128 << 20, "head -c 20M /dev/zero > small")
+        .await
+        .expect("runs");
+    assert_eq!(exec.reason, ExitReason::Exited(0), "{log}");
+    // 200 MiB on a 256 MiB host with a 128 MiB reserve: the job's own limit (10 GiB) is far
+    // away, the host's reserve is not. The job writes slowly enough to be watched.
+    let (exec, log) = run_on_small_host(
+        &disk,
+        128 << 20,
+        "for i in $(seq 200); do head -c 1M /dev/zero >> big; sleep 0.01; done; echo filled",
+    )
+    .await
+    .expect("runs");
+    assert_eq!(exec.reason, ExitReason::HostDiskLow, "{log}");
+    assert!(log.contains("below its reserve of 128 MiB"), "{log}");
+    assert!(!log.contains("filled"), "{log}");
+    let free = airlock_pipeline::executor::HostReserve::free_bytes(disk.dir.path()).expect("df");
+    assert!(
+        free > 64 << 20,
+        "the host kept most of its reserve: {} MiB free",
+        free >> 20
+    );
+    // Below the reserve nothing starts.
+    let err = run_on_small_host(&disk, 512 << 20, "true")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("not started") && err.contains("reserve of 512 MiB"),
+        "{err}"
+    );
+}

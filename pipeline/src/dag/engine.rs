@@ -438,7 +438,9 @@ impl<E: Executor> JobTask<E> {
         };
         let state = match execution.reason {
             ExitReason::Exited(0) => JobState::Passed,
-            ExitReason::Exited(_) | ExitReason::Signalled(_) => JobState::Failed,
+            ExitReason::Exited(_) | ExitReason::Signalled(_) | ExitReason::HostDiskLow => {
+                JobState::Failed
+            }
             ExitReason::TimedOut => JobState::TimedOut,
             ExitReason::OutOfMemory => JobState::OutOfMemory,
             ExitReason::Cancelled => JobState::Cancelled,

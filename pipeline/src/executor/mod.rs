@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
-pub use disk::{DiskLease, DiskSupport, remove_work_dir};
+pub use disk::{DiskLease, DiskSupport, HostReserve, remove_work_dir};
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;
@@ -58,6 +58,8 @@ pub enum ExitReason {
     OutOfMemory,
     /// The run was cancelled; we killed it and its children.
     Cancelled,
+    /// The job's writes brought the host's free disk space below its reserve; we killed it.
+    HostDiskLow,
 }
 
 impl ExitReason {
@@ -75,6 +77,9 @@ impl std::fmt::Display for ExitReason {
             ExitReason::TimedOut => f.write_str("timed out"),
             ExitReason::OutOfMemory => f.write_str("out of memory"),
             ExitReason::Cancelled => f.write_str("cancelled"),
+            ExitReason::HostDiskLow => {
+                f.write_str("stopped: the host's free disk space fell below its reserve")
+            }
         }
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
-use super::disk::{DiskLease, DiskSupport};
+use super::disk::{DiskLease, DiskSupport, HostReserve};
 use super::seccomp::SeccompPrograms;
 use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
@@ -39,6 +39,12 @@ pub const SANDBOX_WORKSPACE: &str = "/workspace";
 /// A job's workspace filesystem when it sets no `resources.disk`: 10 GiB, reserved on the host
 /// while the job runs.
 pub const DEFAULT_DISK_BYTES: u64 = 10 << 30;
+
+/// The host's default reserve of free disk space: 1 GiB.
+pub const DEFAULT_HOST_RESERVE_BYTES: u64 = 1 << 30;
+
+/// How often a running job's host is checked against the reserve.
+const HOST_RESERVE_POLL: Duration = Duration::from_millis(200);
 
 /// Settings of the sandbox executor.
 #[derive(Debug, Clone)]
@@ -59,6 +65,9 @@ pub struct SandboxConfig {
     pub cgroups: CgroupSupport,
     /// Whether workspaces get a filesystem of the job's disk limit.
     pub disk: DiskSupport,
+    /// Free space the host keeps where work directories live: no attempt starts below it, and
+    /// a running job whose writes bring the host below it is stopped.
+    pub host_reserve: HostReserve,
 }
 
 impl Default for SandboxConfig {
@@ -82,6 +91,9 @@ impl Default for SandboxConfig {
             .collect(),
             cgroups: CgroupSupport::detect(),
             disk: DiskSupport::detect(),
+            host_reserve: HostReserve {
+                bytes: DEFAULT_HOST_RESERVE_BYTES,
+            },
         }
     }
 }
@@ -295,6 +307,35 @@ impl SandboxExecutor {
     }
 }
 
+/// Cancels `stop` (and says why in `low`) once the host's free space at `dir` falls below the
+/// reserve. A failed look is not a reason to stop a job.
+async fn watch_host_reserve(
+    dir: PathBuf,
+    workspace: PathBuf,
+    reserve: HostReserve,
+    stop: CancellationToken,
+    low: Arc<std::sync::atomic::AtomicBool>,
+    log: LogSink,
+) {
+    loop {
+        tokio::time::sleep(HOST_RESERVE_POLL).await;
+        // What the job wrote may still sit in its filesystem's cache: count it as taken.
+        if let Ok(free) = HostReserve::free_bytes(&dir)
+            .map(|free| free.saturating_sub(HostReserve::pending_bytes(&workspace)))
+            && free < reserve.bytes
+        {
+            log.system(format!(
+                "[airlock] stopping the job: the host's free disk space ({} MiB) fell below its reserve of {} MiB",
+                free >> 20,
+                reserve.bytes >> 20
+            ));
+            low.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.cancel();
+            return;
+        }
+    }
+}
+
 /// Minimal environment every job gets before its own `env`.
 fn base_env() -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -342,6 +383,12 @@ impl Executor for SandboxExecutor {
             reason,
         };
         let bytes = self.limits(limits).disk_bytes;
+        if let Some(parent) = path.parent() {
+            self.config
+                .host_reserve
+                .check(parent)
+                .map_err(|e| err(format!("not started: {e}")))?;
+        }
         match (bytes, self.config.disk, self.as_root) {
             (Some(bytes), DiskSupport::LoopMount, true) => DiskLease::mount(
                 path,
@@ -399,16 +446,36 @@ impl Executor for SandboxExecutor {
             cgroup: &cgroup,
             launcher: child.id(),
         };
+        // The job's writes land on the host's disk (sparse workspace image): watch the reserve.
+        let stop = cancel.child_token();
+        let disk_low = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = request.workspace.parent().map(|dir| {
+            tokio::spawn(watch_host_reserve(
+                dir.to_path_buf(),
+                request.workspace.clone(),
+                self.config.host_reserve,
+                stop.clone(),
+                disk_low.clone(),
+                log.clone(),
+            ))
+        });
         let reason = supervise(
             child,
             &log,
             request.timeout,
             self.config.kill_grace,
-            &cancel,
+            &stop,
             &tree,
         )
         .await
-        .map_err(ExecutorError::Spawn)?;
+        .map_err(ExecutorError::Spawn);
+        if let Some(watchdog) = watchdog {
+            watchdog.abort();
+        }
+        let mut reason = reason?;
+        if reason == ExitReason::Cancelled && disk_low.load(std::sync::atomic::Ordering::SeqCst) {
+            reason = ExitReason::HostDiskLow;
+        }
         let reason = match reason {
             ExitReason::Exited(0) => reason,
             ExitReason::TimedOut | ExitReason::Cancelled => reason,
