@@ -4,8 +4,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use airlock_pipeline::outputs::{
+    DEFAULT_MAX_JOB_OUTPUTS_SIZE, DEFAULT_MAX_OUTPUT_SIZE, OutputLimits, SizeLimit,
+};
+use serde::{Deserialize, Deserializer};
 
 use crate::event::Forge;
 use crate::secret::{Secret, SecretError, SecretSource};
@@ -45,6 +49,9 @@ pub struct ConfigFile {
     /// Forge credentials.
     #[serde(default)]
     pub forges: ForgesFile,
+    /// Output size caps and how long outputs are kept.
+    #[serde(default)]
+    pub artifacts: ArtifactsFile,
     /// Projects served.
     #[serde(default)]
     pub projects: Vec<ProjectFile>,
@@ -52,6 +59,146 @@ pub struct ConfigFile {
 
 fn default_concurrency() -> usize {
     2
+}
+
+/// `[artifacts]`: what a job may leave as outputs, and how long the artifact store keeps them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsFile {
+    /// Largest single output file; a job with a larger one fails and stores nothing. Default 1Gi.
+    #[serde(default = "default_max_output_size")]
+    pub max_output_size: ByteSize,
+    /// Largest total of one job's outputs. Default 4Gi.
+    #[serde(default = "default_max_job_outputs_size")]
+    pub max_job_outputs_size: ByteSize,
+    /// Outputs not referenced by any run that finished within this long are deleted.
+    /// Default 30 days; `"off"`: no age limit (only `max_total_size` deletes).
+    #[serde(default = "default_retention")]
+    pub retention: Retention,
+    /// When the store is larger, the outputs whose newest run is oldest go first — but never
+    /// one of a queued or running run, nor one within `retention`. Default 50Gi.
+    #[serde(default = "default_max_total_size")]
+    pub max_total_size: ByteSize,
+    /// How often `serve` sweeps the store (and once at start). Default 1 hour.
+    #[serde(default = "default_sweep_interval")]
+    pub sweep_interval: HumanDuration,
+}
+
+impl Default for ArtifactsFile {
+    fn default() -> Self {
+        ArtifactsFile {
+            max_output_size: default_max_output_size(),
+            max_job_outputs_size: default_max_job_outputs_size(),
+            retention: default_retention(),
+            max_total_size: default_max_total_size(),
+            sweep_interval: default_sweep_interval(),
+        }
+    }
+}
+
+impl ArtifactsFile {
+    /// The caps the engine enforces, named after these settings in the errors jobs get.
+    pub fn output_limits(&self) -> OutputLimits {
+        OutputLimits {
+            max_file: Some(SizeLimit::new(
+                self.max_output_size.0,
+                "artifacts.max_output_size",
+            )),
+            max_total: Some(SizeLimit::new(
+                self.max_job_outputs_size.0,
+                "artifacts.max_job_outputs_size",
+            )),
+        }
+    }
+}
+
+fn default_max_output_size() -> ByteSize {
+    ByteSize(DEFAULT_MAX_OUTPUT_SIZE)
+}
+fn default_max_job_outputs_size() -> ByteSize {
+    ByteSize(DEFAULT_MAX_JOB_OUTPUTS_SIZE)
+}
+fn default_retention() -> Retention {
+    Retention(Some(Duration::from_secs(30 * 24 * 3600)))
+}
+fn default_max_total_size() -> ByteSize {
+    ByteSize(50 << 30)
+}
+fn default_sweep_interval() -> HumanDuration {
+    HumanDuration(Duration::from_secs(3600))
+}
+
+/// A size in bytes, written `"512Mi"`, `"1Gi"`, `"2G"` (as `resources` in pipeline files) or as
+/// a whole number of bytes. Never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(i64),
+            Text(String),
+        }
+        let bytes = match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a size such as \"512Mi\" or \"20Gi\"")
+        })? {
+            Raw::Number(n) => u64::try_from(n)
+                .map_err(|_| serde::de::Error::custom(format!("{n} is not a size in bytes")))?,
+            Raw::Text(t) => {
+                airlock_pipeline::spec::parse_bytes(&t).map_err(serde::de::Error::custom)?
+            }
+        };
+        if bytes == 0 {
+            return Err(serde::de::Error::custom("a size of zero is not allowed"));
+        }
+        Ok(ByteSize(bytes))
+    }
+}
+
+/// A duration written like `"30d"`, `"12h"`, `"90m"` (humantime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("'{text}' is not a duration such as \"30d\" ({e})"))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a duration of zero is not allowed",
+            ));
+        }
+        Ok(HumanDuration(duration))
+    }
+}
+
+/// How long outputs are kept after the last run that references them finished: a duration,
+/// or `"off"` for no age limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim() == "off" {
+            return Ok(Retention(None));
+        }
+        let duration = humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "'{text}' is not a duration such as \"30d\", nor \"off\" ({e})"
+            ))
+        })?;
+        if duration.is_zero() {
+            return Err(serde::de::Error::custom(
+                "a retention of zero would delete every output once its run ended; write \"off\" for no age limit",
+            ));
+        }
+        Ok(Retention(Some(duration)))
+    }
 }
 
 /// Per-forge settings.
@@ -407,6 +554,88 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
                 && !p.is_protected("refs/heads/dev")
         );
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn artifacts_section_has_defaults_and_reads_sizes_and_durations() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let c = Config::parse(Path::new("ci.toml"), &example(dir.path())).expect("valid");
+        let a = &c.file.artifacts;
+        assert_eq!(
+            (
+                a.max_output_size.0,
+                a.max_job_outputs_size.0,
+                a.max_total_size.0
+            ),
+            (1 << 30, 4 << 30, 50 << 30)
+        );
+        assert_eq!(a.retention.0, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(a.sweep_interval.0, Duration::from_secs(3600));
+        let text = format!(
+            "{}\n[artifacts]\nmax_output_size = \"512Mi\"\nmax_job_outputs_size = 3000000000\nretention = \"7d 12h\"\nmax_total_size = \"1.5Ti\"\nsweep_interval = \"10m\"\n",
+            example(dir.path())
+        );
+        let c = Config::parse(Path::new("ci.toml"), &text).expect("valid");
+        let a = &c.file.artifacts;
+        assert_eq!(
+            (
+                a.max_output_size.0,
+                a.max_job_outputs_size.0,
+                a.max_total_size.0
+            ),
+            (512 << 20, 3_000_000_000, 3 << 39)
+        );
+        assert_eq!(
+            a.retention.0,
+            Some(Duration::from_secs(7 * 86_400 + 12 * 3600))
+        );
+        assert_eq!(a.sweep_interval.0, Duration::from_secs(600));
+        let limits = a.output_limits();
+        assert_eq!(
+            limits.max_file.map(|l| (l.bytes, l.setting)),
+            Some((512 << 20, "artifacts.max_output_size".to_string()))
+        );
+        let off = format!(
+            "{}\n[artifacts]\nretention = \"off\"\n",
+            example(dir.path())
+        );
+        let c = Config::parse(Path::new("ci.toml"), &off).expect("valid");
+        assert_eq!(c.file.artifacts.retention.0, None);
+    }
+
+    #[test]
+    fn bad_artifact_settings_name_the_file_the_line_and_the_value() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let base = example(dir.path());
+        // After the example: an empty line, `[artifacts]`, then the setting.
+        let line = base.lines().count() + 3;
+        for (setting, expected) in [
+            (
+                "max_output_size = \"12 parsecs\"",
+                "'12 parsecs' is not a size",
+            ),
+            ("max_output_size = \"-1Gi\"", "'-1Gi' is not a size"),
+            ("max_job_outputs_size = 0", "a size of zero is not allowed"),
+            ("max_total_size = -5", "-5 is not a size in bytes"),
+            ("max_total_size = true", "expected a size such as"),
+            ("retention = \"a month\"", "'a month' is not a duration"),
+            ("retention = \"0s\"", "write \"off\" for no age limit"),
+            ("sweep_interval = \"often\"", "'often' is not a duration"),
+            ("max_size = \"1Gi\"", "unknown field `max_size`"),
+        ] {
+            let text = format!("{base}\n[artifacts]\n{setting}\n");
+            let e = Config::parse(Path::new("ci.toml"), &text).expect_err(setting);
+            let e = e.to_string();
+            assert!(
+                e.starts_with("ci.toml: ")
+                    && e.contains(&format!("line {line}"))
+                    && e.contains(expected),
+                "{setting}: {e}"
+            );
+        }
+        // Control: the same lines with good values parse.
+        let good = format!("{base}\n[artifacts]\nmax_output_size = \"1Gi\"\nretention = \"30d\"\n");
+        Config::parse(Path::new("ci.toml"), &good).expect("valid");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,97 @@ pub struct OutputFile {
     pub size: u64,
     /// Whether any execute bit was set.
     pub executable: bool,
+}
+
+/// A cap on output sizes, with the setting that sets it (named in the error a job gets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SizeLimit {
+    /// Most bytes allowed.
+    pub bytes: u64,
+    /// Where the limit comes from, e.g. `artifacts.max_output_size`.
+    pub setting: String,
+}
+
+impl SizeLimit {
+    /// A limit of `bytes` set by `setting`.
+    pub fn new(bytes: u64, setting: impl Into<String>) -> Self {
+        SizeLimit {
+            bytes,
+            setting: setting.into(),
+        }
+    }
+}
+
+/// Per-file output size when nothing else is configured: 1 GiB.
+pub const DEFAULT_MAX_OUTPUT_SIZE: u64 = 1 << 30;
+/// Total output size of one job when nothing else is configured: 4 GiB.
+pub const DEFAULT_MAX_JOB_OUTPUTS_SIZE: u64 = 4 << 30;
+
+/// Caps on what one job may leave as outputs. Checked while collecting, before anything is
+/// hashed in full or copied into a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Largest single output file.
+    pub max_file: Option<SizeLimit>,
+    /// Largest total of one job's outputs.
+    pub max_total: Option<SizeLimit>,
+}
+
+impl OutputLimits {
+    /// No limit at all.
+    pub fn unlimited() -> Self {
+        OutputLimits {
+            max_file: None,
+            max_total: None,
+        }
+    }
+}
+
+impl Default for OutputLimits {
+    /// 1 GiB per file, 4 GiB per job.
+    fn default() -> Self {
+        OutputLimits {
+            max_file: Some(SizeLimit::new(
+                DEFAULT_MAX_OUTPUT_SIZE,
+                "the default per-file output limit",
+            )),
+            max_total: Some(SizeLimit::new(
+                DEFAULT_MAX_JOB_OUTPUTS_SIZE,
+                "the default per-job output limit",
+            )),
+        }
+    }
+}
+
+/// `1 GiB`, `2.1 GiB`, `512 MiB`, `17 bytes`: for messages.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let text = format!("{value:.1}");
+    format!(
+        "{} {}",
+        text.strip_suffix(".0").unwrap_or(&text),
+        UNITS[unit]
+    )
+}
+
+/// "2.1 GiB, over the limit of 1 GiB (setting)"; with exact byte counts when rounding would
+/// make the two look equal.
+fn over_limit(size: u64, limit: &SizeLimit) -> String {
+    let (mut a, mut b) = (human_size(size), human_size(limit.bytes));
+    if a == b && size != limit.bytes {
+        a = format!("{a} ({size} bytes)");
+        b = format!("{b} ({} bytes)", limit.bytes);
+    }
+    format!("{a}, over the limit of {b} ({})", limit.setting)
 }
 
 /// Why outputs could not be collected.
@@ -51,6 +142,46 @@ pub enum OutputError {
         pattern: String,
         /// Why.
         reason: String,
+    },
+    /// One file is over [`OutputLimits::max_file`].
+    #[error("output '{path}' is {}", over_limit(*.size, .limit))]
+    TooLarge {
+        /// The output.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit it broke.
+        limit: SizeLimit,
+    },
+    /// The job's outputs together are over [`OutputLimits::max_total`].
+    #[error(
+        "the job's {files} outputs come to {}; the largest is '{largest}' ({})",
+        over_limit(*.total, .limit),
+        human_size(*.largest_size)
+    )]
+    TotalTooLarge {
+        /// How many files were collected.
+        files: usize,
+        /// Their total size in bytes.
+        total: u64,
+        /// The largest of them.
+        largest: String,
+        /// Its size.
+        largest_size: u64,
+        /// The limit it broke.
+        limit: SizeLimit,
+    },
+    /// A file grew past its limit after it was first looked at.
+    #[error(
+        "output '{path}' grew past the limit of {} ({}) while it was being collected",
+        human_size(.limit.bytes),
+        .limit.setting
+    )]
+    Grew {
+        /// The output.
+        path: String,
+        /// The limit it broke.
+        limit: SizeLimit,
     },
     /// I/O failure.
     #[error("reading output '{path}': {source}")]
@@ -91,7 +222,70 @@ pub fn collect(workspace: &Path, patterns: &[String]) -> Result<Vec<OutputFile>,
 
 /// [`collect`] on an already open workspace.
 pub fn collect_in(root: &TreeRoot, patterns: &[String]) -> Result<Vec<OutputFile>, OutputError> {
-    let mut found: Vec<String> = Vec::new();
+    collect_limited(root, patterns, &OutputLimits::unlimited())
+}
+
+/// [`collect_in`] under `limits`: every file's size is checked from its metadata before any
+/// file is hashed, and hashing reads at most one byte past the per-file limit, so an oversized
+/// output costs a `stat`, not a read of the whole file.
+pub fn collect_limited(
+    root: &TreeRoot,
+    patterns: &[String],
+    limits: &OutputLimits,
+) -> Result<Vec<OutputFile>, OutputError> {
+    let mut found = find(root, patterns)?;
+    found.sort();
+    found.dedup();
+    check_sizes(
+        found.iter().map(|(rel, size)| (rel.as_str(), *size)),
+        limits,
+    )?;
+    let max = limits.max_file.as_ref();
+    let files = found
+        .iter()
+        .map(|(rel, _)| digest_file(root, rel, max))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Again with the sizes actually read: a file may have grown since its metadata was read.
+    check_sizes(files.iter().map(|f| (f.path.as_str(), f.size)), limits)?;
+    Ok(files)
+}
+
+fn check_sizes<'a>(
+    files: impl Iterator<Item = (&'a str, u64)>,
+    limits: &OutputLimits,
+) -> Result<(), OutputError> {
+    let (mut count, mut total, mut largest) = (0usize, 0u64, ("", 0u64));
+    for (rel, size) in files {
+        if let Some(limit) = &limits.max_file
+            && size > limit.bytes
+        {
+            return Err(OutputError::TooLarge {
+                path: rel.into(),
+                size,
+                limit: limit.clone(),
+            });
+        }
+        count += 1;
+        total = total.saturating_add(size);
+        if size > largest.1 {
+            largest = (rel, size);
+        }
+    }
+    match &limits.max_total {
+        Some(limit) if total > limit.bytes => Err(OutputError::TotalTooLarge {
+            files: count,
+            total,
+            largest: largest.0.into(),
+            largest_size: largest.1,
+            limit: limit.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Every regular file the patterns name, with its size from its metadata.
+fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, OutputError> {
+    let mut found: Vec<(String, u64)> = Vec::new();
     for pattern in patterns {
         let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
         if has_glob_meta(pattern) {
@@ -104,10 +298,10 @@ pub fn collect_in(root: &TreeRoot, patterns: &[String]) -> Result<Vec<OutputFile
                 })?
                 .compile_matcher();
             let mut any = false;
-            for rel in walk_files(root, Path::new(""), Some(&matcher), pattern)? {
+            for (rel, size) in walk_files(root, Path::new(""), Some(&matcher), pattern)? {
                 if matcher.is_match(&rel) {
                     any = true;
-                    found.push(rel);
+                    found.push((rel, size));
                 }
             }
             if !any {
@@ -124,15 +318,13 @@ pub fn collect_in(root: &TreeRoot, patterns: &[String]) -> Result<Vec<OutputFile
             };
             match meta.kind {
                 EntryKind::Dir => found.extend(walk_files(root, &rel, None, pattern)?),
-                EntryKind::File => found.push(rel.display().to_string()),
+                EntryKind::File => found.push((rel.display().to_string(), meta.size)),
                 EntryKind::Symlink => return Err(OutputError::Symlink(pattern.into())),
                 EntryKind::Other => return Err(OutputError::NotAFile(pattern.into())),
             }
         }
     }
-    found.sort();
-    found.dedup();
-    found.iter().map(|rel| digest_file(root, rel)).collect()
+    Ok(found)
 }
 
 /// The pattern as a plain relative path: `..` and absolute paths refused.
@@ -148,14 +340,14 @@ fn plain_relative(rel: &str) -> Result<PathBuf, OutputError> {
     Ok(path)
 }
 
-/// Regular files under `sub`, as root-relative paths. Links are refused, not followed; under a
-/// glob, only a link the glob would collect is an error.
+/// Regular files under `sub`, as root-relative paths with their sizes. Links are refused, not
+/// followed; under a glob, only a link the glob would collect is an error.
 fn walk_files(
     root: &TreeRoot,
     sub: &Path,
     glob: Option<&globset::GlobMatcher>,
     pattern: &str,
-) -> Result<Vec<String>, OutputError> {
+) -> Result<Vec<(String, u64)>, OutputError> {
     let mut out = Vec::new();
     let entries = root
         .walk(sub)
@@ -169,24 +361,38 @@ fn walk_files(
                 }
                 return Err(OutputError::Symlink(rel_text));
             }
-            EntryKind::File => out.push(rel_text),
+            EntryKind::File => out.push((rel_text, entry.meta.size)),
             EntryKind::Dir | EntryKind::Other => {}
         }
     }
     Ok(out)
 }
 
-fn digest_file(root: &TreeRoot, rel: &str) -> Result<OutputFile, OutputError> {
+/// Hashes one output, reading at most one byte more than `max` allows.
+fn digest_file(
+    root: &TreeRoot,
+    rel: &str,
+    max: Option<&SizeLimit>,
+) -> Result<OutputFile, OutputError> {
     let io_err = |source| OutputError::Io {
         path: rel.into(),
         source,
     };
-    let mut file = root
+    let file = root
         .open_file(Path::new(rel))
         .map_err(|e| OutputError::from_tree(rel, e))?;
     let meta = file.metadata().map_err(io_err)?;
     let mut hasher = Sha256::new();
-    let size = io::copy(&mut file, &mut hasher).map_err(io_err)?;
+    let bound = max.map_or(u64::MAX, |m| m.bytes.saturating_add(1));
+    let size = io::copy(&mut file.take(bound), &mut hasher).map_err(io_err)?;
+    if let Some(limit) = max
+        && size > limit.bytes
+    {
+        return Err(OutputError::Grew {
+            path: rel.into(),
+            limit: limit.clone(),
+        });
+    }
     Ok(OutputFile {
         path: rel.to_string(),
         sha256: hex::encode(hasher.finalize()),
@@ -216,7 +422,9 @@ impl ContentStore {
     /// Copies a collected output from the workspace into the store.
     /// Writes to a temporary file with a unique name and renames it, so a crash never leaves
     /// a half-written blob under its digest and two runs storing the same output at once
-    /// never collide.
+    /// never collide. Copies at most one byte more than the size collected (which the
+    /// [`OutputLimits`] were checked against): a file that grew since is refused without
+    /// filling the store's disk.
     #[allow(clippy::disallowed_methods)] // the store is the host's own directory
     pub fn put(&self, workspace: &TreeRoot, file: &OutputFile) -> io::Result<PathBuf> {
         let dest = self.blob_path(&file.sha256);
@@ -225,7 +433,7 @@ impl ContentStore {
         }
         let dir = self.root.join("sha256");
         std::fs::create_dir_all(&dir)?;
-        let mut src = workspace.open_file(Path::new(&file.path))?;
+        let src = workspace.open_file(Path::new(&file.path))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(&format!(".{}.", file.sha256))
             .suffix(".tmp")
@@ -235,7 +443,19 @@ impl ContentStore {
             out: tmp.as_file_mut(),
             hasher: &mut hasher,
         };
-        io::copy(&mut src, &mut tee)?;
+        let copied = io::copy(&mut src.take(file.size.saturating_add(1)), &mut tee)?;
+        if copied != file.size {
+            return Err(io::Error::other(format!(
+                "{} changed size while it was being stored ({} bytes collected, {} read)",
+                file.path,
+                file.size,
+                if copied > file.size {
+                    format!("more than {}", file.size)
+                } else {
+                    copied.to_string()
+                }
+            )));
+        }
         tmp.as_file().sync_all()?;
         if hex::encode(hasher.finalize()) != file.sha256 {
             return Err(io::Error::other(format!(
@@ -424,5 +644,63 @@ mod tests {
             Err(OutputError::NotAFile(_))
         ));
         assert!(collect(d.path(), &["dist/app".into()]).is_ok(), "control");
+    }
+
+    #[test]
+    fn a_file_that_grew_after_collection_is_copied_no_further_than_its_size() {
+        let d = ws();
+        let files = collect(d.path(), &["dist/app".into()]).expect("collect");
+        assert_eq!(files[0].size, 6);
+        let store_dir = tempfile::tempdir().expect("tempdir");
+        let store = ContentStore::new(store_dir.path());
+        let root = TreeRoot::open(d.path()).expect("open");
+        // The job's file grows (sparse, 256 MiB) after its size was checked.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(d.path().join("dist/app"))
+            .expect("open")
+            .set_len(256 << 20)
+            .expect("grow");
+        let err = store.put(&root, &files[0]).expect_err("refused");
+        assert!(
+            err.to_string().contains(
+                "changed size while it was being stored (6 bytes collected, more than 6 read)"
+            ),
+            "{err}"
+        );
+        let left: Vec<_> = fs::read_dir(store_dir.path().join("sha256"))
+            .expect("list")
+            .collect();
+        assert!(left.is_empty(), "no blob and no temporary file: {left:?}");
+        // Control: the same file at its collected size is stored.
+        fs::write(d.path().join("dist/app"), b"binary").expect("write");
+        store.put(&root, &files[0]).expect("stored");
+    }
+
+    #[test]
+    fn limits_are_checked_from_metadata_before_anything_is_hashed() {
+        let d = ws();
+        let root = TreeRoot::open(d.path()).expect("open");
+        let limits = |file, total| OutputLimits {
+            max_file: Some(SizeLimit::new(file, "max_output_size")),
+            max_total: Some(SizeLimit::new(total, "max_job_outputs_size")),
+        };
+        let err = collect_limited(&root, &["dist".into()], &limits(5, 100)).expect_err("over");
+        assert_eq!(
+            err.to_string(),
+            "output 'dist/app' is 6 bytes, over the limit of 5 bytes (max_output_size)"
+        );
+        let err = collect_limited(&root, &["dist".into()], &limits(6, 9)).expect_err("over");
+        assert_eq!(
+            err.to_string(),
+            "the job's 3 outputs come to 10 bytes, over the limit of 9 bytes (max_job_outputs_size); the largest is 'dist/app' (6 bytes)"
+        );
+        // Control: at exactly the limits everything is collected.
+        let files =
+            collect_limited(&root, &["dist".into()], &limits(6, 10)).expect("at the limits");
+        assert_eq!(files.len(), 3);
+        assert_eq!(human_size(2_202_010), "2.1 MiB");
+        assert_eq!(human_size(1 << 30), "1 GiB");
+        assert_eq!(human_size(1023), "1023 bytes");
     }
 }

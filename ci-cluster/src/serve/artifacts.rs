@@ -2,6 +2,16 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// One blob in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Its sha256 (hex), which is its name.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
 
 /// Content-addressed storage for outputs; object storage can implement it later.
 pub trait ArtifactStore: Send + Sync {
@@ -9,6 +19,21 @@ pub trait ArtifactStore: Send + Sync {
     fn put(&self, sha256: &str, from: &Path) -> io::Result<()>;
     /// The local path of a stored blob, if present.
     fn path(&self, sha256: &str) -> Option<PathBuf>;
+    /// Every stored blob with its size (a put in progress is not one yet).
+    fn list(&self) -> io::Result<Vec<StoredBlob>>;
+    /// Deletes a blob; one that is already gone is not an error.
+    fn remove(&self, sha256: &str) -> io::Result<()>;
+    /// Deletes what puts interrupted by a crash left behind, if older than
+    /// `older_than`; returns how many files and bytes.
+    fn remove_stale_temporaries(&self, older_than: Duration) -> io::Result<(usize, u64)> {
+        let _ = older_than;
+        Ok((0, 0))
+    }
+}
+
+/// Whether `name` is a sha256 in lowercase or uppercase hex (a blob's name).
+fn is_digest(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Blobs under `ROOT/sha256/<hex>` on the local disk.
@@ -25,8 +50,16 @@ impl LocalArtifacts {
 
     fn blob(&self, sha256: &str) -> Option<PathBuf> {
         // The digest names a file: only accept exactly 64 hex characters.
-        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| self.root.join("sha256").join(sha256))
+        is_digest(sha256).then(|| self.root.join("sha256").join(sha256))
+    }
+
+    /// Entries of the blob directory (none if it does not exist yet).
+    fn entries(&self) -> io::Result<Vec<std::fs::DirEntry>> {
+        match std::fs::read_dir(self.root.join("sha256")) {
+            Ok(dir) => dir.collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -61,6 +94,59 @@ impl ArtifactStore for LocalArtifacts {
 
     fn path(&self, sha256: &str) -> Option<PathBuf> {
         self.blob(sha256).filter(|p| p.exists())
+    }
+
+    fn list(&self) -> io::Result<Vec<StoredBlob>> {
+        let mut blobs = Vec::new();
+        for entry in self.entries()? {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| is_digest(n)) else {
+                continue;
+            };
+            // Not following links: only regular files are blobs.
+            match entry.metadata() {
+                Ok(meta) if meta.is_file() => blobs.push(StoredBlob {
+                    sha256: name.to_string(),
+                    size: meta.len(),
+                }),
+                Ok(_) => {}
+                // Removed since the listing (another sweep, an operator).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(blobs)
+    }
+
+    fn remove(&self, sha256: &str) -> io::Result<()> {
+        let blob = self
+            .blob(sha256)
+            .ok_or_else(|| io::Error::other("not a sha256 digest"))?;
+        match std::fs::remove_file(blob) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    fn remove_stale_temporaries(&self, older_than: Duration) -> io::Result<(usize, u64)> {
+        let (mut files, mut bytes) = (0, 0);
+        let now = SystemTime::now();
+        for entry in self.entries()? {
+            if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            if meta.is_file() && age > older_than && std::fs::remove_file(entry.path()).is_ok() {
+                files += 1;
+                bytes += meta.len();
+            }
+        }
+        Ok((files, bytes))
     }
 }
 

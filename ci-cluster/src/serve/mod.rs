@@ -6,6 +6,7 @@ pub mod http;
 mod intake_writer;
 mod records;
 mod reports;
+pub mod retention;
 mod runner;
 mod state;
 mod trigger;
@@ -153,14 +154,17 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
         );
     }
 
+    let artifacts = Arc::new(artifacts::LocalArtifacts::new(data.join("artifacts")));
     let deps = runner::RunnerDeps {
         executor,
         origin_key,
         outbox: Arc::new(DirOutbox::new(state.config.outbox_dir.clone())),
-        artifacts: Arc::new(artifacts::LocalArtifacts::new(data.join("artifacts"))),
+        artifacts: artifacts.clone(),
         work_root,
     };
     let mut tasks = tokio::task::JoinSet::new();
+    // After recovery, so re-queued runs count as queued and failed ones as final.
+    tasks.spawn(retention::sweep_loop(state.clone(), artifacts));
     tasks.spawn(runner::run_loop(state.clone(), deps));
     tasks.spawn(reports::report_loop(state.clone(), reporter));
     tasks.spawn(trigger::schedules(state.clone()));

@@ -239,6 +239,7 @@ async fn execute_inner(
 
     let mut config = EngineConfig::new(&work);
     config.concurrency = 2;
+    config.outputs = state.config.file.artifacts.output_limits();
     config.env = BTreeMap::from([
         ("AIRLOCK_COMMIT".to_string(), event.commit.clone()),
         ("AIRLOCK_REF".to_string(), event.git_ref.clone()),
@@ -275,10 +276,15 @@ async fn execute_inner(
                 },
                 now_ms(),
             )?;
+            // Recorded BEFORE they are copied in: the retention sweep deletes only blobs
+            // no queued or running run references (checked under the store's write lock),
+            // so from here on this run's blobs are kept, and one the sweep deleted just
+            // before is stored again by the put below (a put of a blob still present
+            // does nothing, which is only safe because of this order).
+            store.set_outputs(run, &job.name, &job.outputs)?;
             for file in &job.outputs {
                 artifacts.put(&file.sha256, &rep.store.blob_path(&file.sha256))?;
             }
-            store.set_outputs(run, &job.name, &job.outputs)?;
         }
         Ok(())
     })

@@ -12,9 +12,11 @@
 //!
 //! The store is split by responsibility: `schema` (pragmas and migrations),
 //! `runs` (intake, queue, cancellation), `lifecycle` (finishing and crash
-//! recovery), `jobs` (job rows, logs, outputs), `outbox` (reports) and
+//! recovery), `jobs` (job rows, logs, outputs), `outbox` (reports),
+//! `blobs` (which runs reference a stored output, for retention) and
 //! `query` (reads for the API, the UI and tests).
 
+mod blobs;
 mod codec;
 mod jobs;
 mod lifecycle;
@@ -32,6 +34,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use blobs::BlobRefs;
 pub use lifecycle::{REASON_INTERRUPTED, REASON_REQUEUED};
 pub use runs::REASON_CHANGE_CLOSED;
 pub use schema::SCHEMA_VERSION;

@@ -171,6 +171,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
       AND e.id = (SELECT MAX(x.id) FROM events x
                    WHERE x.project = e.project AND x.change_number = e.change_number);
     "#,
+    // 4: the artifact retention sweep asks, per stored blob, which runs
+    // reference it, under the write lock before each deletion.
+    r#"
+    CREATE INDEX job_outputs_by_sha256 ON job_outputs (sha256);
+    "#,
 ];
 
 /// Sets the pragmas every connection needs and checks they took effect:

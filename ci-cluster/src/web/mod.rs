@@ -88,6 +88,14 @@ impl WebError {
         }
     }
 
+    /// 410: it existed and was removed on purpose (an expired output).
+    pub fn gone(message: impl Into<String>) -> Self {
+        WebError {
+            status: StatusCode::GONE,
+            message: message.into(),
+        }
+    }
+
     /// 400 with a message for people.
     pub fn bad_request(message: impl Into<String>) -> Self {
         WebError {

@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod artifacts;
 mod gerrit;
 mod github_gitlab;
 mod recovery;

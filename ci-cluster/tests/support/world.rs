@@ -140,6 +140,7 @@ pub struct Config {
     github: bool,
     gitlab: bool,
     projects: Vec<Project>,
+    sections: Vec<String>,
 }
 
 impl Default for Config {
@@ -151,6 +152,7 @@ impl Default for Config {
             github: false,
             gitlab: false,
             projects: Vec::new(),
+            sections: Vec::new(),
         }
     }
 }
@@ -182,6 +184,12 @@ impl Config {
     /// Adds a project, after those added before.
     pub fn project(mut self, project: Project) -> Config {
         self.projects.push(project);
+        self
+    }
+
+    /// Adds a table at the end of the file, e.g. `[artifacts]` and its keys.
+    pub fn section(mut self, toml: &str) -> Config {
+        self.sections.push(toml.into());
         self
     }
 
@@ -237,6 +245,9 @@ api_token = {{ file = "{root}/gitlab-api" }}
             for line in &p.lines {
                 text += &format!("{line}\n");
             }
+        }
+        for section in &self.sections {
+            text += &format!("\n{section}\n");
         }
         text
     }

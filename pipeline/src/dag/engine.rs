@@ -19,7 +19,7 @@ use super::workspace;
 use crate::events::{JobState, RunEvent};
 use crate::executor::{Executor, ExitReason, JobRequest};
 use crate::log::{JobLog, LogSink, now_ms};
-use crate::outputs::{self, ContentStore, OutputFile};
+use crate::outputs::{self, ContentStore, OutputFile, OutputLimits};
 use crate::spec::JobSpec;
 use crate::tree::TreeRoot;
 
@@ -34,16 +34,21 @@ pub struct EngineConfig {
     pub work_root: PathBuf,
     /// Variables every job gets under its own `env` (e.g. `AIRLOCK_COMMIT`).
     pub env: BTreeMap<String, String>,
+    /// Caps on each job's outputs (per file, per job). A job over them fails with a message
+    /// naming the file, its size and the limit, and none of its outputs is stored.
+    pub outputs: OutputLimits,
 }
 
 impl EngineConfig {
-    /// Defaults: two jobs at once, 4 MiB of log per job.
+    /// Defaults: two jobs at once, 4 MiB of log per job, outputs of at most 1 GiB per file and
+    /// 4 GiB per job.
     pub fn new(work_root: impl Into<PathBuf>) -> Self {
         EngineConfig {
             concurrency: 2,
             log_cap: crate::log::DEFAULT_LOG_CAP,
             work_root: work_root.into(),
             env: BTreeMap::new(),
+            outputs: OutputLimits::default(),
         }
     }
 }
@@ -198,6 +203,7 @@ impl<E: Executor> Engine<E> {
                             Some(self.events.clone()),
                         ),
                         env: self.config.env.clone(),
+                        output_limits: self.config.outputs.clone(),
                         events: self.events.clone(),
                         cancel: cancel.child_token(),
                     };
@@ -305,6 +311,7 @@ struct JobTask<E: Executor> {
     store: ContentStore,
     log: LogSink,
     env: BTreeMap<String, String>,
+    output_limits: OutputLimits,
     events: broadcast::Sender<RunEvent>,
     cancel: CancellationToken,
 }
@@ -461,16 +468,19 @@ impl<E: Executor> JobTask<E> {
     }
 
     async fn collect(&self) -> Result<Vec<OutputFile>, String> {
-        let (workspace, patterns, store) = (
+        let (workspace, patterns, store, limits) = (
             self.workspace.clone(),
             self.job.outputs.clone(),
             self.store.clone(),
+            self.output_limits.clone(),
         );
         tokio::task::spawn_blocking(move || {
             // One handle on the workspace for collecting and storing: everything beneath it is
-            // the job's, so nothing is looked up by host path.
+            // the job's, so nothing is looked up by host path. Every size is checked before
+            // the first file is stored.
             let root = TreeRoot::open(&workspace).map_err(|e| e.to_string())?;
-            let files = outputs::collect_in(&root, &patterns).map_err(|e| e.to_string())?;
+            let files =
+                outputs::collect_limited(&root, &patterns, &limits).map_err(|e| e.to_string())?;
             for f in &files {
                 store
                     .put(&root, f)

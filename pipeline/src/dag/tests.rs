@@ -19,6 +19,8 @@ struct Script {
     delay_ms: u64,
     failures: u32,
     hang: bool,
+    /// Files written into the workspace when the job passes: (name, size in bytes).
+    files: &'static [(&'static str, u64)],
 }
 
 #[derive(Default)]
@@ -73,6 +75,13 @@ impl Executor for Scripted {
                 })
                 .unwrap_or_default();
             let _ = std::fs::write(&marker, seen.join(","));
+            for (name, size) in script.files {
+                let path = req.workspace.join(name);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                let file = std::fs::File::create(path).expect("create");
+                // Sparse: the size is what counts, not the disk it takes.
+                file.set_len(*size).expect("set_len");
+            }
             ExitReason::Exited(0)
         };
         self.order
@@ -391,4 +400,147 @@ async fn a_missing_output_fails_the_job() {
         "{:?}",
         a.detail
     );
+}
+
+/// Blobs in the run's content store.
+fn stored_blobs(work: &std::path::Path) -> Vec<String> {
+    match std::fs::read_dir(work.join("outputs/sha256")) {
+        Ok(dir) => dir
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("listing the store: {e}"),
+    }
+}
+
+const BIG_OUTPUTS: &str = "version: 1\njobs:\n  build: {run: x, outputs: [build.out, dist]}\n  ship: {run: x, needs: [build], outputs: [ship.out]}\n";
+
+fn limits(file: u64, total: u64) -> crate::outputs::OutputLimits {
+    use crate::outputs::{OutputLimits, SizeLimit};
+    OutputLimits {
+        max_file: Some(SizeLimit::new(file, "artifacts.max_output_size")),
+        max_total: Some(SizeLimit::new(total, "artifacts.max_job_outputs_size")),
+    }
+}
+
+#[tokio::test]
+async fn an_output_over_the_per_file_limit_fails_the_job_and_nothing_of_it_is_stored() {
+    let script = Script {
+        files: &[("dist/big.bin", 2_202_010), ("dist/small.txt", 10)],
+        ..Default::default()
+    };
+    for (limit, passes) in [(1 << 20, false), (4 << 20, true)] {
+        let (plan, exec, dir) = setup(BIG_OUTPUTS, &[("build", script)]);
+        let work = dir.path().join("work");
+        let mut config = EngineConfig::new(&work);
+        config.outputs = limits(limit, 64 << 20);
+        let report = Engine::new(exec, config)
+            .run(&plan, &dir.path().join("src"), CancellationToken::new())
+            .await;
+        let build = report
+            .jobs
+            .iter()
+            .find(|j| j.name == "build")
+            .expect("build");
+        if passes {
+            // Control: under a higher limit the same outputs pass and are stored.
+            assert!(report.passed(), "{:?}", build.detail);
+            assert_eq!(build.outputs.len(), 3);
+            assert_eq!(
+                stored_blobs(&work).len(),
+                4,
+                "build.out, big.bin, small.txt and ship.out"
+            );
+            continue;
+        }
+        assert_eq!(build.state, JobState::Failed);
+        assert_eq!(
+            build.detail.as_deref(),
+            Some(
+                "output 'dist/big.bin' is 2.1 MiB, over the limit of 1 MiB (artifacts.max_output_size)"
+            )
+        );
+        assert!(build.outputs.is_empty());
+        assert!(
+            stored_blobs(&work).is_empty(),
+            "nothing of the job is stored: {:?}",
+            stored_blobs(&work)
+        );
+        assert!(
+            build
+                .log
+                .lines
+                .iter()
+                .any(|l| l.text.contains("over the limit of 1 MiB")),
+            "the job's log says why"
+        );
+        assert_eq!(state_of(&report, "ship"), JobState::Skipped);
+    }
+}
+
+#[tokio::test]
+async fn outputs_over_the_per_job_limit_fail_the_job_and_nothing_is_stored() {
+    let script = Script {
+        files: &[("dist/a.bin", 700 << 10), ("dist/b.bin", 600 << 10)],
+        ..Default::default()
+    };
+    for (total, passes) in [(1 << 20, false), (2 << 20, true)] {
+        let (plan, exec, dir) = setup(BIG_OUTPUTS, &[("build", script)]);
+        let work = dir.path().join("work");
+        let mut config = EngineConfig::new(&work);
+        // Each file is under the per-file limit; together they are not.
+        config.outputs = limits(1 << 20, total);
+        let report = Engine::new(exec, config)
+            .run(&plan, &dir.path().join("src"), CancellationToken::new())
+            .await;
+        let build = report
+            .jobs
+            .iter()
+            .find(|j| j.name == "build")
+            .expect("build");
+        if passes {
+            assert!(report.passed(), "{:?}", build.detail);
+            assert_eq!(stored_blobs(&work).len(), 4, "both files and two markers");
+            continue;
+        }
+        assert_eq!(build.state, JobState::Failed);
+        let detail = build.detail.as_deref().unwrap_or("");
+        assert!(
+            detail.contains(
+                "outputs come to 1.3 MiB, over the limit of 1 MiB (artifacts.max_job_outputs_size)"
+            ) && detail.contains("'dist/a.bin' (700 KiB)"),
+            "{detail}"
+        );
+        assert!(stored_blobs(&work).is_empty());
+    }
+}
+
+#[tokio::test]
+async fn the_default_limits_are_one_gib_per_file_and_four_per_job() {
+    let config = EngineConfig::new("/nonexistent");
+    let file = config.outputs.max_file.expect("per-file limit");
+    let total = config.outputs.max_total.expect("per-job limit");
+    assert_eq!((file.bytes, total.bytes), (1 << 30, 4 << 30));
+    // A sparse 1 GiB + 1 byte output costs a stat, not a read: refused at once.
+    let script = Script {
+        files: &[("dist/huge.bin", (1 << 30) + 1)],
+        ..Default::default()
+    };
+    let (plan, exec, dir) = setup(BIG_OUTPUTS, &[("build", script)]);
+    let work = dir.path().join("work");
+    let report = Engine::new(exec, EngineConfig::new(&work))
+        .run(&plan, &dir.path().join("src"), CancellationToken::new())
+        .await;
+    let build = report
+        .jobs
+        .iter()
+        .find(|j| j.name == "build")
+        .expect("build");
+    assert_eq!(
+        build.detail.as_deref(),
+        Some(
+            "output 'dist/huge.bin' is 1 GiB (1073741825 bytes), over the limit of 1 GiB (1073741824 bytes) (the default per-file output limit)"
+        )
+    );
+    assert!(stored_blobs(&work).is_empty());
 }

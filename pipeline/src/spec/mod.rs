@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use located::{Located, LocatedMap, Position};
 pub use model::*;
+pub use quantity::parse_bytes;
 
 /// Where a pipeline file lives inside a repository.
 pub const PIPELINE_PATH: &str = ".pipeline/config.yaml";

@@ -26,8 +26,9 @@ pub(super) fn cpu_millis(q: &Quantity) -> Result<u64, String> {
     Ok(millis.round() as u64)
 }
 
-/// Memory in bytes: plain bytes or with `Ki Mi Gi Ti` (powers of 1024) or `K M G T` (powers of 1000).
-pub(super) fn memory_bytes(q: &Quantity) -> Result<u64, String> {
+/// A size in bytes from text: plain bytes or with `Ki Mi Gi Ti` (powers of 1024) or
+/// `K M G T` (powers of 1000), e.g. `512Mi`, `1.5Gi`, `2G`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
     const UNITS: [(&str, u64); 8] = [
         ("Ki", 1 << 10),
         ("Mi", 1 << 20),
@@ -38,20 +39,32 @@ pub(super) fn memory_bytes(q: &Quantity) -> Result<u64, String> {
         ("G", 1_000_000_000),
         ("T", 1_000_000_000_000),
     ];
+    let t = text.trim();
+    let (num, mult) = UNITS
+        .iter()
+        .find_map(|(suffix, mult)| t.strip_suffix(suffix).map(|n| (n, *mult)))
+        .unwrap_or((t, 1));
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{t}' is not a size (write e.g. `512Mi` or `20Gi`)"))?;
+    let bytes = n * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes >= u64::MAX as f64 {
+        return Err(format!(
+            "'{t}' is not a size (write e.g. `512Mi` or `20Gi`)"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
+/// Memory in bytes: plain bytes or with `Ki Mi Gi Ti` (powers of 1024) or `K M G T` (powers of 1000).
+pub(super) fn memory_bytes(q: &Quantity) -> Result<u64, String> {
     let bytes = match q {
         Quantity::Number(n) if n.fract() == 0.0 && *n >= 0.0 => *n,
         Quantity::Number(n) => return Err(format!("{n} is not a whole number of bytes")),
         Quantity::Text(t) => {
             let t = t.trim();
-            let (num, mult) = UNITS
-                .iter()
-                .find_map(|(suffix, mult)| t.strip_suffix(suffix).map(|n| (n, *mult)))
-                .unwrap_or((t, 1));
-            let n: f64 = num
-                .trim()
-                .parse()
-                .map_err(|_| format!("'{t}' is not a memory quantity"))?;
-            n * mult as f64
+            parse_bytes(t).map_err(|_| format!("'{t}' is not a memory quantity"))? as f64
         }
     };
     if !bytes.is_finite() || bytes < (1 << 20) as f64 {
@@ -93,6 +106,9 @@ mod tests {
         assert_eq!(memory_bytes(&Quantity::Number(4194304.0)), Ok(4 << 20));
         assert!(memory_bytes(&Quantity::Text("12 parsecs".into())).is_err());
         assert!(memory_bytes(&Quantity::Text("1Ki".into())).is_err());
+        assert_eq!(parse_bytes("1.5Gi"), Ok(3 << 29));
+        assert_eq!(parse_bytes("17"), Ok(17));
+        assert!(parse_bytes("-1Gi").is_err() && parse_bytes("Gi").is_err());
     }
 
     #[test]
