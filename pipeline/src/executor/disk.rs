@@ -280,7 +280,7 @@ mod tests {
         std::mem::forget(lease);
         assert_eq!(
             mounts_beneath(&work).expect("mounts"),
-            [ws.clone()],
+            std::slice::from_ref(&ws),
             "control"
         );
         // Plain removal fails on the mount point (after emptying the job's filesystem).

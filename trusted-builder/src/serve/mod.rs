@@ -182,10 +182,10 @@ impl Server {
         // may still be mounted): nothing in them is needed, every rebuild starts afresh.
         if let Ok(entries) = std::fs::read_dir(&config.work_dir) {
             for entry in entries.flatten() {
-                if entry.file_name().to_string_lossy().starts_with("rebuild-") {
-                    if let Err(e) = airlock_pipeline::executor::remove_work_dir(&entry.path()) {
-                        tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale rebuild directory");
-                    }
+                if entry.file_name().to_string_lossy().starts_with("rebuild-")
+                    && let Err(e) = airlock_pipeline::executor::remove_work_dir(&entry.path())
+                {
+                    tracing::warn!(dir = %entry.path().display(), error = %e, "cannot remove a stale rebuild directory");
                 }
             }
         }
