@@ -11,6 +11,9 @@ sh scripts/install-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
+# Fuzz tree materialisation and output collection for a bounded time (fuzz/README.md).
+sh scripts/fuzz.sh 20
+
 if cargo nextest --version >/dev/null 2>&1; then
     # One process per test: memory and process-table assertions stay honest.
     exec cargo nextest run --workspace --no-fail-fast
