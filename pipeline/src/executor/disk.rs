@@ -77,7 +77,10 @@ impl HostReserve {
 
     /// An error naming both figures when the host is below the reserve at `path`.
     pub fn check(&self, path: &Path) -> io::Result<()> {
-        let free = HostReserve::free_bytes(path)?;
+        // The work directory may not exist yet: its nearest existing ancestor is on the same
+        // filesystem it will be created on.
+        let existing = path.ancestors().find(|p| p.exists()).unwrap_or(path);
+        let free = HostReserve::free_bytes(existing)?;
         if free < self.bytes {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
