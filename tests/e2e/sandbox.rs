@@ -424,7 +424,7 @@ async fn a_job_is_stopped_before_it_takes_the_hosts_disk_reserve() {
     // Below the reserve nothing starts.
     let err = run_on_small_host(&disk, 512 << 20, "true")
         .await
-        .unwrap_err();
+        .expect_err("nothing starts below the reserve");
     assert!(
         err.contains("not started") && err.contains("reserve of 512 MiB"),
         "{err}"
