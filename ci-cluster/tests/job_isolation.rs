@@ -6,14 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use airlock_tests::git::SampleRepo;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use airlock_tests::hostile::output_text;
 
 /// `ci-cluster run` on `repo`, started by a shell so `redirect` (e.g. `9>>file`) applies.
 fn ci_run_from_shell(repo: &Path, redirect: &str) -> Output {
@@ -25,6 +18,15 @@ fn ci_run_from_shell(repo: &Path, redirect: &str) -> Output {
         .arg(repo)
         .output()
         .expect("run ci-cluster")
+}
+
+/// Runs `repo`'s pipeline and asserts that `job` passed (the jobs check what they probe and
+/// exit 1 when it is wrong).
+fn assert_job_passes(repo: &SampleRepo, job: &str) {
+    let out = ci_run_from_shell(repo.dir(), "");
+    let all = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains(&format!("✔ {job}")), "{all}");
 }
 
 fn repo_with(dir: &Path, pipeline: &str) -> SampleRepo {
@@ -65,7 +67,7 @@ jobs:
 "#,
     );
     let out = ci_run_from_shell(repo.dir(), &format!("9>>{}", target.display()));
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("✔ probe"), "{all}");
     assert_eq!(
@@ -96,7 +98,7 @@ jobs:
 "#,
     );
     let out = ci_run_from_shell(repo.dir(), "");
-    let all = text(&out);
+    let all = output_text(&out);
     if !is_root() {
         assert!(all.contains("disk limit is not enforced"), "{all}");
         return;
@@ -131,7 +133,7 @@ jobs:
 "#,
     );
     let out = ci_run_from_shell(repo.dir(), "");
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("✔ fill"), "{all}");
     assert!(
@@ -174,10 +176,7 @@ jobs:
       if unshare -U true 2>/dev/null; then echo 'nested user namespace created'; exit 1; fi
 "#,
     );
-    let out = ci_run_from_shell(repo.dir(), "");
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(all.contains("✔ probe"), "{all}");
+    assert_job_passes(&repo, "probe");
 }
 
 #[test]
@@ -197,8 +196,5 @@ jobs:
       if grep airlock-run- /proc/self/mountinfo /proc/1/mountinfo; then echo 'host path in mountinfo'; exit 1; fi
 "#,
     );
-    let out = ci_run_from_shell(repo.dir(), "");
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{all}");
-    assert!(all.contains("✔ look"), "{all}");
+    assert_job_passes(&repo, "look");
 }

@@ -7,11 +7,11 @@
 //! the real bubblewrap sandbox and has a control showing the host file was reachable through
 //! the same tree by a plain path lookup.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use airlock_tests::git::SampleRepo;
+use airlock_tests::hostile::{host_victim_dir, output_text};
 
 fn ci_run(repo: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ci-cluster"))
@@ -24,28 +24,6 @@ fn ci_run(repo: &Path) -> Output {
         ])
         .output()
         .expect("run ci-cluster")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A root-owned 0700 directory holding a 0600 `victim.conf`, as on a real host.
-fn host_dir(tmp: &Path) -> PathBuf {
-    let host = tmp.join("host");
-    std::fs::create_dir_all(&host).expect("mkdir host");
-    std::fs::write(host.join("victim.conf"), "host secret\n").expect("write victim");
-    std::fs::set_permissions(
-        host.join("victim.conf"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .expect("chmod");
-    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    host
 }
 
 const PRODUCE_CONSUME: &str = r#"version: 1
@@ -64,7 +42,7 @@ jobs:
 #[test]
 fn a_committed_absolute_link_is_refused_when_the_tree_is_materialised() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let host = host_dir(tmp.path());
+    let host = host_victim_dir(tmp.path(), "host secret\n");
     let repo = SampleRepo::init(tmp.path().join("repo"));
     repo.write(".pipeline/config.yaml", PRODUCE_CONSUME)
         .symlink("dist", &host.display().to_string());
@@ -76,7 +54,7 @@ fn a_committed_absolute_link_is_refused_when_the_tree_is_materialised() {
     );
 
     let out = ci_run(repo.dir());
-    let all = text(&out);
+    let all = output_text(&out);
     assert_ne!(out.status.code(), Some(0), "{all}");
     assert!(
         all.contains("dist") && all.contains("absolute"),
@@ -92,7 +70,7 @@ fn a_committed_absolute_link_is_refused_when_the_tree_is_materialised() {
 #[test]
 fn a_committed_link_that_climbs_out_is_refused() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let host = host_dir(tmp.path());
+    let host = host_victim_dir(tmp.path(), "host secret\n");
     let repo = SampleRepo::init(tmp.path().join("repo"));
     // Enough `..` to reach `/` from any work directory, then down to the host directory.
     let climb = format!(
@@ -109,7 +87,7 @@ fn a_committed_link_that_climbs_out_is_refused() {
     );
 
     let out = ci_run(repo.dir());
-    let all = text(&out);
+    let all = output_text(&out);
     assert_ne!(out.status.code(), Some(0), "{all}");
     assert!(
         all.contains("sub/dist") && all.contains("climbs out"),
@@ -133,7 +111,7 @@ fn an_input_is_never_copied_through_a_link_inside_the_tree() {
     repo.commit("an in-tree link");
 
     let out = ci_run(repo.dir());
-    let all = text(&out);
+    let all = output_text(&out);
     assert_ne!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("✔ produce"), "control: produce passed:\n{all}");
     assert!(
@@ -168,7 +146,7 @@ jobs:
     repo.commit("a dangling link where an input goes");
 
     let out = ci_run(repo.dir());
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(all.contains("✔ consume"), "{all}");
 }

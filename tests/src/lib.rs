@@ -3,6 +3,7 @@
 
 pub mod forge;
 pub mod git;
+pub mod hostile;
 pub mod registry;
 pub mod sample;
 pub mod sandbox;

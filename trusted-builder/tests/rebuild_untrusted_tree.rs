@@ -4,10 +4,8 @@
 
 mod intake_support;
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-
 use airlock_pipeline::record::OutputDigest;
+use airlock_tests::hostile::host_victim_dir;
 use intake_support::*;
 use tokio_util::sync::CancellationToken;
 use trusted_builder::rebuild::RebuildError;
@@ -30,19 +28,6 @@ jobs:
     publish:
       artifacts: [dist/victim.conf]
 "#;
-
-fn host_dir(tmp: &Path) -> PathBuf {
-    let host = tmp.join("host");
-    std::fs::create_dir_all(&host).unwrap();
-    std::fs::write(host.join("victim.conf"), "signing host secret\n").unwrap();
-    std::fs::set_permissions(
-        host.join("victim.conf"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
-    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o700)).unwrap();
-    host
-}
 
 fn any_outputs() -> Vec<OutputDigest> {
     vec![OutputDigest {
@@ -70,7 +55,7 @@ async fn rebuild(world: &World, commit: &str) -> Result<(), RebuildError> {
 #[tokio::test]
 async fn a_committed_absolute_link_is_refused_before_anything_runs_on_the_builder() {
     let world = World::start();
-    let host = host_dir(world.tmp.path());
+    let host = host_victim_dir(world.tmp.path(), "signing host secret\n");
     world
         .repo
         .write(".pipeline/config.yaml", ATTACK)

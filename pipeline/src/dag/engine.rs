@@ -391,7 +391,7 @@ impl<E: Executor> JobTask<E> {
             Ok::<_, std::io::Error>(lease)
         })
         .await;
-        let _lease = match prepared {
+        let lease = match prepared {
             Ok(Ok(lease)) => lease,
             Ok(Err(e)) => {
                 return (
@@ -408,6 +408,18 @@ impl<E: Executor> JobTask<E> {
                 );
             }
         };
+        let outcome = self.run_prepared(attempt, report).await;
+        // Releasing may unmount the workspace's filesystem (a process): not on the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
+        outcome
+    }
+
+    /// Runs a prepared attempt and collects its outputs.
+    async fn run_prepared(
+        &self,
+        attempt: u32,
+        report: &mut JobReport,
+    ) -> (JobState, Option<String>, Option<i32>) {
         let mut env = self.env.clone();
         env.insert("AIRLOCK_JOB".into(), self.job.name.clone());
         env.extend(self.job.env.clone());

@@ -168,15 +168,11 @@ impl DiskLease {
     }
 }
 
+/// Unmounts `path` if something is mounted there (as the kernel's mount table says).
 fn unmount(path: &Path) {
-    let mounted = |p: &Path| {
-        Command::new("mountpoint")
-            .arg("-q")
-            .arg(p)
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if mounted(path) {
+    // The table names canonical paths.
+    let path = &path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if mounts_beneath(path).is_ok_and(|mounts| mounts.iter().any(|m| m == path)) {
         let ok = Command::new("umount")
             .arg(path)
             .stderr(Stdio::null())

@@ -125,9 +125,13 @@ pub struct WorkspaceLease {
 }
 
 impl WorkspaceLease {
-    /// A workspace that is a plain directory.
-    pub fn plain() -> Self {
-        WorkspaceLease::default()
+    /// Makes `path` a plain directory: the workspace where no size limit applies.
+    pub fn plain_dir(path: &Path) -> Result<Self, ExecutorError> {
+        std::fs::create_dir_all(path).map_err(|e| ExecutorError::Workspace {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(WorkspaceLease::default())
     }
 
     /// A workspace that is a size-limited filesystem.
@@ -151,11 +155,7 @@ pub trait Executor: Send + Sync + 'static {
         log: &LogSink,
     ) -> Result<WorkspaceLease, ExecutorError> {
         let _ = (limits, log);
-        std::fs::create_dir_all(path).map_err(|e| ExecutorError::Workspace {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Ok(WorkspaceLease::plain())
+        WorkspaceLease::plain_dir(path)
     }
 
     /// Runs the attempt to the end, writing its output to `log`. Must kill

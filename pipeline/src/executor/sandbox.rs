@@ -31,7 +31,7 @@ use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;
-use crate::tree::{EntryKind, TreeRoot};
+use crate::tree::TreeRoot;
 
 /// Where the workspace appears inside the sandbox.
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
@@ -154,17 +154,9 @@ impl SandboxExecutor {
             path: workspace.to_path_buf(),
             reason,
         };
-        // The workspace holds an untrusted tree: it is opened once, never through a link, and
-        // re-owned through that handle.
+        // The workspace holds an untrusted tree: it is opened once (as a directory, never through
+        // a link) and re-owned through that handle.
         let root = TreeRoot::open(workspace).map_err(|e| err(e.to_string()))?;
-        if root
-            .metadata(Path::new(""))
-            .map_err(|e| err(e.to_string()))?
-            .kind
-            != EntryKind::Dir
-        {
-            return Err(err("is not a directory".into()));
-        }
         if !self.as_root {
             return Ok(());
         }
@@ -404,8 +396,7 @@ impl Executor for SandboxExecutor {
                         "[airlock] warning: loop devices unavailable here (needs root and mkfs.ext4); the disk limit is not enforced",
                     );
                 }
-                std::fs::create_dir_all(path).map_err(|e| err(e.to_string()))?;
-                Ok(WorkspaceLease::plain())
+                WorkspaceLease::plain_dir(path)
             }
         }
     }

@@ -19,6 +19,41 @@ use crate::event::{ForgeEvent, Intent};
 
 /// The shared fixtures: `shared/` sits beside the repository (locally at
 /// /work/shared, in CI cloned next to it).
+/// A store in a temporary directory that can be closed and opened again
+/// (the replay and stale-event tests).
+struct Db {
+    dir: tempfile::TempDir,
+    store: Option<crate::store::Store>,
+}
+
+impl Db {
+    fn new() -> Db {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = crate::store::Store::open(&dir.path().join("ci.sqlite")).expect("open");
+        Db {
+            dir,
+            store: Some(store),
+        }
+    }
+
+    fn store(&self) -> &crate::store::Store {
+        self.store.as_ref().expect("open")
+    }
+
+    /// Closes the database and opens it again, as a restart does.
+    fn restart(&mut self) {
+        drop(self.store.take());
+        self.store =
+            Some(crate::store::Store::open(&self.dir.path().join("ci.sqlite")).expect("reopen"));
+    }
+
+    fn accept(&self, event: &ForgeEvent) -> crate::store::Accepted {
+        self.store()
+            .accept_event("app", event, 1_000)
+            .expect("accept")
+    }
+}
+
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),

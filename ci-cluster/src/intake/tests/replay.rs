@@ -5,45 +5,16 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use super::{event, fixture};
+use super::{Db, event, fixture};
 use crate::event::ForgeEvent;
 use crate::intake::{gerrit, github, gitlab};
 use crate::secret::Secret;
-use crate::store::{Accepted, Store};
-
-/// A store in a temporary directory that can be closed and opened again.
-struct Db {
-    dir: tempfile::TempDir,
-    store: Option<Store>,
-}
+use crate::store::Accepted;
 
 impl Db {
-    fn new() -> Db {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("ci.sqlite")).expect("open");
-        Db {
-            dir,
-            store: Some(store),
-        }
-    }
-
-    /// Closes the database and opens it again, as a restart does.
-    fn restart(&mut self) {
-        drop(self.store.take());
-        self.store = Some(Store::open(&self.dir.path().join("ci.sqlite")).expect("reopen"));
-    }
-
-    fn accept(&self, event: &ForgeEvent) -> Accepted {
-        self.store
-            .as_ref()
-            .expect("open")
-            .accept_event("app", event, 1_000)
-            .expect("accept")
-    }
-
     /// (events, runs) stored so far.
     fn totals(&self) -> (u64, u64) {
-        let counts = self.store.as_ref().expect("open").counts().expect("counts");
+        let counts = self.store().counts().expect("counts");
         (counts.events, counts.runs_by_status.values().sum())
     }
 }

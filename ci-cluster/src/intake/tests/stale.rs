@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use axum::http::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::{event, fixture_json};
+use super::{Db, event, fixture_json};
 use crate::event::ForgeEvent;
 use crate::intake::{gerrit, github, gitlab};
 use crate::secret::Secret;
-use crate::store::{Accepted, RunId, RunStatus, Store};
+use crate::store::{Accepted, RunId, RunStatus};
 
 static SEQUENCE: AtomicU32 = AtomicU32::new(0);
 
@@ -23,38 +23,7 @@ fn next_id() -> String {
     )
 }
 
-/// A store in a temporary directory that can be closed and opened again.
-struct Db {
-    dir: tempfile::TempDir,
-    store: Option<Store>,
-}
-
 impl Db {
-    fn new() -> Db {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(&dir.path().join("ci.sqlite")).expect("open");
-        Db {
-            dir,
-            store: Some(store),
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().expect("open")
-    }
-
-    /// Closes the database and opens it again, as a restart does.
-    fn restart(&mut self) {
-        drop(self.store.take());
-        self.store = Some(Store::open(&self.dir.path().join("ci.sqlite")).expect("reopen"));
-    }
-
-    fn accept(&self, event: &ForgeEvent) -> Accepted {
-        self.store()
-            .accept_event("app", event, 1_000)
-            .expect("accept")
-    }
-
     /// Accepts an event that must queue a run; returns the run.
     fn accept_run(&self, what: &str, event: &ForgeEvent) -> RunId {
         match self.accept(event) {
