@@ -6,6 +6,7 @@
 pub mod dag;
 pub mod events;
 pub mod executor;
+pub mod image;
 pub mod log;
 pub mod outputs;
 pub mod record;

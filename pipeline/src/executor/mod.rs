@@ -6,6 +6,7 @@
 
 mod cgroup;
 mod disk;
+mod root;
 mod sandbox;
 mod seccomp;
 mod supervise;
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
 pub use disk::{DiskLease, DiskSupport, HostReserve, remove_work_dir};
+pub use root::HostMode;
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;
@@ -41,8 +43,8 @@ pub struct JobRequest {
     pub timeout: Duration,
     /// Limits to enforce.
     pub resources: ResourceLimits,
-    /// Container image (ignored by the sandbox executor).
-    pub image: Option<String>,
+    /// The image the job runs in; None: host mode.
+    pub image: Option<crate::image::ImageRef>,
 }
 
 /// How an attempt ended.
@@ -115,6 +117,9 @@ pub enum ExecutorError {
     /// Resource limits could not be set up.
     #[error("could not set up resource limits: {0}")]
     Limits(String),
+    /// The job's image could not be made ready (or it names none where one is required).
+    #[error("image: {0}")]
+    Image(String),
 }
 
 /// What holds an attempt's workspace in place (e.g. its size-limited filesystem) until its

@@ -11,7 +11,6 @@
 //! nested user namespaces; no inherited descriptor above 2; PID 1's command
 //! line masked; the workspace a filesystem of the job's disk limit.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,9 +25,11 @@ use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::disk::{DiskLease, DiskSupport, HostReserve};
+use super::root::{HostMode, job_env, root_args};
 use super::seccomp::SeccompPrograms;
 use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
+use crate::image::{ImageCache, ImageSettings, Rootfs};
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;
 use crate::tree::TreeRoot;
@@ -59,8 +60,15 @@ pub struct SandboxConfig {
     pub kill_grace: Duration,
     /// Limits applied when a job sets none.
     pub default_limits: ResourceLimits,
-    /// Host directories mounted read-only at the same path.
+    /// Host directories mounted read-only at the same path, for jobs in host mode.
     pub read_only: Vec<PathBuf>,
+    /// Where the `read_only` directories are taken from: `/`, except where a test stands in
+    /// another host's toolchain.
+    pub host_root: PathBuf,
+    /// Whether a job that names no image may run on the host's directories.
+    pub host_mode: HostMode,
+    /// How job images are fetched, verified and kept.
+    pub images: ImageSettings,
     /// Which cgroups to use.
     pub cgroups: CgroupSupport,
     /// Whether workspaces get a filesystem of the job's disk limit.
@@ -89,6 +97,9 @@ impl Default for SandboxConfig {
             .iter()
             .map(PathBuf::from)
             .collect(),
+            host_root: PathBuf::from("/"),
+            host_mode: HostMode::Allow,
+            images: ImageSettings::default(),
             cgroups: CgroupSupport::detect(),
             disk: DiskSupport::detect(),
             host_reserve: HostReserve {
@@ -105,6 +116,8 @@ pub struct SandboxExecutor {
     as_root: bool,
     /// None where no filter could be compiled (each job's log says so).
     seccomp: Option<Arc<SeccompPrograms>>,
+    /// The image cache, or why it cannot be used (reported to jobs that name an image).
+    images: Result<Arc<ImageCache>, String>,
 }
 
 impl SandboxExecutor {
@@ -134,10 +147,14 @@ impl SandboxExecutor {
                 None
             }
         };
+        let images = ImageCache::new(config.images.clone())
+            .map(Arc::new)
+            .map_err(|e| e.to_string());
         Ok(SandboxExecutor {
             config,
             as_root,
             seccomp,
+            images,
         })
     }
 
@@ -160,26 +177,65 @@ impl SandboxExecutor {
         if !self.as_root {
             return Ok(());
         }
-        for ancestor in workspace.ancestors().skip(1) {
-            // The host's own directories above the workspace.
-            #[allow(clippy::disallowed_methods)]
-            let meta = std::fs::metadata(ancestor).map_err(|e| err(e.to_string()))?;
-            let traversable = meta.mode() & 0o001 != 0 || meta.uid() == self.config.sandbox_uid;
-            if !traversable {
-                return Err(err(format!(
-                    "the sandbox user {} cannot reach it: {} has mode {:o}; put work directories under a \
-                     traversable path such as /var/tmp (the default) or `chmod o+x` the directory",
-                    self.config.sandbox_uid,
-                    ancestor.display(),
-                    meta.mode() & 0o7777
-                )));
-            }
-        }
+        self.check_reachable(workspace, "work directories")
+            .map_err(err)?;
         root.chown_all(self.config.sandbox_uid, self.config.sandbox_gid)
             .map_err(|e| err(format!("chown: {e}")))
     }
 
-    fn bwrap_args(&self, request: &JobRequest) -> Vec<String> {
+    /// The sandbox user (bubblewrap runs as it) must traverse every directory above `path`.
+    fn check_reachable(&self, path: &Path, what: &str) -> Result<(), String> {
+        for ancestor in path.ancestors().skip(1) {
+            // The host's own directories above the workspace or image cache.
+            #[allow(clippy::disallowed_methods)]
+            let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
+            let traversable = meta.mode() & 0o001 != 0 || meta.uid() == self.config.sandbox_uid;
+            if !traversable {
+                return Err(format!(
+                    "the sandbox user {} cannot reach {}: {} has mode {:o}; put {what} under a \
+                     traversable path such as /var/tmp (the default) or `chmod o+x` the directory",
+                    self.config.sandbox_uid,
+                    path.display(),
+                    ancestor.display(),
+                    meta.mode() & 0o7777
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The job's root: its image, pulled and unpacked unless cached; or host mode, if allowed.
+    async fn job_root(
+        &self,
+        request: &JobRequest,
+        log: &LogSink,
+    ) -> Result<Option<Rootfs>, ExecutorError> {
+        let Some(image) = &request.image else {
+            return match self.config.host_mode {
+                HostMode::Allow => {
+                    log.system("[airlock] host mode: this job names no image, so it runs on this host's system directories (read-only)");
+                    Ok(None)
+                }
+                HostMode::Deny => Err(ExecutorError::Image(
+                    "this job names no image and this runner does not allow host mode: add `image: REPOSITORY@sha256:<digest>` to the job or the top of the pipeline file".into(),
+                )),
+            };
+        };
+        let cache = self.images.as_ref().map_err(|why| {
+            ExecutorError::Image(format!("{image}: the image cache is unusable: {why}"))
+        })?;
+        let rootfs = cache
+            .ensure(image, log)
+            .await
+            .map_err(|e| ExecutorError::Image(format!("{image}: {e}")))?;
+        if self.as_root {
+            self.check_reachable(&rootfs.path.join("."), "the image cache")
+                .map_err(ExecutorError::Image)?;
+        }
+        Ok(Some(rootfs))
+    }
+
+    fn bwrap_args(&self, request: &JobRequest, rootfs: Option<&Rootfs>) -> Vec<String> {
         let mut args: Vec<String> = [
             "--unshare-all",
             // Explicit (--unshare-all only tries): required by --disable-userns.
@@ -191,40 +247,31 @@ impl SandboxExecutor {
             "--new-session",
             "--hostname",
             "airlock-sandbox",
-            "--proc",
-            "/proc",
-            // PID 1 is bubblewrap itself: its command line names host paths and every setting.
-            "--ro-bind",
-            "/dev/null",
-            "/proc/1/cmdline",
-            "--dev",
-            "/dev",
-            "--tmpfs",
-            "/tmp",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        for dir in &self.config.read_only {
-            match std::fs::symlink_metadata(dir) {
-                // merged-/usr systems: /bin -> usr/bin; recreate the link, don't bind it.
-                Ok(m) if m.file_type().is_symlink() => {
-                    if let Ok(target) = std::fs::read_link(dir) {
-                        args.extend([
-                            "--symlink".into(),
-                            target.display().to_string(),
-                            dir.display().to_string(),
-                        ]);
-                    }
-                }
-                Ok(_) => args.extend([
-                    "--ro-bind".into(),
-                    dir.display().to_string(),
-                    dir.display().to_string(),
-                ]),
-                Err(_) => {}
-            }
-        }
+        // The root first: every later mount lands inside it.
+        args.extend(root_args(
+            rootfs,
+            &self.config.host_root,
+            &self.config.read_only,
+        ));
+        args.extend(
+            [
+                "--proc",
+                "/proc",
+                // PID 1 is bubblewrap itself: its command line names host paths and every setting.
+                "--ro-bind",
+                "/dev/null",
+                "/proc/1/cmdline",
+                "--dev",
+                "/dev",
+                "--tmpfs",
+                "/tmp",
+            ]
+            .map(String::from),
+        );
         args.extend([
             "--bind".into(),
             request.workspace.display().to_string(),
@@ -237,7 +284,7 @@ impl SandboxExecutor {
             // Opened by the launcher (see `command`).
             args.extend(["--add-seccomp-fd", "3", "--add-seccomp-fd", "4"].map(String::from));
         }
-        for (k, v) in base_env().into_iter().chain(request.env.clone()) {
+        for (k, v) in job_env(rootfs, &request.env) {
             args.extend(["--setenv".into(), k, v]);
         }
         args.push("--".into());
@@ -245,7 +292,7 @@ impl SandboxExecutor {
         args
     }
 
-    fn command(&self, request: &JobRequest, cgroup: &Cgroup) -> Command {
+    fn command(&self, request: &JobRequest, rootfs: Option<&Rootfs>, cgroup: &Cgroup) -> Command {
         let bwrap = self.config.bwrap.display().to_string();
         // The launcher joins the cgroups, opens the seccomp programs as descriptors 3 and 4
         // for bubblewrap, then (as root) drops to the sandbox user and execs bubblewrap: the
@@ -275,7 +322,7 @@ impl SandboxExecutor {
                 .arg("--");
         }
         cmd.arg(bwrap);
-        cmd.args(self.bwrap_args(request))
+        cmd.args(self.bwrap_args(request, rootfs))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .stdin(Stdio::null())
@@ -326,21 +373,6 @@ async fn watch_host_reserve(
             return;
         }
     }
-}
-
-/// Minimal environment every job gets before its own `env`.
-fn base_env() -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (
-            "PATH".into(),
-            "/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin".into(),
-        ),
-        ("HOME".into(), "/tmp".into()),
-        ("TMPDIR".into(), "/tmp".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("CI".into(), "true".into()),
-        ("AIRLOCK".into(), "1".into()),
-    ])
 }
 
 struct SandboxTree<'a> {
@@ -409,6 +441,7 @@ impl Executor for SandboxExecutor {
         cancel: CancellationToken,
     ) -> Result<Execution, ExecutorError> {
         self.prepare_workspace(&request.workspace)?;
+        let rootfs = self.job_root(&request, &log).await?;
         let limits = self.limits(&request.resources);
         let support = if self.as_root {
             self.config.cgroups
@@ -429,7 +462,7 @@ impl Executor for SandboxExecutor {
         close_fds::set_fds_cloexec_threadsafe(3, &[]);
         let started = SystemTime::now();
         let child = self
-            .command(&request, &cgroup)
+            .command(&request, rootfs.as_ref(), &cgroup)
             .spawn()
             .map_err(ExecutorError::Spawn)?;
         tracing::debug!(pid = child.id(), "sandbox started");

@@ -18,6 +18,9 @@ use super::located::{Located, LocatedMap};
 pub struct PipelineFile {
     /// Format version. Only `1` exists.
     pub version: Located<u32>,
+    /// The image every job runs in unless it names its own: `REPOSITORY@sha256:<digest>`.
+    #[serde(default)]
+    pub image: Option<Located<String>>,
     /// Jobs by name. A name is 1-63 characters: letters, digits, `-` and `_`.
     pub jobs: LocatedMap<JobFile>,
 }
@@ -50,7 +53,10 @@ pub struct JobFile {
     /// Workspace-relative files, directories or globs collected after the job passes.
     #[serde(default)]
     pub outputs: Vec<Located<String>>,
-    /// Container image the container and Kubernetes executors run the job in; recorded in provenance.
+    /// The image the job runs in, pinned by digest: `REPOSITORY@sha256:<digest>` (a tag is an
+    /// error). Default: the file's top-level `image`; with neither, the job runs on the host's
+    /// system directories where the runner allows that (host mode). Recorded in the pass record
+    /// and the provenance.
     #[serde(default)]
     pub image: Option<Located<String>>,
     /// Resource limits.

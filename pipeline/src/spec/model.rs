@@ -68,8 +68,8 @@ pub struct JobSpec {
     pub when: WhenSpec,
     /// Output patterns (workspace-relative).
     pub outputs: Vec<String>,
-    /// Container image reference, if any.
-    pub image: Option<String>,
+    /// The image it runs in (its own, else the file's default); None: host mode.
+    pub image: Option<crate::image::ImageRef>,
     /// Resource limits.
     pub resources: ResourceLimits,
     /// What may be published.

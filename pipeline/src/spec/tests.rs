@@ -130,6 +130,18 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "64 lowercase hex",
     ),
     (
+        "job image by tag",
+        "version: 1\njobs:\n  a: {run: x, image: 'debian:bookworm'}\n",
+        "3:22",
+        "image 'debian:bookworm' is given by tag, not by digest",
+    ),
+    (
+        "default image by tag",
+        "version: 1\nimage: busybox\njobs:\n  a: {run: x}\n",
+        "2:8",
+        "image 'busybox' is given by tag",
+    ),
+    (
         "relative image path",
         "version: 1\njobs:\n  a:\n    run: x\n    outputs: [app]\n    publish:\n      image:\n        base: scratch\n        files: {app: bin/app}\n",
         "9:22",
@@ -190,6 +202,28 @@ const BAD: &[(&str, &str, &str, &str)] = &[
         "error",
     ),
 ];
+
+#[test]
+fn jobs_take_the_default_image_unless_they_name_their_own() {
+    let hex = "ab".repeat(32);
+    let text = format!(
+        "version: 1\nimage: 127.0.0.1:5000/tools:1@sha256:{hex}\njobs:\n  a: {{run: x}}\n  b: {{run: y, image: 'other@sha256:{hex}'}}\n"
+    );
+    let pipeline = parse("config.yaml", text.as_bytes()).expect("valid");
+    let image = |name: &str| {
+        pipeline
+            .job(name)
+            .and_then(|j| j.image.as_ref())
+            .map(ToString::to_string)
+    };
+    assert_eq!(
+        image("a"),
+        Some(format!("127.0.0.1:5000/tools@sha256:{hex}"))
+    );
+    assert_eq!(image("b"), Some(format!("other@sha256:{hex}")));
+    let hostless = parse("config.yaml", b"version: 1\njobs:\n  a: {run: x}\n").expect("valid");
+    assert_eq!(hostless.jobs[0].image, None);
+}
 
 #[test]
 fn bad_files_name_the_problem_and_its_position() {

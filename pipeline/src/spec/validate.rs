@@ -57,9 +57,13 @@ pub(super) fn validate(
         }
     }
 
+    let default_image = file.image.as_ref().and_then(|i| parse_image(i, &mut out));
     let mut jobs = Vec::with_capacity(file.jobs.len());
     for (name, job) in file.jobs.iter() {
-        if let Some(spec) = validate_job(name, job, &seen, &mut out) {
+        if let Some(mut spec) = validate_job(name, job, &seen, &mut out) {
+            if spec.image.is_none() {
+                spec.image = default_image.clone();
+            }
             jobs.push(spec);
         }
     }
@@ -216,15 +220,7 @@ fn validate_job(
         }
     }
 
-    let image = job.image.as_ref().map(|i| {
-        if i.value.trim().is_empty() || i.value.chars().any(char::is_whitespace) {
-            out.push(Diagnostic::new(
-                i.at,
-                format!("'{}' is not an image reference", i.value),
-            ));
-        }
-        i.value.clone()
-    });
+    let image = job.image.as_ref().and_then(|i| parse_image(i, out));
 
     let resources = job
         .resources
@@ -412,41 +408,33 @@ fn validate_publish(
     PublishSpec { image, artifacts }
 }
 
+/// A job's (or the file's default) `image:`, pinned by digest.
+fn parse_image(
+    image: &Located<String>,
+    out: &mut Vec<Diagnostic>,
+) -> Option<crate::image::ImageRef> {
+    crate::image::ImageRef::parse(&image.value)
+        .map_err(|e| out.push(Diagnostic::new(image.at, e.message).help(e.help)))
+        .ok()
+}
+
 /// `scratch` or `REPOSITORY@sha256:<64 hex>`; a tag is refused because the
 /// same tag can name different bytes tomorrow, which breaks reproducibility.
 fn parse_base(base: &str) -> Result<BaseImage, (String, String)> {
     if base == "scratch" {
         return Ok(BaseImage::Scratch);
     }
-    let Some((repository, digest)) = base.split_once('@') else {
-        return Err((
-            format!("base image '{base}' is given by tag, not by digest"),
-            format!(
-                "pin it: `{}@sha256:<digest>` (`skopeo inspect docker://{base}` prints the digest), or use `scratch`",
-                base.split(':').next().unwrap_or(base)
-            ),
-        ));
-    };
-    let hex = digest.strip_prefix("sha256:").unwrap_or("");
-    let hex_ok = hex.len() == 64
-        && hex
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
-    if repository.is_empty() || !hex_ok {
-        return Err((
-            format!("base image '{base}' is not `REPOSITORY@sha256:<64 lowercase hex>`"),
-            "copy the digest exactly as the registry reports it".into(),
-        ));
-    }
-    // `repo:tag@sha256:…` is pinned too; the tag is only a comment then. Keep the repository alone.
-    let repository = match repository.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo,
-        _ => repository,
-    };
-    Ok(BaseImage::Pinned {
-        repository: repository.to_string(),
-        digest: digest.to_string(),
-    })
+    crate::image::ImageRef::parse(base)
+        .map(|r| BaseImage::Pinned {
+            repository: r.repository().to_string(),
+            digest: r.digest().to_string(),
+        })
+        .map_err(|e| {
+            (
+                format!("base {}", e.message),
+                format!("{}, or use `scratch`", e.help),
+            )
+        })
 }
 
 /// A workspace-relative path: not empty, not absolute, never climbing out with `..`.

@@ -21,6 +21,7 @@
 //! forget this module.
 #![deny(clippy::disallowed_methods)]
 
+mod modify;
 mod walk;
 
 use std::ffi::{OsStr, OsString};

@@ -1,0 +1,308 @@
+//! Unpacked root filesystems, kept by the digest a job names.
+//!
+//! `<cache_dir>/sha256-<hex>/` holds `rootfs/` and `image.json` (written last). An image is
+//! pulled and unpacked into a private temporary directory and renamed into place whole, so a
+//! crash leaves either nothing or a complete entry; a digest names the same bytes whichever
+//! registry served them, so entries are shared by every job, project and registry. Entries are
+//! only read by jobs (bound read-only), never changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::fetch::RegistryClient;
+use super::unpack::{UnpackBudget, apply_layer};
+use super::{ImageError, ImageRef};
+use crate::log::LogSink;
+use crate::tree::{EntryKind, TreeRoot};
+
+/// Where the sandbox mounts things inside an image's root: they must be directories there,
+/// because the root is bound read-only and bubblewrap cannot create them.
+const MOUNT_POINTS: &[&str] = &["proc", "dev", "tmp", "workspace"];
+
+/// How images are fetched and kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSettings {
+    /// Where unpacked images are kept. The sandbox user must be able to traverse it.
+    pub cache_dir: PathBuf,
+    /// Fetch every image from this registry instead of the one it names (same repository
+    /// path, same digest). The trusted builder sets its own registry here, so it never fetches
+    /// from anywhere the CI cluster chose.
+    pub mirror: Option<String>,
+    /// Registries (`host[:port]`) reached over plain HTTP; all others over HTTPS.
+    pub insecure: Vec<String>,
+    /// Largest unpacked size of one image (regular files, all layers).
+    pub max_unpacked_bytes: u64,
+    /// Most entries in one image (all layers).
+    pub max_entries: u64,
+}
+
+/// The default image cache: under /var/tmp, which the sandbox user can traverse.
+pub const DEFAULT_IMAGE_CACHE: &str = "/var/tmp/airlock/images";
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        ImageSettings {
+            cache_dir: PathBuf::from(DEFAULT_IMAGE_CACHE),
+            mirror: None,
+            insecure: Vec::new(),
+            max_unpacked_bytes: 16 << 30,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// An image ready to be a job's root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    /// The image as the job named it.
+    pub image: ImageRef,
+    /// The unpacked root filesystem.
+    pub path: PathBuf,
+    /// The image config's environment (`PATH` and the like), in order.
+    pub env: Vec<(String, String)>,
+    /// The linux/amd64 manifest the layers came from.
+    pub manifest_digest: String,
+}
+
+/// What `image.json` records about an unpacked entry.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedImage {
+    pulled_from: String,
+    manifest_digest: String,
+    env: Vec<String>,
+    layers: Vec<String>,
+    unpacked_bytes: u64,
+}
+
+/// The cache of unpacked images.
+#[derive(Debug)]
+pub struct ImageCache {
+    settings: ImageSettings,
+    client: RegistryClient,
+    /// One pull per digest at a time within this process.
+    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
+    move |e| ImageError::io(path, e)
+}
+
+impl ImageCache {
+    /// Opens (creating, mode 0755) the cache directory and removes what interrupted pulls of
+    /// processes no longer running left behind.
+    pub fn new(settings: ImageSettings) -> Result<Self, ImageError> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&settings.cache_dir)
+            .map_err(io_err(&settings.cache_dir))?;
+        if let Ok(entries) = std::fs::read_dir(&settings.cache_dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let pid = name
+                    .strip_prefix(".tmp-")
+                    .and_then(|rest| rest.split('-').nth(1))
+                    .and_then(|pid| pid.parse::<u32>().ok());
+                if let Some(pid) = pid
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    // remove_dir_all never follows links (it works through directory handles).
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let client = RegistryClient::new(&settings.insecure)?;
+        Ok(ImageCache {
+            settings,
+            client,
+            pulls: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ImageSettings {
+        &self.settings
+    }
+
+    fn entry_dir(&self, image: &ImageRef) -> PathBuf {
+        self.settings
+            .cache_dir
+            .join(format!("sha256-{}", image.digest_hex()))
+    }
+
+    fn cached(&self, image: &ImageRef) -> Option<Rootfs> {
+        let dir = self.entry_dir(image);
+        let meta = std::fs::read(dir.join("image.json")).ok()?;
+        let meta: CachedImage = serde_json::from_slice(&meta).ok()?;
+        Some(rootfs_of(image, &dir, &meta))
+    }
+
+    /// The image's root filesystem, pulled (from the mirror, if one is set), verified and
+    /// unpacked first unless the cache has it. Progress goes to `log`.
+    pub async fn ensure(&self, image: &ImageRef, log: &LogSink) -> Result<Rootfs, ImageError> {
+        if let Some(rootfs) = self.cached(image) {
+            log.system(format!("[airlock] image {image} (cached)"));
+            return Ok(rootfs);
+        }
+        let lock = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
+            pulls.entry(image.digest().to_string()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        if let Some(rootfs) = self.cached(image) {
+            log.system(format!("[airlock] image {image} (cached)"));
+            return Ok(rootfs);
+        }
+        let tmp = self.settings.cache_dir.join(format!(
+            ".tmp-{}-{}-{}",
+            &image.digest_hex()[..16.min(image.digest_hex().len())],
+            std::process::id(),
+            unique()
+        ));
+        let result = self.pull_into(image, &tmp, log).await;
+        let meta = match result {
+            Ok(meta) => meta,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        let dir = self.entry_dir(image);
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            // Another process finished the same digest first: theirs is as good as ours.
+            let _ = std::fs::remove_dir_all(&tmp);
+            if self.cached(image).is_none() {
+                return Err(ImageError::io(&dir, e));
+            }
+        }
+        Ok(rootfs_of(image, &dir, &meta))
+    }
+
+    async fn pull_into(
+        &self,
+        image: &ImageRef,
+        tmp: &Path,
+        log: &LogSink,
+    ) -> Result<CachedImage, ImageError> {
+        let started = Instant::now();
+        let source = match &self.settings.mirror {
+            Some(mirror) => image.in_registry(mirror),
+            None => image.clone(),
+        };
+        log.system(format!(
+            "[airlock] image {image}: pulling from {}",
+            source.registry()
+        ));
+        let resolved = self.client.resolve(&source).await?;
+        let total: u64 = resolved.layers.iter().map(|l| l.size).sum();
+        log.system(format!(
+            "[airlock] image {image}: {} layer(s), {}",
+            resolved.layers.len(),
+            mib(total)
+        ));
+        let blobs = tmp.join("blobs");
+        std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        let rootfs_path = tmp.join("rootfs");
+        let mut root = TreeRoot::create(&rootfs_path, 0o755)
+            .map_err(|e| ImageError::io(&rootfs_path, e.into()))?;
+        let mut budget =
+            UnpackBudget::new(self.settings.max_unpacked_bytes, self.settings.max_entries);
+        for (i, layer) in resolved.layers.iter().enumerate() {
+            let fetch_started = Instant::now();
+            let blob_path = blobs.join(layer.digest.replace(':', "-"));
+            self.client
+                .layer_to_file(&source, layer, &blob_path)
+                .await?;
+            let fetched = fetch_started.elapsed();
+            let blob = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
+            let layer_clone = layer.clone();
+            let unpack_started = Instant::now();
+            let (back, back_budget, stats) = tokio::task::spawn_blocking(move || {
+                let stats = apply_layer(&root, blob, &layer_clone, &mut budget);
+                (root, budget, stats)
+            })
+            .await
+            .map_err(|e| ImageError::io(&rootfs_path, std::io::Error::other(e)))?;
+            root = back;
+            budget = back_budget;
+            let stats = stats?;
+            let _ = std::fs::remove_file(&blob_path);
+            log.system(format!(
+                "[airlock] image {image}: layer {}/{} {} ({}) fetched in {:.1} s, unpacked in {:.1} s: {} entries{}{}",
+                i + 1,
+                resolved.layers.len(),
+                short(&layer.digest),
+                mib(layer.size),
+                fetched.as_secs_f64(),
+                unpack_started.elapsed().as_secs_f64(),
+                stats.entries,
+                if stats.hidden > 0 { format!(", {} hidden by whiteouts", stats.hidden) } else { String::new() },
+                if stats.skipped_special > 0 {
+                    format!(", {} device nodes/FIFOs skipped", stats.skipped_special)
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        let _ = std::fs::remove_dir(&blobs);
+        for name in MOUNT_POINTS {
+            let rel = Path::new(name);
+            let is_dir = matches!(root.metadata(rel), Ok(m) if m.kind == EntryKind::Dir);
+            if !is_dir {
+                root.remove_all(rel)
+                    .and_then(|()| root.create_dir(rel, 0o755))
+                    .map_err(|e| ImageError::io(rootfs_path.join(name), e.into()))?;
+            }
+        }
+        let meta = CachedImage {
+            pulled_from: source.to_string(),
+            manifest_digest: resolved.manifest_digest.clone(),
+            env: resolved.env.clone(),
+            layers: resolved.layers.iter().map(|l| l.digest.clone()).collect(),
+            unpacked_bytes: budget.bytes(),
+        };
+        let meta_path = tmp.join("image.json");
+        let json =
+            serde_json::to_vec_pretty(&meta).map_err(|e| ImageError::io(&meta_path, e.into()))?;
+        std::fs::write(&meta_path, json).map_err(io_err(&meta_path))?;
+        log.system(format!(
+            "[airlock] image {image}: ready in {:.1} s ({} unpacked)",
+            started.elapsed().as_secs_f64(),
+            mib(budget.bytes())
+        ));
+        Ok(meta)
+    }
+}
+
+fn rootfs_of(image: &ImageRef, dir: &Path, meta: &CachedImage) -> Rootfs {
+    Rootfs {
+        image: image.clone(),
+        path: dir.join("rootfs"),
+        env: meta
+            .env
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        manifest_digest: meta.manifest_digest.clone(),
+    }
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..19.min(digest.len())]
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
