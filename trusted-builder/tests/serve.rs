@@ -118,6 +118,10 @@ work_dir = "{work}"
 [registry]
 insecure = ["{host}"]
 
+# The sample's jobs name no image here (tests/e2e/chain.rs runs them in one).
+[images]
+host_mode = true
+
 [signing]
 backend = "file"
 key = "{key}"

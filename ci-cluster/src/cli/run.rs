@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, RunReport, Selection};
 use airlock_pipeline::events::JobState;
-use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
+use airlock_pipeline::executor::{HostMode, SandboxConfig, SandboxExecutor};
+use airlock_pipeline::image::ImageSettings;
 use airlock_pipeline::source::{CommitId, Mirror, SourceCache};
 use airlock_pipeline::spec::{self, EventKind};
 use airlock_pipeline::tree::TreeRoot;
@@ -56,6 +57,15 @@ pub struct RunArgs {
     /// Lines of log shown for each job that did not pass.
     #[arg(long, default_value_t = 20)]
     tail: usize,
+    /// Where unpacked job images are kept (the sandbox user must be able to traverse it).
+    #[arg(long, env = "AIRLOCK_IMAGE_CACHE", value_name = "DIR", default_value = airlock_pipeline::image::cache::DEFAULT_IMAGE_CACHE)]
+    image_cache: PathBuf,
+    /// A registry (HOST:PORT) reached over plain HTTP when pulling job images (repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registries: Vec<String>,
+    /// Refuse jobs that name no image instead of running them on this host's directories.
+    #[arg(long)]
+    no_host_mode: bool,
 }
 
 fn parse_event(s: &str) -> Result<EventKind, String> {
@@ -196,7 +206,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default())?);
+    let executor = Arc::new(SandboxExecutor::new(SandboxConfig {
+        host_mode: if args.no_host_mode {
+            HostMode::Deny
+        } else {
+            HostMode::Allow
+        },
+        images: ImageSettings {
+            cache_dir: args.image_cache.clone(),
+            insecure: args.insecure_registries.clone(),
+            ..ImageSettings::default()
+        },
+        ..SandboxConfig::default()
+    })?);
     let commit_time = checkout.mirror.commit_time(&checkout.commit)?;
     let (work, _temp) = work_dir(&args)?;
     let src = work.join("src");

@@ -117,7 +117,11 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
             .clone()
             .unwrap_or_else(|| data.join("keys/ci-origin.key")),
     )?);
-    let executor = Arc::new(SandboxExecutor::new(SandboxConfig::default())?);
+    let executor = Arc::new(SandboxExecutor::new(SandboxConfig {
+        host_mode: config.file.images.host_mode(),
+        images: config.file.images.settings(),
+        ..SandboxConfig::default()
+    })?);
     let reporter = reporter(&config)?;
     let listener = tokio::net::TcpListener::bind(config.file.listen)
         .await

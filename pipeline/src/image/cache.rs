@@ -32,6 +32,9 @@ pub struct ImageSettings {
     /// path, same digest). The trusted builder sets its own registry here, so it never fetches
     /// from anywhere the CI cluster chose.
     pub mirror: Option<String>,
+    /// Pull from nowhere but `mirror`: without one, an image not already cached is refused.
+    /// The trusted builder sets this, so the registry a job names is never contacted.
+    pub require_mirror: bool,
     /// Registries (`host[:port]`) reached over plain HTTP; all others over HTTPS.
     pub insecure: Vec<String>,
     /// Largest unpacked size of one image (regular files, all layers).
@@ -48,6 +51,7 @@ impl Default for ImageSettings {
         ImageSettings {
             cache_dir: PathBuf::from(DEFAULT_IMAGE_CACHE),
             mirror: None,
+            require_mirror: false,
             insecure: Vec::new(),
             max_unpacked_bytes: 16 << 30,
             max_entries: 1_000_000,
@@ -190,9 +194,17 @@ impl ImageCache {
         log: &LogSink,
     ) -> Result<CachedImage, ImageError> {
         let started = Instant::now();
-        let source = match &self.settings.mirror {
-            Some(mirror) => image.in_registry(mirror),
-            None => image.clone(),
+        let source = match (&self.settings.mirror, self.settings.require_mirror) {
+            (Some(mirror), _) => image.in_registry(mirror),
+            (None, false) => image.clone(),
+            (None, true) => {
+                return Err(ImageError::Unsupported {
+                    what: format!("image {image}"),
+                    reason:
+                        "this runner pulls images only from its own registry and none is configured"
+                            .into(),
+                });
+            }
         };
         log.system(format!(
             "[airlock] image {image}: pulling from {}",

@@ -14,6 +14,12 @@
 //! [registry]
 //! insecure = ["127.0.0.1:5000"]               # plain HTTP only for these
 //!
+//! [images]                                    # the images jobs run in
+//! registry = "127.0.0.1:5000"                 # the builder's own: every job image is pulled
+//!                                             # from here (same path and digest as the job names)
+//! # cache_dir = "/var/tmp/airlock/images"     # the default
+//! # host_mode = false                         # the default: a job without an image is refused
+//!
 //! [signing]
 //! backend = "file"
 //! key = "/etc/airlock/cosign.key"
@@ -70,6 +76,9 @@ pub struct BuilderConfig {
     /// Registry settings.
     #[serde(default)]
     pub registry: RegistrySection,
+    /// Where the images jobs run in come from.
+    #[serde(default)]
+    pub images: ImagesSection,
     /// The signing key.
     pub signing: SigningConfig,
     /// The projects built, by name.
@@ -83,6 +92,62 @@ pub struct RegistrySection {
     /// Registries (HOST:PORT) reached over plain HTTP.
     #[serde(default)]
     pub insecure: Vec<String>,
+}
+
+/// `[images]`: the images jobs are rebuilt in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesSection {
+    /// The builder's own registry (HOST:PORT). Every job image is pulled from here, by the path
+    /// and digest the job names, never from the registry the job names (which the CI side
+    /// chose). Unset: a job that names an image is refused. Plain HTTP if listed in
+    /// `[registry] insecure`.
+    #[serde(default)]
+    pub registry: Option<String>,
+    /// Where unpacked images are kept (sandbox-traversable). Default `/var/tmp/airlock/images`.
+    #[serde(default = "default_image_cache")]
+    pub cache_dir: PathBuf,
+    /// Whether a job that names no image may be rebuilt on this host's system directories.
+    /// Default false: then CI's and the builder's toolchains could differ unseen.
+    #[serde(default)]
+    pub host_mode: bool,
+}
+
+fn default_image_cache() -> PathBuf {
+    PathBuf::from(airlock_pipeline::image::cache::DEFAULT_IMAGE_CACHE)
+}
+
+impl Default for ImagesSection {
+    fn default() -> Self {
+        ImagesSection {
+            registry: None,
+            cache_dir: default_image_cache(),
+            host_mode: false,
+        }
+    }
+}
+
+impl BuilderConfig {
+    /// The sandbox the builder rebuilds in: images only from its own registry; host mode only if
+    /// configured.
+    pub fn sandbox_config(&self) -> airlock_pipeline::executor::SandboxConfig {
+        use airlock_pipeline::executor::{HostMode, SandboxConfig};
+        SandboxConfig {
+            host_mode: if self.images.host_mode {
+                HostMode::Allow
+            } else {
+                HostMode::Deny
+            },
+            images: airlock_pipeline::image::ImageSettings {
+                cache_dir: self.images.cache_dir.clone(),
+                mirror: self.images.registry.clone(),
+                require_mirror: true,
+                insecure: self.registry.insecure.clone(),
+                ..airlock_pipeline::image::ImageSettings::default()
+            },
+            ..SandboxConfig::default()
+        }
+    }
 }
 
 /// `[projects.NAME]`.
@@ -188,6 +253,7 @@ impl BuilderConfig {
         abs(&mut self.data_dir);
         abs(&mut self.outbox_dir);
         abs(&mut self.work_dir);
+        abs(&mut self.images.cache_dir);
         self.origin_keys.iter_mut().for_each(abs);
         if let Some(p) = self.intake_policy.as_mut() {
             abs(p);

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
+use airlock_pipeline::executor::SandboxExecutor;
 use airlock_pipeline::record::{DirOutbox, OutputDigest, RecordSource, parse_public_key_hex};
 use airlock_pipeline::source::SourceCache;
 use airlock_pipeline::spec::model::{BaseImage, PublishSpec};
@@ -170,7 +170,7 @@ impl Server {
         let audit = AuditLog::open(data.join(DECISIONS_FILE))?;
         let processed = Processed::open(data.join(PROCESSED_FILE))
             .with_context(|| format!("processed names in {}", data.display()))?;
-        let executor = SandboxExecutor::new(SandboxConfig::default())
+        let executor = SandboxExecutor::new(config.sandbox_config())
             .map_err(|e| anyhow::anyhow!("cannot start the sandbox executor: {e}"))?;
         std::fs::create_dir_all(&config.work_dir).with_context(|| {
             format!(

@@ -2,6 +2,10 @@
 //! and the projects it serves. Secrets are named (file or environment
 //! variable), never written in the file.
 
+mod images;
+
+pub use images::ImagesFile;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +56,9 @@ pub struct ConfigFile {
     /// Output size caps and how long outputs are kept.
     #[serde(default)]
     pub artifacts: ArtifactsFile,
+    /// Job images: cache, registries, host mode.
+    #[serde(default)]
+    pub images: ImagesFile,
     /// Projects served.
     #[serde(default)]
     pub projects: Vec<ProjectFile>,

@@ -1,0 +1,77 @@
+//! `[images]`: where jobs' images come from and whether a job may run without one.
+
+use std::path::PathBuf;
+
+use airlock_pipeline::executor::HostMode;
+use airlock_pipeline::image::{ImageSettings, cache::DEFAULT_IMAGE_CACHE};
+use serde::Deserialize;
+
+use super::ByteSize;
+
+/// `[images]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesFile {
+    /// Where unpacked images are kept; the sandbox user must be able to traverse it.
+    /// Default `/var/tmp/airlock/images`.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Registries (`HOST:PORT`) reached over plain HTTP; every other one over HTTPS.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Pull every image from this registry instead of the one the job names (same path, same
+    /// digest), e.g. a pull-through cache.
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// Whether a job that names no image may run on this host's system directories (read-only).
+    /// Default true; its log says "host mode".
+    #[serde(default = "default_host_mode")]
+    pub host_mode: bool,
+    /// Largest unpacked image. Default 16Gi.
+    #[serde(default = "default_max_unpacked_size")]
+    pub max_unpacked_size: ByteSize,
+}
+
+fn default_cache_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_IMAGE_CACHE)
+}
+fn default_host_mode() -> bool {
+    true
+}
+fn default_max_unpacked_size() -> ByteSize {
+    ByteSize(ImageSettings::default().max_unpacked_bytes)
+}
+
+impl Default for ImagesFile {
+    fn default() -> Self {
+        ImagesFile {
+            cache_dir: default_cache_dir(),
+            insecure: Vec::new(),
+            mirror: None,
+            host_mode: default_host_mode(),
+            max_unpacked_size: default_max_unpacked_size(),
+        }
+    }
+}
+
+impl ImagesFile {
+    /// The executor's image settings.
+    pub fn settings(&self) -> ImageSettings {
+        ImageSettings {
+            cache_dir: self.cache_dir.clone(),
+            mirror: self.mirror.clone(),
+            insecure: self.insecure.clone(),
+            max_unpacked_bytes: self.max_unpacked_size.0,
+            ..ImageSettings::default()
+        }
+    }
+
+    /// Host mode as the executor takes it.
+    pub fn host_mode(&self) -> HostMode {
+        if self.host_mode {
+            HostMode::Allow
+        } else {
+            HostMode::Deny
+        }
+    }
+}
