@@ -1,5 +1,6 @@
 #!/bin/sh
 # Airlock, the whole chain on one machine, everything on 127.0.0.1:
+#   the project's toolchain image is built from Debian packages and pinned by digest ->
 #   a change is pushed for review -> CI runs its tests -> Verified +1 lands on a stand-in
 #   Gerrit -> the change merges -> CI passes on main and writes a signed pass record ->
 #   the trusted builder rebuilds, compares, signs and attests -> a release manager
@@ -11,7 +12,7 @@
 # Usage: scripts/demo.sh [--once]
 #   --once (or AIRLOCK_DEMO_ONCE=1): exit when the walk is done; otherwise, on a terminal,
 #   the servers stay up until Ctrl-C so the UI can be browsed.
-# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +4. Work dir: AIRLOCK_DEMO_DIR (default a
+# Ports: AIRLOCK_DEMO_PORT_BASE (default 18400) .. +5. Work dir: AIRLOCK_DEMO_DIR (default a
 # new /var/tmp/airlock-demo-XXXXXX). AIRLOCK_BIN_DIR: use binaries from there, no build.
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,14 +31,16 @@ if [ -n "${AIRLOCK_BIN_DIR:-}" ]; then
 else
     step "building ci-cluster, trusted-builder and the stand-in forge"
     cargo build -q -p ci-cluster -p trusted-builder -p airlock-tests --bins
-    BIN="$ROOT/target/debug"
+    BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 fi
-CI="$BIN/ci-cluster"; TB="$BIN/trusted-builder"; FORGE="$BIN/stand-in-forge"
-for b in "$CI" "$TB" "$FORGE"; do [ -x "$b" ] || die "$b is missing (cargo build -p ci-cluster -p trusted-builder -p airlock-tests --bins)"; done
+CI="$BIN/ci-cluster"; TB="$BIN/trusted-builder"; FORGE="$BIN/stand-in-forge"; MKIMAGE="$BIN/build-test-image"
+for b in "$CI" "$TB" "$FORGE" "$MKIMAGE"; do [ -x "$b" ] || die "$b is missing (cargo build -p ci-cluster -p trusted-builder -p airlock-tests --bins)"; done
 
 BASE=${AIRLOCK_DEMO_PORT_BASE:-18400}
 GIT_PORT=$BASE; CI_PORT=$((BASE + 1)); FORGE_PORT=$((BASE + 2)); REG_PORT=$((BASE + 3)); HOOK_PORT=$((BASE + 4))
-REG="127.0.0.1:$REG_PORT"
+PUB_PORT=$((BASE + 5))
+REG="127.0.0.1:$REG_PORT"   # the trusted side's registry: signed images, and its copy of the toolchain
+PUB="127.0.0.1:$PUB_PORT"   # the public registry the project's pipeline names
 if [ -n "${AIRLOCK_DEMO_DIR:-}" ]; then DEMO=$AIRLOCK_DEMO_DIR; mkdir -p "$DEMO"; else DEMO=$(mktemp -d /var/tmp/airlock-demo-XXXXXX); fi
 chmod 0711 "$DEMO"
 # Podman with runc and limits this machine allows, for the reconciler and for us.
@@ -73,13 +76,43 @@ $G init -q -b main
 $G add -A
 $G commit -q -m "greet: first version"
 
-step "1. a developer runs the pipeline locally, in the same sandbox CI uses"
+step "1. the project's toolchain image: gcc, libc6-dev, binutils, ... from Debian packages, pinned by digest"
+start_registry() { # start_registry NAME HOST:PORT
+    cat > "$DEMO/$1.yml" <<YML
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $DEMO/$1}
+  delete: {enabled: true}
+http: {addr: "$2"}
+YML
+    docker-registry serve "$DEMO/$1.yml" > "$DEMO/$1.log" 2>&1 &
+    PIDS="$PIDS $!"
+    wait_for 10 curl -fs "http://$2/v2/" || die "docker-registry $1 did not start"
+}
+start_registry public-registry "$PUB"
+start_registry registry "$REG"
+TOOLCHAIN=$("$MKIMAGE" toolchain --registry "$PUB" --repository toolchain --tag bookworm 2>"$DEMO/toolchain-image.log") \
+    || { cat "$DEMO/toolchain-image.log"; die "building the toolchain image"; }
+sed 's/^/    /' "$DEMO/toolchain-image.log"
+say "pushed to the public registry $PUB: $TOOLCHAIN"
+# The air-gapped builder never pulls from the public side: an operator copies the image into the
+# trusted registry; --preserve-digests keeps the bytes, so the digest the pipeline pins still names it.
+skopeo copy --quiet --preserve-digests --src-tls-verify=false --dest-tls-verify=false \
+    "docker://$TOOLCHAIN" "docker://$REG/toolchain:bookworm" || die "copying the toolchain into the trusted registry"
+say "copied into the trusted registry $REG (same digest)"
+# The project pins it as the default image of every job.
+sed -i "s|^version: 1\$|version: 1\nimage: $TOOLCHAIN|" "$REPO/.pipeline/config.yaml"
+$G commit -q -am "pipeline: build in the pinned toolchain image"
+
+step "2. a developer runs the pipeline locally, in the same sandbox and image CI uses"
 "$CI" validate "$REPO/.pipeline/config.yaml"
-"$CI" run --repo "$REPO" --event push --out "$DEMO/out" > "$DEMO/local-run.log" 2>&1 || { cat "$DEMO/local-run.log"; die "local run"; }
+"$CI" run --repo "$REPO" --event push --insecure-registry "$PUB" --out "$DEMO/out" > "$DEMO/local-run.log" 2>&1 || { cat "$DEMO/local-run.log"; die "local run"; }
+grep -m1 'ready in' "$DEMO/local-run.log" | sed 's/^.*\[airlock\] /    /' || true
 say "built: $(cd "$DEMO/out" && sha256sum dist/greet.tar.gz)"
 say "running it: $("$DEMO/out/dist/greet" Airlock)"
 
-step "2. servers on 127.0.0.1: git daemon :$GIT_PORT, docker-registry :$REG_PORT, stand-in Gerrit :$FORGE_PORT"
+step "3. servers on 127.0.0.1: git daemon :$GIT_PORT, stand-in Gerrit :$FORGE_PORT (registries :$PUB_PORT public, :$REG_PORT trusted)"
 mkdir -p "$DEMO/git"
 git init -q --bare "$DEMO/git/greet.git"
 git -C "$DEMO/git/greet.git" symbolic-ref HEAD refs/heads/main
@@ -89,21 +122,10 @@ git -C "$DEMO/git/environments.git" symbolic-ref HEAD refs/heads/main
 git daemon --reuseaddr --listen=127.0.0.1 --port="$GIT_PORT" --base-path="$DEMO/git" --export-all \
     --enable=receive-pack "$DEMO/git" 2>"$DEMO/git-daemon.log" &
 PIDS="$PIDS $!"
-cat > "$DEMO/registry.yml" <<YML
-version: 0.1
-log: {level: warn}
-storage:
-  filesystem: {rootdirectory: $DEMO/registry}
-  delete: {enabled: true}
-http: {addr: "$REG"}
-YML
-docker-registry serve "$DEMO/registry.yml" > "$DEMO/registry.log" 2>&1 &
-PIDS="$PIDS $!"
 "$FORGE" --listen "127.0.0.1:$FORGE_PORT" > "$DEMO/forge.log" 2>&1 &
 PIDS="$PIDS $!"
-wait_for 10 curl -fs "http://$REG/v2/" || die "docker-registry did not start"
 
-step "3. the CI cluster (untrusted plane): ci-cluster serve on 127.0.0.1:$CI_PORT"
+step "4. the CI cluster (untrusted plane): ci-cluster serve on 127.0.0.1:$CI_PORT"
 printf 'gerrit-webhook-secret\n' > "$DEMO/gerrit-secret"
 printf 'gerrit-http-password\n' > "$DEMO/gerrit-password"
 chmod 0600 "$DEMO/gerrit-secret" "$DEMO/gerrit-password"
@@ -123,13 +145,16 @@ name = "greet"
 forge = "gerrit"
 git_url = "git://127.0.0.1:$GIT_PORT/greet.git"
 protected = ["refs/heads/main", "refs/tags/v*"]
+
+[images]
+insecure = ["$PUB"]
 TOML
 AIRLOCK_LOG=info "$CI" serve --config "$DEMO/ci.toml" 2>"$DEMO/ci.log" &
 PIDS="$PIDS $!"
 wait_for 20 curl -fs "http://127.0.0.1:$CI_PORT/healthz" || die "ci-cluster did not start (see $DEMO/ci.log)"
 say "it holds no signing key; its only output to the trusted side is the outbox $DEMO/ci-data/outbox"
 
-step "4. the trusted plane: signing key, trusted-builder serve (no port), trusted-builder reconcile"
+step "5. the trusted plane: signing key, trusted-builder serve (no port), trusted-builder reconcile"
 printf 'demo-cosign-password\n' > "$DEMO/cosign-password"
 chmod 0600 "$DEMO/cosign-password"
 "$TB" keys generate --out "$DEMO/keys" --password-file "$DEMO/cosign-password" | sed 's/^/    /'
@@ -144,6 +169,9 @@ poll_interval_secs = 1
 
 [registry]
 insecure = ["$REG"]
+
+[images]
+registry = "$REG"   # job images come only from the trusted registry (never from $PUB)
 
 [signing]
 backend = "file"
@@ -259,7 +287,7 @@ upload() { # upload PATCHSET: push HEAD as patchset PATCHSET of change 1, send t
     forge_tail "$LINES"
 }
 
-step "5. a change is pushed for review: CI runs its tests and votes Verified +1"
+step "6. a change is pushed for review: CI runs its tests and votes Verified +1"
 sed -i 's/Hello, %s!/Hello there, %s!/' "$REPO/src/greet.c"
 sed -i 's/"Hello, /"Hello there, /' "$REPO/tests/run.sh"
 $G commit -q -am "greet: friendlier greeting"
@@ -267,12 +295,12 @@ upload 1
 C1=$C
 [ "$S" = passed ] || die "the review run did not pass"
 
-step "6. a broken patchset: the test fails and CI votes Verified -1"
+step "7. a broken patchset: the test fails and CI votes Verified -1"
 sed -i 's/Hello there, %s!/Hello there %s/' "$REPO/src/greet.c"
 $G commit -q -am "greet: drop the comma (breaks the tests)"
 upload 2
 
-step "7. the good patchset merges: CI passes on main and writes a pass record"
+step "8. the good patchset merges: CI passes on main and writes a pass record"
 $G push -q "$DEMO/git/greet.git" "$C1:refs/heads/main"
 ANSWER=$(hook "$(printf '{"type":"ref-updated","refUpdate":{"project":"greet","refName":"refs/heads/main","oldRev":"%s","newRev":"%s"},"submitter":{"name":"Dev"},"eventCreatedOn":%s}' "$(git -C "$DEMO/git/greet.git" rev-parse "$C1~1")" "$C1" "$(date +%s)")")
 R3=$(echo "$ANSWER" | run_id)
@@ -282,16 +310,16 @@ say "run $R3: $S3"
 wait_for 20 sh -c "ls '$DEMO'/ci-data/outbox/*.json" || die "no pass record was written"
 RECORD=$(ls "$DEMO"/ci-data/outbox/*.json | head -1)
 say "pass record $(basename "$RECORD"), signed with the CI's origin key:"
-jq -r .payload "$RECORD" | base64 -d | jq -c '{project, git_ref, commit, job, ci_run_id, outputs: [.outputs[].path]}' | sed 's/^/      /'
+jq -r .payload "$RECORD" | base64 -d | jq -c '{project, git_ref, commit, job, ci_run_id, images, outputs: [.outputs[].path]}' | sed 's/^/      /'
 
-step "8. the trusted builder pulls the record, rebuilds with no network, compares, signs and attests"
+step "9. the trusted builder pulls the record, rebuilds with no network, compares, signs and attests"
 wait_for 180 grep -q '"event":"signed"' "$DEMO/builder-data/decisions.jsonl" || { cat "$DEMO/builder.log"; die "the builder did not sign"; }
 grep -E 'accepted|built|pushed|signed' "$DEMO/builder.log" | cut -c1-170 | sed 's/^/    /'
 DIGEST=$(jq -r 'select(.event == "signed") | .digest' "$DEMO/builder-data/decisions.jsonl" | head -1)
 IMAGE="$REG/greet@$DIGEST"
 "$TB" verify "$IMAGE" --key "$DEMO/keys/cosign.pub" --insecure-registry "$REG" | sed 's/^/    /'
 
-step "9. attack: a tampered pass record (same signature, another commit) is refused by the builder"
+step "10. attack: a tampered pass record (same signature, another commit) is refused by the builder"
 TAMPERED="$DEMO/ci-data/outbox/zz-tampered.json"
 jq --arg p "$(jq -r .payload "$RECORD" | base64 -d | jq -c '.commit = "0000000000000000000000000000000000000bad"' | base64 -w0)" '.payload = $p' "$RECORD" > "$TAMPERED.tmp"
 mv "$TAMPERED.tmp" "$TAMPERED"
@@ -309,7 +337,7 @@ wait_healthy() { # wait_healthy ENV IMAGE: a sync after the change shows IMAGE h
     return 1
 }
 
-step "10. the release manager promotes to staging (signature, provenance and policy checked; a Git commit)"
+step "11. the release manager promotes to staging (signature, provenance and policy checked; a Git commit)"
 "$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" 2>&1 | sed 's/^/    /' || true
 say "(refused: production takes only what staging runs healthily)"
 "$TB" promote "$IMAGE" --to staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
@@ -317,7 +345,7 @@ sync_hook
 wait_healthy staging "$IMAGE" || die "staging does not run $IMAGE"
 say "staging runs it: $(podman logs greet-staging-greet-greet 2>&1 | head -1)"
 
-step "11. ... then to production, from staging"
+step "12. ... then to production, from staging"
 "$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
 sync_hook
 wait_healthy production "$IMAGE" || die "production does not run $IMAGE"
@@ -325,7 +353,7 @@ say "production runs it under podman (no network):"
 podman pod ps --filter name=greet- --format '      {{.Name}}  {{.Status}}'
 say "its output: $(podman logs greet-prod-greet-greet 2>&1 | head -1)"
 
-step "12. attack: someone who is not a release manager commits an unsigned image to production"
+step "13. attack: someone who is not a release manager commits an unsigned image to production"
 
 mkdir -p "$DEMO/rogue/usr/local/bin"
 cp "$DEMO/out/dist/greet" "$DEMO/rogue/usr/local/bin/greet"
@@ -353,7 +381,7 @@ grep 'REFUSED Pod/rogue' "$DEMO/reconciler.log" | head -1 | cut -c1-220 | sed 's
 podman pod exists greet-prod-rogue && die "the unsigned image runs"
 say "nothing of it runs; greet keeps running"
 
-step "13. an SRE walks back from the running container to the review"
+step "14. an SRE walks back from the running container to the review"
 RUNNING=$(podman inspect greet-prod-greet-greet --format '{{.ImageName}}')
 say "podman: greet-prod-greet-greet runs $RUNNING"
 "$TB" audit trace "$RUNNING" --builder-config "$DEMO/builder.toml" --reconciler-config "$DEMO/reconciler.toml" \

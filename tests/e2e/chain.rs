@@ -28,12 +28,12 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-/// Five consecutive free ports on 127.0.0.1.
+/// Six consecutive free ports on 127.0.0.1.
 fn port_base() -> u16 {
     let start = 20_000 + (std::process::id() % 20_000) as u16;
     (0..200u16)
         .map(|i| start.wrapping_add(i * 7))
-        .find(|b| (0..5).all(|k| TcpListener::bind(("127.0.0.1", b + k)).is_ok()))
+        .find(|b| (0..6).all(|k| TcpListener::bind(("127.0.0.1", b + k)).is_ok()))
         .expect("no free ports")
 }
 

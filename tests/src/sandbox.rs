@@ -34,6 +34,8 @@ pub struct SandboxJob {
     pub grace: Duration,
     /// Log cap.
     pub log_cap: usize,
+    /// The image it runs in; None: host mode.
+    pub image: Option<airlock_pipeline::image::ImageRef>,
 }
 
 impl SandboxJob {
@@ -46,19 +48,31 @@ impl SandboxJob {
             env: BTreeMap::new(),
             grace: Duration::from_millis(500),
             log_cap: airlock_pipeline::log::DEFAULT_LOG_CAP,
+            image: None,
         }
     }
 
     /// Runs it in a fresh workspace under `work`; returns how it ended and its log.
     pub async fn run(self, work: &std::path::Path) -> (Execution, JobLog) {
-        let workspace = work.join("ws");
-        std::fs::create_dir_all(&workspace).expect("workspace");
         let config = SandboxConfig {
             kill_grace: self.grace,
             ..SandboxConfig::default()
         };
         let executor =
             SandboxExecutor::new(config).expect("bubblewrap is installed (make test installs it)");
+        let (execution, log) = self.run_in(work, &executor).await;
+        (execution.expect("sandbox runs"), log)
+    }
+
+    /// Runs it with `executor` in the workspace `work/ws`; the executor's refusal (no image
+    /// where one is required, an image that cannot be pulled) is returned as an error.
+    pub async fn run_in(
+        self,
+        work: &std::path::Path,
+        executor: &SandboxExecutor,
+    ) -> (Result<Execution, airlock_pipeline::executor::ExecutorError>, JobLog) {
+        let workspace = work.join("ws");
+        std::fs::create_dir_all(&workspace).expect("workspace");
         let log = LogSink::new("probe", self.log_cap, None);
         let request = JobRequest {
             job: "probe".into(),
@@ -68,12 +82,11 @@ impl SandboxJob {
             workspace,
             timeout: self.timeout,
             resources: self.limits,
-            image: None,
+            image: self.image,
         };
         let execution = executor
             .execute(request, log.clone(), CancellationToken::new())
-            .await
-            .expect("sandbox runs");
+            .await;
         (execution, log.finish())
     }
 }

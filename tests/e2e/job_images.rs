@@ -1,0 +1,219 @@
+//! Jobs run in the image they name (issue 12), against a real docker-registry and bubblewrap:
+//! the image is pulled with oci-client, verified, unpacked and becomes the job's `/`; a job
+//! without an image runs in host mode only where that is allowed; a tampered blob is refused;
+//! and two "builder hosts" with different toolchains give the same output when the job names
+//! one image (and different ones in host mode: the control).
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use airlock_pipeline::executor::{ExitReason, HostMode, SandboxConfig, SandboxExecutor};
+use airlock_pipeline::image::{ImageRef, ImageSettings};
+use airlock_tests::images::{PushedImage, busybox_rootfs, push_rootfs};
+use airlock_tests::registry::TestRegistry;
+use airlock_tests::sandbox::{SandboxJob, work_dir};
+
+fn executor(cache: &Path, settings: impl FnOnce(&mut SandboxConfig)) -> SandboxExecutor {
+    let mut config = SandboxConfig {
+        images: ImageSettings {
+            cache_dir: cache.to_path_buf(),
+            ..ImageSettings::default()
+        },
+        ..SandboxConfig::default()
+    };
+    settings(&mut config);
+    SandboxExecutor::new(config).expect("bubblewrap is installed (make test installs it)")
+}
+
+async fn busybox_image(registry: &TestRegistry, repository: &str, marker: &str) -> PushedImage {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs, marker).unwrap();
+    push_rootfs(&registry.host, repository, marker, &rootfs)
+        .await
+        .unwrap()
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+const PROBE: &str = "cat /etc/airlock-image > marker\n\
+    if [ -e /usr/bin/gcc ]; then echo 'the host toolchain is visible'; exit 1; fi\n\
+    echo \"$PATH\" > path";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_runs_in_the_image_it_names_and_the_second_start_is_cached() {
+    let registry = TestRegistry::start();
+    let image = busybox_image(&registry, "busybox", "image-a").await;
+    let work = work_dir();
+    let exec = executor(&work.path().join("images"), |c| {
+        c.images.insecure = vec![registry.host.clone()];
+    });
+
+    let mut job = SandboxJob::new(PROBE);
+    job.image = Some(ImageRef::parse(&image.reference).unwrap());
+    let (done, log) = job.run_in(&work.path().join("first"), &exec).await;
+    let text = log.to_text();
+    assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
+    assert_eq!(read(work.path().join("first/ws/marker")), "image-a\n");
+    assert!(text.contains("pulling from"), "{text}");
+
+    let mut again = SandboxJob::new(PROBE);
+    again.image = Some(ImageRef::parse(&image.reference).unwrap());
+    let (done, log) = again.run_in(&work.path().join("second"), &exec).await;
+    let text = log.to_text();
+    assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
+    assert!(text.contains("(cached)") && !text.contains("pulling"), "{text}");
+
+    // Control: the same probe in host mode sees the host (its gcc, no image marker).
+    let (done, log) = SandboxJob::new(PROBE).run_in(&work.path().join("host"), &exec).await;
+    let text = log.to_text();
+    assert_ne!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
+    assert!(text.contains("host mode"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_image_a_job_is_refused_where_host_mode_is_off() {
+    let work = work_dir();
+    let exec = executor(&work.path().join("images"), |c| c.host_mode = HostMode::Deny);
+    let (done, _log) = SandboxJob::new("true").run_in(&work.path().join("a"), &exec).await;
+    let err = done.expect_err("refused");
+    assert!(err.to_string().contains("names no image"), "{err}");
+    // Control: allowed, the same job runs.
+    let allowed = executor(&work.path().join("images"), |c| c.host_mode = HostMode::Allow);
+    let (done, _log) = SandboxJob::new("true").run_in(&work.path().join("b"), &allowed).await;
+    assert!(done.unwrap().reason.success());
+}
+
+/// The registry's copy of a layer is changed on disk: the pull is refused by its digest and
+/// nothing is cached; an image whose digest the registry does not have is refused too. An
+/// untouched image from the same registry runs (the control).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_or_unknown_image_is_refused_and_nothing_is_cached() {
+    let registry = TestRegistry::start();
+    let good = busybox_image(&registry, "good", "good").await;
+    let bad = busybox_image(&registry, "bad", "bad").await;
+    let layer = blob_file(&registry, &bad.layer_digest);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&layer, bytes).unwrap();
+
+    let work = work_dir();
+    let cache = work.path().join("images");
+    let exec = executor(&cache, |c| c.images.insecure = vec![registry.host.clone()]);
+    let mut job = SandboxJob::new("true");
+    job.image = Some(ImageRef::parse(&bad.reference).unwrap());
+    let (done, _) = job.run_in(&work.path().join("bad"), &exec).await;
+    let err = done.expect_err("tampered layer");
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+
+    let unknown = format!("{}/good@sha256:{}", registry.host, "1".repeat(64));
+    let mut job = SandboxJob::new("true");
+    job.image = Some(ImageRef::parse(&unknown).unwrap());
+    let (done, _) = job.run_in(&work.path().join("unknown"), &exec).await;
+    let err = done.expect_err("unknown digest");
+    assert!(err.to_string().contains(&registry.host), "{err}");
+
+    let entries: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(entries.is_empty(), "cache holds {entries:?}");
+
+    let mut job = SandboxJob::new(PROBE);
+    job.image = Some(ImageRef::parse(&good.reference).unwrap());
+    let (done, log) = job.run_in(&work.path().join("good"), &exec).await;
+    assert!(done.unwrap().reason.success(), "{}", log.to_text());
+}
+
+/// Where docker-registry (filesystem storage) keeps a blob.
+fn blob_file(registry: &TestRegistry, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    registry
+        .dir
+        .path()
+        .join("data/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+/// A host whose toolchain is `tool` printing `version`, marked `marker`.
+fn fake_host(dir: &Path, marker: &str, version: &str) -> PathBuf {
+    let root = dir.join(marker);
+    busybox_rootfs(&root, marker).unwrap();
+    let tool = root.join("usr/bin/tool");
+    std::fs::create_dir_all(tool.parent().unwrap()).unwrap();
+    std::fs::write(&tool, format!("#!/bin/sh\necho {version}\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    root
+}
+
+fn copy_image(from: &TestRegistry, image: &PushedImage, to: &TestRegistry) {
+    let status = Command::new("skopeo")
+        .args(["copy", "--quiet", "--preserve-digests"])
+        .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+        .arg(format!("docker://{}", image.reference))
+        .arg(format!("docker://{}/{}:copied", to.host, image.repository))
+        .status()
+        .expect("skopeo is installed (make test installs it)");
+    assert!(status.success(), "skopeo copy failed");
+    let _ = from;
+}
+
+/// Two builder hosts whose own toolchains differ (`tool` 2.0 vs 3.0) rebuild the same job. In
+/// host mode their outputs differ (the control, and the reason images exist); naming one image,
+/// each pulled from its own registry (a copy with the same digest) and never from the public
+/// one the job names (stopped first), their outputs are the same bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_builder_hosts_with_different_toolchains_agree_when_the_job_names_an_image() {
+    let public = TestRegistry::start();
+    let toolchain_dir = tempfile::tempdir().unwrap();
+    let toolchain = fake_host(toolchain_dir.path(), "toolchain", "tool 1.0");
+    let image = push_rootfs(&public.host, "toolchain", "v1", &toolchain)
+        .await
+        .unwrap();
+    let (registry_a, registry_b) = (TestRegistry::start(), TestRegistry::start());
+    copy_image(&public, &image, &registry_a);
+    copy_image(&public, &image, &registry_b);
+    drop(public);
+
+    let hosts = tempfile::tempdir().unwrap();
+    let work = work_dir();
+    let builder = |name: &str, version: &str, registry: &TestRegistry| {
+        let host_root = fake_host(hosts.path(), name, version);
+        let cache = work.path().join(format!("images-{name}"));
+        let own = registry.host.clone();
+        executor(&cache, move |c| {
+            c.host_root = host_root;
+            c.images.mirror = Some(own.clone());
+            c.images.require_mirror = true;
+            c.images.insecure = vec![own];
+        })
+    };
+    let builder_a = builder("host-a", "tool 2.0", &registry_a);
+    let builder_b = builder("host-b", "tool 3.0", &registry_b);
+    let script = "tool > out; cat /etc/airlock-image >> out";
+    let output = |dir: &str| read(work.path().join(dir).join("ws/out"));
+
+    for (name, exec) in [("host-a", &builder_a), ("host-b", &builder_b)] {
+        let (done, log) = SandboxJob::new(script).run_in(&work.path().join(name), exec).await;
+        assert!(done.unwrap().reason.success(), "{}", log.to_text());
+        let mut job = SandboxJob::new(script);
+        job.image = Some(ImageRef::parse(&image.reference).unwrap());
+        let dir = format!("{name}-image");
+        let (done, log) = job.run_in(&work.path().join(&dir), exec).await;
+        let text = log.to_text();
+        assert!(done.unwrap().reason.success(), "{text}");
+        assert!(text.contains(&format!("pulling from {}", if name == "host-a" { &registry_a.host } else { &registry_b.host })), "{text}");
+    }
+    assert_ne!(output("host-a"), output("host-b"), "host mode: each host's own toolchain");
+    assert_eq!(output("host-a"), "tool 2.0\nhost-a\n");
+    assert_eq!(output("host-a-image"), output("host-b-image"));
+    assert_eq!(output("host-a-image"), "tool 1.0\ntoolchain\n");
+}
