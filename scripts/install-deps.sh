@@ -3,7 +3,7 @@
 # apt only for packages that are missing, so a second run touches nothing.
 set -eu
 
-PACKAGES="bubblewrap git python3 e2fsprogs mount gcc libc6-dev binutils util-linux tar gzip coreutils ca-certificates curl jq chromium chromium-driver docker-registry openssl podman runc skopeo"
+PACKAGES="bubblewrap git python3 e2fsprogs mount gcc libc6-dev binutils util-linux tar gzip coreutils ca-certificates curl jq chromium chromium-driver docker-registry openssl podman runc skopeo busybox-static"
 
 missing=""
 for pkg in $PACKAGES; do

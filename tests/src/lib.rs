@@ -4,6 +4,7 @@
 pub mod forge;
 pub mod git;
 pub mod hostile;
+pub mod images;
 pub mod registry;
 pub mod sample;
 pub mod sandbox;
