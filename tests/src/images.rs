@@ -463,6 +463,8 @@ pub struct PushedImage {
     pub repository: String,
     /// `sha256:HEX` of the manifest bytes the registry stores.
     pub digest: String,
+    /// `sha256:HEX` of the (only) layer blob.
+    pub layer_digest: String,
     /// Size of the gzip-compressed layer.
     pub layer_bytes: u64,
     /// Size of the uncompressed layer tar.
@@ -703,6 +705,7 @@ pub async fn push_rootfs(
         reference: format!("{repo}@{digest}"),
         repository: repo,
         digest,
+        layer_digest: layer.digest.clone(),
         layer_bytes: layer.compressed,
         uncompressed_bytes: layer.uncompressed,
     })
