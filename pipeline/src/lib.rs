@@ -1,9 +1,10 @@
 //! The job model both Airlock planes share: the pipeline file, the DAG
-//! engine, executors, source checkout with gix, output collection and the
-//! pass record that crosses the trust boundary.
+//! engine, executors, source checkout with gix, output collection, the job
+//! environment and the pass record that crosses the trust boundary.
 #![forbid(unsafe_code)]
 
 pub mod dag;
+pub mod env;
 pub mod events;
 pub mod executor;
 pub mod image;

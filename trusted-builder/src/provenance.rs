@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use airlock_pipeline::image::ImageRef;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,8 @@ pub const BYPRODUCT_REPRODUCED: &str = "airlock.dev/reproduced";
 pub const BYPRODUCT_CI_LOG: &str = "airlock.dev/ci-log";
 /// Prefix of byproduct names of CI's outputs (followed by the output path).
 pub const BYPRODUCT_CI_OUTPUT_PREFIX: &str = "airlock.dev/ci-output/";
+/// Prefix of the names of the resolved dependencies that are job images (followed by the job).
+pub const JOB_IMAGE_NAME_PREFIX: &str = "image of job ";
 
 /// An in-toto Statement v1 whose predicate is SLSA provenance v1.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +85,8 @@ pub struct BuildDefinition {
     pub external_parameters: ExternalParameters,
     /// Builder-controlled settings.
     pub internal_parameters: InternalParameters,
-    /// Source commit, and the base image when there is one.
+    /// Source commit, the base image when there is one, then the image of each job of the
+    /// rebuild that ran in one (sorted by job name).
     pub resolved_dependencies: Vec<ResourceDescriptor>,
 }
 
@@ -155,6 +159,10 @@ pub struct ProvenanceInputs {
     pub internal: InternalParameters,
     /// Base image `(repository, sha256:<hex>)`, None for scratch.
     pub base_image: Option<(String, String)>,
+    /// The image each job of the rebuild ran in (the job and what it needs), by job name;
+    /// host-mode jobs are absent. Each becomes a resolved dependency
+    /// `{"uri": "oci://REPOSITORY", "digest": {"sha256": HEX}, "name": "image of job JOB"}`.
+    pub job_images: BTreeMap<String, ImageRef>,
     /// `runDetails.builder.id`.
     pub builder_id: String,
     /// `runDetails.metadata.invocationId`.
@@ -225,6 +233,13 @@ impl Statement {
             base.uri = Some(format!("oci://{repo}@{digest}"));
             base.name = None;
             deps.push(base);
+        }
+        // In job-name order (a BTreeMap), so two builds of one record list them alike.
+        for (job, image) in &inputs.job_images {
+            let mut descriptor =
+                sha256_descriptor(format!("{JOB_IMAGE_NAME_PREFIX}{job}"), image.digest())?;
+            descriptor.uri = Some(format!("oci://{}", image.repository()));
+            deps.push(descriptor);
         }
         let mut byproducts = Vec::with_capacity(inputs.ci_outputs.len() + 2);
         for (path, digest) in &inputs.ci_outputs {
@@ -328,5 +343,88 @@ impl Statement {
             .find(|b| b.name.as_deref() == Some(BYPRODUCT_REPRODUCED))?;
         let raw = crate::sign::dsse::decode_base64(d.content.as_deref()?).ok()?;
         serde_json::from_slice(&raw).ok()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn hex(c: char) -> String {
+        c.to_string().repeat(64)
+    }
+
+    fn inputs(job_images: &[(&str, &str)]) -> ProvenanceInputs {
+        let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        ProvenanceInputs {
+            image_repository: "127.0.0.1:5000/greet".into(),
+            image_digest: format!("sha256:{}", hex('1')),
+            external: ExternalParameters {
+                repository: "git://127.0.0.1/svc".into(),
+                git_ref: "refs/heads/main".into(),
+                commit: COMMIT.into(),
+                job: "publish".into(),
+            },
+            internal: InternalParameters {
+                source_date_epoch: 1_700_000_000,
+                strict_reproducibility: true,
+            },
+            base_image: Some(("127.0.0.1:5000/base".into(), format!("sha256:{}", hex('2')))),
+            builder_id: "https://airlock.test/builder".into(),
+            invocation_id: "inv-1".into(),
+            started_on: t,
+            finished_on: t,
+            ci_outputs: BTreeMap::new(),
+            ci_log_digest: format!("sha256:{}", hex('3')),
+            reproduced: true,
+            job_images: job_images
+                .iter()
+                .map(|(job, image)| (job.to_string(), ImageRef::parse(image).unwrap()))
+                .collect(),
+        }
+    }
+
+    fn resolved(statement: &Statement) -> serde_json::Value {
+        let json: serde_json::Value =
+            serde_json::from_slice(&statement.to_json().unwrap()).unwrap();
+        json["predicate"]["buildDefinition"]["resolvedDependencies"].clone()
+    }
+
+    #[test]
+    fn job_images_are_resolved_dependencies_in_job_order() {
+        let publish = format!("127.0.0.1:5000/tools/cc@sha256:{}", hex('b'));
+        let build = format!("docker.io/library/gcc@sha256:{}", hex('a'));
+        // Given out of order: the statement lists them by job name.
+        let statement =
+            Statement::new(&inputs(&[("publish", &publish), ("build", &build)])).unwrap();
+        let deps = resolved(&statement);
+        assert_eq!(
+            deps,
+            serde_json::json!([
+                {"uri": format!("git+git://127.0.0.1/svc@refs/heads/main"), "digest": {"gitCommit": COMMIT}},
+                {"uri": format!("oci://127.0.0.1:5000/base@sha256:{}", hex('2')), "digest": {"sha256": hex('2')}},
+                {"uri": "oci://docker.io/library/gcc", "digest": {"sha256": hex('a')}, "name": "image of job build"},
+                {"uri": "oci://127.0.0.1:5000/tools/cc", "digest": {"sha256": hex('b')}, "name": "image of job publish"},
+            ])
+        );
+        // The same inputs give the same bytes; and the statement reads back.
+        assert_eq!(
+            statement.to_json().unwrap(),
+            Statement::new(&inputs(&[("build", &build), ("publish", &publish)]))
+                .unwrap()
+                .to_json()
+                .unwrap()
+        );
+        assert_eq!(
+            Statement::from_json(&statement.to_json().unwrap()).unwrap(),
+            statement
+        );
+
+        // Control: jobs in host mode add nothing, only the source and the base remain.
+        let host = Statement::new(&inputs(&[])).unwrap();
+        assert_eq!(resolved(&host).as_array().unwrap().len(), 2);
     }
 }

@@ -1,12 +1,12 @@
 //! `ci-cluster run`: a repository's pipeline, locally, in the CI sandbox.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, RunReport, Selection};
+use airlock_pipeline::env::{JobContext, RunName};
 use airlock_pipeline::events::JobState;
 use airlock_pipeline::executor::{HostMode, SandboxConfig, SandboxExecutor};
 use airlock_pipeline::image::ImageSettings;
@@ -222,20 +222,23 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let commit_time = checkout.mirror.commit_time(&checkout.commit)?;
     let (work, _temp) = work_dir(&args)?;
     let src = work.join("src");
+    let commit = checkout.commit;
     {
-        let (mirror, commit, src) = (checkout.mirror, checkout.commit, src.clone());
+        let (mirror, src) = (checkout.mirror, src.clone());
         tokio::task::spawn_blocking(move || mirror.materialise(&commit, &src)).await??;
     }
 
     let mut config = EngineConfig::new(&work);
     config.concurrency = args.concurrency;
-    config.env = BTreeMap::from([
-        ("AIRLOCK_COMMIT".to_string(), checkout.commit.to_string()),
-        ("AIRLOCK_REF".to_string(), git_ref.clone()),
-        ("AIRLOCK_EVENT".to_string(), args.event.as_str().to_string()),
-        // Tools that honour it (tar, gzip wrappers, compilers) produce the same bytes on every rebuild.
-        ("SOURCE_DATE_EPOCH".to_string(), commit_time.to_string()),
-    ]);
+    // The CI's and the trusted builder's variables (pipeline::env), with AIRLOCK_RUN=local.
+    config.env = JobContext {
+        commit,
+        git_ref: git_ref.clone(),
+        event: args.event,
+        commit_time,
+        run: RunName::Local,
+    }
+    .env();
     let engine = Engine::new(executor, config);
     let printer = tokio::spawn(super::progress::follow(engine.subscribe(), plan.jobs.len()));
     let cancel = CancellationToken::new();

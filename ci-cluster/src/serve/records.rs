@@ -12,10 +12,11 @@
 use airlock_pipeline::dag::RunReport;
 use airlock_pipeline::events::JobState;
 use airlock_pipeline::record::{
-    DirOutbox, OriginKey, Outbox, OutputDigest, PASS_RECORD_VERSION, PassRecord,
+    DirOutbox, OriginKey, Outbox, OutputDigest, PASS_RECORD_VERSION, PassRecord, RecordError,
+    job_images,
 };
 use airlock_pipeline::source::{CommitId, SourceCache, SourceError};
-use airlock_pipeline::spec::Pipeline;
+use airlock_pipeline::spec::{EventKind, Pipeline};
 use sha2::{Digest, Sha256};
 
 use crate::config::ProjectFile;
@@ -108,6 +109,8 @@ pub struct PassedRun<'a> {
     pub project: &'a ProjectFile,
     /// The run id.
     pub run: RunId,
+    /// The kind of event it ran for (the jobs' `AIRLOCK_EVENT`).
+    pub event: EventKind,
     /// The ref it ran for and the commit it ran, checked.
     pub reachable: &'a ReachableFromRef,
     /// The pipeline file at that commit.
@@ -121,10 +124,11 @@ pub fn write_pass_records(
     outbox: &DirOutbox,
     key: &OriginKey,
     passed: &PassedRun<'_>,
-) -> Result<Vec<String>, airlock_pipeline::record::RecordError> {
+) -> Result<Vec<String>, RecordError> {
     let PassedRun {
         project,
         run,
+        event,
         reachable,
         pipeline,
         report,
@@ -138,14 +142,23 @@ pub fn write_pass_records(
         if !publishes || job.state != JobState::Passed {
             continue;
         }
+        // The job's image and those of every job it needs, as the builder will find them in the
+        // pipeline file at this commit.
+        let images = job_images(pipeline, &job.name)
+            .map_err(|e| RecordError::Invalid(format!("images of job '{}': {e}", job.name)))?
+            .into_iter()
+            .map(|(name, image)| (name, image.to_string()))
+            .collect();
         let record = PassRecord {
             version: PASS_RECORD_VERSION,
             project: project.name.clone(),
             git_url: project.git_url.clone(),
             git_ref: git_ref.to_string(),
+            event,
             commit: commit.to_string(),
             job: job.name.clone(),
             pipeline_sha256: pipeline.file_sha256.clone(),
+            images,
             outputs: job.outputs.iter().map(OutputDigest::from).collect(),
             log_sha256: hex::encode(Sha256::digest(job.log.to_text().as_bytes())),
             ci_run_id: run.to_string(),
@@ -160,9 +173,100 @@ pub fn write_pass_records(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use airlock_pipeline::dag::{JobReport, RunReport};
+    use airlock_pipeline::outputs::ContentStore;
     use airlock_tests::git::{SampleRepo, init_bare};
 
     use super::*;
+
+    const TOOLS: &str = "127.0.0.1:5000/tools@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const CC: &str =
+        "127.0.0.1:5000/cc@sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const OTHER: &str = "127.0.0.1:5000/other@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn passed(name: &str) -> JobReport {
+        JobReport {
+            name: name.into(),
+            state: JobState::Passed,
+            attempts: 1,
+            exit_code: Some(0),
+            detail: None,
+            started_ms: Some(1_700_000_000_000),
+            finished_ms: Some(1_700_000_001_000),
+            log: Default::default(),
+            outputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn pass_records_carry_the_event_and_the_images_of_the_job_and_what_it_needs() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // `publish` needs `tools` (own image) and `host` (host mode); `other` ran in the same
+        // run with its own image but is not something `publish` needs.
+        let text = format!(
+            "version: 1\n\
+             jobs:\n\
+             \x20 tools: {{run: 'true', image: '{TOOLS}'}}\n\
+             \x20 host: {{run: 'true'}}\n\
+             \x20 other: {{run: 'true', image: '{OTHER}'}}\n\
+             \x20 publish:\n\
+             \x20   needs: [tools, host]\n\
+             \x20   image: '{CC}'\n\
+             \x20   run: 'true'\n\
+             \x20   outputs: [out.txt]\n\
+             \x20   publish: {{artifacts: [out.txt]}}\n"
+        );
+        let pipeline = airlock_pipeline::spec::parse("config.yaml", text.as_bytes())
+            .unwrap_or_else(|d| panic!("{d}"));
+        let report = RunReport {
+            jobs: ["tools", "host", "other", "publish"]
+                .into_iter()
+                .map(passed)
+                .collect(),
+            cancelled: false,
+            store: ContentStore::new(tmp.path().join("store")),
+        };
+        let project: ProjectFile = toml::from_str(
+            "name = 'app'\nforge = 'gerrit'\ngit_url = 'https://git.example.org/app'\n",
+        )
+        .expect("project");
+        let reachable = ReachableFromRef {
+            git_ref: "refs/tags/v1.0".into(),
+            commit: "a".repeat(40),
+        };
+        let outbox = DirOutbox::new(tmp.path().join("outbox"));
+        let key = OriginKey::generate();
+        let written = write_pass_records(
+            &outbox,
+            &key,
+            &PassedRun {
+                project: &project,
+                run: 7,
+                event: EventKind::Tag,
+                reachable: &reachable,
+                pipeline: &pipeline,
+                report: &report,
+            },
+        )
+        .expect("written");
+        assert_eq!(written.len(), 1, "{written:?}");
+        let bytes = outbox.read(&written[0]).expect("read");
+        let record = airlock_pipeline::record::open(&bytes, &[key.verifying_key()]).expect("open");
+        assert_eq!(
+            (record.version, record.event, record.job.as_str()),
+            (2, EventKind::Tag, "publish")
+        );
+        assert_eq!(
+            record.images,
+            BTreeMap::from([
+                ("publish".to_string(), CC.to_string()),
+                ("tools".to_string(), TOOLS.to_string()),
+            ])
+        );
+        assert_eq!(record.ci_run_id, "7");
+    }
 
     #[test]
     fn reachable_only_from_the_refs_history_as_the_canonical_repository_has_it_now() {

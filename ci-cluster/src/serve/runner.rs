@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, PlanError, RunReport, Selection};
+use airlock_pipeline::env::{JobContext, RunName};
 use airlock_pipeline::events::RunEvent;
 use airlock_pipeline::executor::SandboxExecutor;
 use airlock_pipeline::log::LogLine;
@@ -240,13 +241,16 @@ async fn execute_inner(
     let mut config = EngineConfig::new(&work);
     config.concurrency = 2;
     config.outputs = state.config.file.artifacts.output_limits();
-    config.env = BTreeMap::from([
-        ("AIRLOCK_COMMIT".to_string(), event.commit.clone()),
-        ("AIRLOCK_REF".to_string(), event.git_ref.clone()),
-        ("AIRLOCK_EVENT".to_string(), event.kind.as_str().to_string()),
-        ("AIRLOCK_RUN".to_string(), run.to_string()),
-        ("SOURCE_DATE_EPOCH".to_string(), commit_time.to_string()),
-    ]);
+    // The same variables the trusted builder's rebuild gives the job (pipeline::env); the run
+    // id here is the pass record's `ci_run_id`.
+    config.env = JobContext {
+        commit: commit_id,
+        git_ref: event.git_ref.clone(),
+        event: event.kind,
+        commit_time,
+        run: RunName::Ci(run.to_string()),
+    }
+    .env();
     let engine = Engine::new(deps.executor.clone(), config);
     let persister = tokio::spawn(persist_events(state.clone(), run, engine.subscribe()));
     let watcher = tokio::spawn(watch_cancel_flag(state.clone(), run, cancel.clone()));
@@ -307,7 +311,7 @@ async fn execute_inner(
             pipeline.clone(),
             state.sources.clone(),
         );
-        let (git_ref, commit) = (event.git_ref.clone(), event.commit.clone());
+        let (git_ref, commit, kind) = (event.git_ref.clone(), event.commit.clone(), event.kind);
         let written = blocking(move || -> anyhow::Result<_> {
             // The event's ref is a claim: check it against the canonical repository first.
             let reachable = match ReachableFromRef::check(&sources, &p.git_url, &git_ref, &commit) {
@@ -320,6 +324,7 @@ async fn execute_inner(
                 &super::records::PassedRun {
                     project: &p,
                     run,
+                    event: kind,
                     reachable: &reachable,
                     pipeline: &pl,
                     report: &rep,

@@ -170,6 +170,12 @@ fn a_passing_push_to_a_protected_ref_writes_signed_pass_records() {
         ("publish", head.as_str(), "refs/heads/main")
     );
     assert_eq!(record.outputs.len(), 2);
+    // Version 2: the run's event; no images, since the sample pipeline runs in host mode.
+    assert_eq!(
+        (record.version, record.event),
+        (2, airlock_pipeline::spec::EventKind::Push)
+    );
+    assert!(record.images.is_empty(), "{:?}", record.images);
 }
 
 /// Gerrit's `ref-updated` for `refs/heads/main` of project `greet`, moving to `new_rev`.

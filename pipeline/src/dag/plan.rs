@@ -1,7 +1,8 @@
 //! Which jobs run, and in what order they may start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::image::ImageRef;
 use crate::spec::{EventKind, JobSpec, Pipeline};
 
 /// Which jobs a run selects. Every selection pulls in the jobs its members
@@ -159,6 +160,14 @@ impl Plan {
             needs,
             dependents,
         })
+    }
+
+    /// The image each planned job runs in, by job name; jobs in host mode are absent.
+    pub fn images(&self) -> BTreeMap<String, ImageRef> {
+        self.jobs
+            .iter()
+            .filter_map(|j| j.image.clone().map(|image| (j.name.clone(), image)))
+            .collect()
     }
 
     /// Indices of every job `i` needs, directly or not.

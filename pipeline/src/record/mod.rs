@@ -5,7 +5,7 @@
 //! proves only which CI wrote it, never that it is true: the trusted builder still fetches the
 //! source itself by commit id, re-runs the job and compares the output digests.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! A file in the outbox is one JSON object, the envelope ([`SignedPassRecord`]), at most
 //! [`MAX_RECORD_BYTES`] bytes; unknown fields are refused at every level:
@@ -19,6 +19,10 @@
 //! }
 //! ```
 //!
+//! The payload type names the kind of document, not its shape: every version of the record has
+//! the same one, and the record's own `version` field says which shape it has (so an older
+//! reader refuses a newer record as an unsupported version, not as a foreign document).
+//!
 //! The signature is over DSSE's pre-authentication encoding ([`pae`]), not over the JSON:
 //! `"DSSEv1" SP len(payload_type) SP payload_type SP len(record) SP record`, lengths in decimal
 //! bytes. Binding the type means an envelope cannot be replayed as some other kind of document
@@ -29,6 +33,10 @@
 //! The record is the compact JSON that `serde_json` writes for [`PassRecord`] (field order as in
 //! the struct, `outputs` as written by the CI). The reader never re-serialises it: it verifies the
 //! signature over the bytes it received and parses those.
+//!
+//! Version 2 added `event` and `images`. Version 1 records are still read (see [`v1`]): their
+//! event is derived from the ref, their `images` are empty. Versions above
+//! [`PASS_RECORD_VERSION`] are refused; only [`PASS_RECORD_VERSION`] is written.
 //!
 //! # Reading
 //!
@@ -44,13 +52,16 @@
 //! from the record's content, so writing the same record twice is harmless, and the reader never
 //! sees half a file.
 
+mod images;
 mod outbox;
+mod rules;
 mod sign;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
+pub mod v1;
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
@@ -58,17 +69,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+pub use self::images::job_images;
 pub use self::outbox::{DirOutbox, Outbox, RecordSource};
 pub use self::sign::{OriginKey, key_id_of, pae, parse_public_key_hex};
 
-/// The record format version this code writes and reads.
-pub const PASS_RECORD_VERSION: u32 = 1;
+/// The record format version this code writes; it reads this one and every earlier one.
+pub const PASS_RECORD_VERSION: u32 = 2;
 
 /// Upper bound on an envelope, checked before any parsing (the writer checks it too, so the CI
 /// never writes a record the trusted side would refuse for its size).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024;
 
-/// The DSSE payload type of a version 1 record, bound into the signature.
+/// The DSSE payload type of a pass record of any version, bound into the signature.
 pub const PASS_RECORD_PAYLOAD_TYPE: &str = "application/vnd.airlock.pass-record.v1+json";
 
 /// Upper bound on the length in bytes of any one string field of a record.
@@ -76,6 +88,9 @@ pub const MAX_FIELD_BYTES: usize = 4 * 1024;
 
 /// Upper bound on the number of outputs in one record.
 pub const MAX_OUTPUTS: usize = 1000;
+
+/// Upper bound on the number of job images in one record.
+pub const MAX_IMAGES: usize = 1000;
 
 /// A record that one job passed: what the trusted builder should rebuild and what CI says the
 /// outputs were.
@@ -90,12 +105,23 @@ pub struct PassRecord {
     pub git_url: String,
     /// Full ref name, starting with `refs/`.
     pub git_ref: String,
+    /// The kind of event the run was for, as its lowercase name (`push`, `tag`, `change`,
+    /// `schedule`, `manual`); `tag` only on a ref under `refs/tags/`, `push` only elsewhere. The
+    /// rebuild gives jobs the same `AIRLOCK_EVENT`. Since version 2 (a version 1 record reads as
+    /// [`v1::event_of_v1_ref`]).
+    pub event: crate::spec::EventKind,
     /// Commit id: 40 lowercase hex digits (SHA-1).
     pub commit: String,
     /// Job name: 1-63 letters, digits, `-` or `_`, as in the pipeline file.
     pub job: String,
     /// Lowercase hex sha256 of the pipeline file the job came from.
     pub pipeline_sha256: String,
+    /// Job name → the image it ran in, `REPOSITORY@sha256:<hex>` exactly as
+    /// [`ImageRef`](crate::image::ImageRef) writes it: the recorded job and every job in its
+    /// `needs` closure that names an image ([`job_images`]); jobs in host mode are absent. At most
+    /// [`MAX_IMAGES`]. The builder refuses the record unless the pipeline file at the commit
+    /// says the same. Since version 2 (empty in a version 1 record).
+    pub images: BTreeMap<String, String>,
     /// The job's outputs as CI collected them.
     pub outputs: Vec<OutputDigest>,
     /// Lowercase hex sha256 of the job's log.
@@ -164,9 +190,9 @@ pub enum RecordError {
     /// The signature does not verify with the named key.
     #[error("pass record signature does not verify")]
     BadSignature,
-    /// A record version this code does not read.
+    /// A record version this code does not read (or, when writing, does not write).
     #[error(
-        "pass record version {0} is not supported (this build reads version {PASS_RECORD_VERSION})"
+        "pass record version {0} is not supported (this build reads versions 1 to {PASS_RECORD_VERSION} and writes version {PASS_RECORD_VERSION})"
     )]
     UnsupportedVersion(u32),
     /// Well-formed and signed, but a field breaks the rules in [`PassRecord::validate`].
@@ -211,186 +237,6 @@ pub(crate) fn quote(text: &str) -> String {
     out
 }
 
-fn invalid(field: &str, value: &str, why: &str) -> RecordError {
-    RecordError::Invalid(format!("{field} {} {why}", quote(value)))
-}
-
-fn is_lower_hex(text: &str, len: usize) -> bool {
-    text.len() == len
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-fn check_len(field: &str, value: &str) -> Result<(), RecordError> {
-    if value.len() > MAX_FIELD_BYTES {
-        return Err(RecordError::Invalid(format!(
-            "{field} is {} bytes, more than the limit of {MAX_FIELD_BYTES}",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
-fn check_sha256(field: &str, value: &str) -> Result<(), RecordError> {
-    if !is_lower_hex(value, 64) {
-        return Err(invalid(field, value, "is not 64 lowercase hex digits"));
-    }
-    Ok(())
-}
-
-/// Free text fields may hold anything printable, but never control characters: they end up in
-/// logs and UIs on the trusted side.
-fn check_text(field: &str, value: &str) -> Result<(), RecordError> {
-    check_len(field, value)?;
-    if value.is_empty() {
-        return Err(RecordError::Invalid(format!("{field} is empty")));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(invalid(field, value, "contains a control character"));
-    }
-    Ok(())
-}
-
-fn check_git_url(url: &str) -> Result<(), RecordError> {
-    // A password in the URL would be copied to every system that stores records; the CI must
-    // strip credentials before writing. Checked first, and the value is not quoted, so that no
-    // later error message repeats the password.
-    if let Some((_, rest)) = url.split_once("://") {
-        let authority = rest.split('/').next().unwrap_or_default();
-        if let Some((userinfo, _)) = authority.rsplit_once('@')
-            && userinfo.contains(':')
-        {
-            return Err(RecordError::Invalid("git_url contains a password".into()));
-        }
-    }
-    check_text("git_url", url)?;
-    if url.chars().any(char::is_whitespace) {
-        return Err(invalid("git_url", url, "contains whitespace"));
-    }
-    Ok(())
-}
-
-fn check_git_ref(git_ref: &str) -> Result<(), RecordError> {
-    check_text("git_ref", git_ref)?;
-    if !git_ref.starts_with("refs/") || git_ref.len() == "refs/".len() {
-        return Err(invalid(
-            "git_ref",
-            git_ref,
-            "is not a full ref name under refs/",
-        ));
-    }
-    if git_ref.contains("..") || git_ref.chars().any(char::is_whitespace) {
-        return Err(invalid("git_ref", git_ref, "contains '..' or whitespace"));
-    }
-    Ok(())
-}
-
-fn check_project(project: &str) -> Result<(), RecordError> {
-    check_text("project", project)?;
-    // The trusted side may use the project name as a path component or a policy key.
-    if project == "." || project.contains('/') || project.contains('\\') || project.contains("..") {
-        return Err(invalid(
-            "project",
-            project,
-            "contains '/', '\\' or '..', or is '.'",
-        ));
-    }
-    Ok(())
-}
-
-fn check_job(job: &str) -> Result<(), RecordError> {
-    // Same rule as the pipeline file's job names (spec::validate).
-    let ok_chars = job
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if job.is_empty() || job.len() > 63 || !ok_chars {
-        return Err(invalid(
-            "job",
-            job,
-            "is not 1-63 letters, digits, '-' or '_'",
-        ));
-    }
-    Ok(())
-}
-
-/// An output path as `outputs::collect` writes them: relative, `/`-separated, normalised. `.` and
-/// empty components are refused as well as `..`, so that one file cannot be listed twice under two
-/// spellings.
-fn check_output_path(path: &str) -> Result<(), RecordError> {
-    check_text("output path", path)?;
-    if path.starts_with('/') || path.contains('\\') {
-        return Err(invalid("output path", path, "is absolute or contains '\\'"));
-    }
-    if path
-        .split('/')
-        .any(|c| c.is_empty() || c == "." || c == "..")
-    {
-        return Err(invalid(
-            "output path",
-            path,
-            "has an empty, '.' or '..' component",
-        ));
-    }
-    Ok(())
-}
-
-fn parse_time(field: &str, value: &str) -> Result<std::time::SystemTime, RecordError> {
-    check_len(field, value)?;
-    humantime::parse_rfc3339(value)
-        .map_err(|e| invalid(field, value, &format!("is not an RFC 3339 UTC time ({e})")))
-}
-
-impl PassRecord {
-    /// Checks every field against the format's rules; the first broken rule is the error.
-    ///
-    /// Both sides call it: the CI before signing (it never signs what the reader would refuse),
-    /// the reader after the signature checks out (a trusted CI can still have a bug).
-    pub fn validate(&self) -> Result<(), RecordError> {
-        if self.version != PASS_RECORD_VERSION {
-            return Err(RecordError::UnsupportedVersion(self.version));
-        }
-        check_project(&self.project)?;
-        check_git_url(&self.git_url)?;
-        check_git_ref(&self.git_ref)?;
-        if !is_lower_hex(&self.commit, 40) {
-            return Err(invalid(
-                "commit",
-                &self.commit,
-                "is not 40 lowercase hex digits",
-            ));
-        }
-        check_job(&self.job)?;
-        check_sha256("pipeline_sha256", &self.pipeline_sha256)?;
-        check_sha256("log_sha256", &self.log_sha256)?;
-        check_text("ci_run_id", &self.ci_run_id)?;
-        if self.outputs.len() > MAX_OUTPUTS {
-            return Err(RecordError::Invalid(format!(
-                "{} outputs, more than the limit of {MAX_OUTPUTS}",
-                self.outputs.len()
-            )));
-        }
-        let mut seen = HashSet::with_capacity(self.outputs.len());
-        for output in &self.outputs {
-            check_output_path(&output.path)?;
-            check_sha256("output sha256", &output.sha256)?;
-            if !seen.insert(output.path.as_str()) {
-                return Err(invalid("output path", &output.path, "is listed twice"));
-            }
-        }
-        let started = parse_time("started_at", &self.started_at)?;
-        let finished = parse_time("finished_at", &self.finished_at)?;
-        if finished < started {
-            return Err(RecordError::Invalid(format!(
-                "finished_at {} is before started_at {}",
-                quote(&self.finished_at),
-                quote(&self.started_at)
-            )));
-        }
-        Ok(())
-    }
-}
-
 impl SignedPassRecord {
     /// The envelope's bytes as written to the outbox; refused when larger than
     /// [`MAX_RECORD_BYTES`], since the reader would refuse them.
@@ -422,7 +268,8 @@ struct VersionProbe {
 /// Reads a pass record: the only way to get one from bytes that came from outside.
 ///
 /// In order: size limit (before any parsing), envelope (strict JSON), key lookup by `key_id`
-/// among `trusted`, signature over the PAE, payload type, version, record (strict JSON), then
+/// among `trusted`, signature over the PAE, payload type, version, record (strict JSON, in the
+/// shape of its version; a version 1 record is read as described in [`v1`]), then
 /// [`PassRecord::validate`]. The payload is not parsed at all unless the signature verifies.
 pub fn open(
     bytes: &[u8],
@@ -437,7 +284,7 @@ pub fn open(
     let envelope: SignedPassRecord = serde_json::from_slice(bytes)
         .map_err(|e| RecordError::Malformed(format!("envelope: {}", quote(&e.to_string()))))?;
     // Checked before the lookup so that the key id in an UnknownKey error is safe to print.
-    if !is_lower_hex(&envelope.key_id, 64) {
+    if !rules::is_lower_hex(&envelope.key_id, 64) {
         return Err(RecordError::Malformed(format!(
             "key_id {} is not 64 lowercase hex digits",
             quote(&envelope.key_id)
@@ -474,13 +321,16 @@ fn decode_verified(payload_type: &str, payload: &[u8]) -> Result<PassRecord, Rec
             quote(payload_type)
         )));
     }
-    let probe: VersionProbe = serde_json::from_slice(payload)
-        .map_err(|e| RecordError::Malformed(format!("record: {}", quote(&e.to_string()))))?;
-    if probe.version != PASS_RECORD_VERSION {
-        return Err(RecordError::UnsupportedVersion(probe.version));
-    }
-    let record: PassRecord = serde_json::from_slice(payload)
-        .map_err(|e| RecordError::Malformed(format!("record: {}", quote(&e.to_string()))))?;
+    let malformed =
+        |e: serde_json::Error| RecordError::Malformed(format!("record: {}", quote(&e.to_string())));
+    let probe: VersionProbe = serde_json::from_slice(payload).map_err(malformed)?;
+    let record: PassRecord = match probe.version {
+        1 => serde_json::from_slice::<v1::PassRecordV1>(payload)
+            .map_err(malformed)?
+            .into(),
+        PASS_RECORD_VERSION => serde_json::from_slice(payload).map_err(malformed)?,
+        other => return Err(RecordError::UnsupportedVersion(other)),
+    };
     record.validate()?;
     Ok(record)
 }

@@ -16,7 +16,10 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore as _};
 use sha2::{Digest as _, Sha256};
 
-use super::{PASS_RECORD_PAYLOAD_TYPE, PassRecord, RecordError, SignedPassRecord, encode_record};
+use super::{
+    PASS_RECORD_PAYLOAD_TYPE, PASS_RECORD_VERSION, PassRecord, RecordError, SignedPassRecord,
+    encode_record,
+};
 
 /// A key file is a hex seed and a newline; anything much larger is not a key file, and is not
 /// read into memory.
@@ -146,7 +149,12 @@ impl OriginKey {
     /// Validates the record, serialises it and signs it. Refuses a record that
     /// [`PassRecord::validate`] refuses or whose envelope would exceed [`MAX_RECORD_BYTES`](super::MAX_RECORD_BYTES):
     /// the reader would refuse both, so the CI learns now rather than the trusted side later.
+    /// Only [`PASS_RECORD_VERSION`] is written: an older version is read, never produced (its
+    /// shape has no `event` or `images`).
     pub fn sign(&self, record: &PassRecord) -> Result<SignedPassRecord, RecordError> {
+        if record.version != PASS_RECORD_VERSION {
+            return Err(RecordError::UnsupportedVersion(record.version));
+        }
         record.validate()?;
         let body = encode_record(record)?;
         let signature = self.key.sign(&pae(PASS_RECORD_PAYLOAD_TYPE, &body));

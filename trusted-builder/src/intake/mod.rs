@@ -4,14 +4,18 @@
 //!    which CI wrote the record;
 //! 2. facts from the builder's own mirror of the project's canonical Git (fetched from the
 //!    configured URL, never from the one in the record) and its own built state;
-//! 3. the intake policy (`policies/intake.rego`) decides.
+//! 3. the intake policy (`policies/intake.rego`) decides;
+//! 4. when it allows, the record's job images are compared with the pipeline file at the commit
+//!    ([`check_images`]): any difference refuses the record, whatever the policy said.
 
+mod images;
 mod policy;
 pub(crate) mod state;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use airlock_pipeline::image::ImageRef;
 use airlock_pipeline::record::{self, MAX_RECORD_BYTES, PassRecord};
 use airlock_pipeline::source::{CommitId, Mirror, SourceCache, SourceError};
 use airlock_pipeline::spec::{self, Pipeline};
@@ -19,6 +23,7 @@ use ed25519_dalek::VerifyingKey;
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
+pub use self::images::{ImageMismatch, check_images};
 pub use self::policy::{
     EMBEDDED_POLICY, INTAKE_INPUT_VERSION, IntakeFacts, IntakeInput, IntakePolicy, IntakeSettings,
     PolicyError, RecordClaims,
@@ -73,6 +78,9 @@ pub struct Refusal {
     pub reason: String,
     /// The record's subject when it was opened successfully.
     pub subject: Option<Subject>,
+    /// Set when the record's images contradict the pipeline file at its commit (`reason` is its
+    /// text); None for every other refusal.
+    pub image_mismatch: Option<ImageMismatch>,
 }
 
 /// A record the policy allows, with what the builder found out about it.
@@ -86,6 +94,9 @@ pub struct AcceptedRecord {
     pub commit_time: i64,
     /// The pipeline file at that commit, from the builder's own mirror.
     pub pipeline: Pipeline,
+    /// The image each job of the rebuild runs in, by job name, from that pipeline file (equal to
+    /// the record's `images`, which intake checked); host-mode jobs are absent.
+    pub images: BTreeMap<String, ImageRef>,
     /// The builder's own mirror the commit was found in.
     pub mirror_path: PathBuf,
     /// The builder's strict reproducibility setting at intake.
@@ -120,11 +131,12 @@ struct Gathered {
     found: Option<(Mirror, CommitId, Pipeline)>,
 }
 
-fn refuse(reason: impl Into<String>, subject: Option<Subject>) -> Refusal {
-    Refusal {
+fn refuse(reason: impl Into<String>, subject: Option<Subject>) -> Box<Refusal> {
+    Box::new(Refusal {
         reason: reason.into(),
         subject,
-    }
+        image_mismatch: None,
+    })
 }
 
 impl Intake {
@@ -155,7 +167,7 @@ impl Intake {
 
     /// Runs intake on the bytes of one outbox file. Blocking (Git fetches): call it from a
     /// blocking task in async code.
-    pub fn check(&self, bytes: &[u8]) -> Result<AcceptedRecord, Refusal> {
+    pub fn check(&self, bytes: &[u8]) -> Result<AcceptedRecord, Box<Refusal>> {
         // Checked here as well as in record::open so that the limit holds whatever open does.
         if bytes.len() > MAX_RECORD_BYTES {
             return Err(refuse(
@@ -198,6 +210,14 @@ impl Intake {
                 Some(subject),
             ));
         };
+        // Not a policy question: a record that contradicts the source is never rebuilt.
+        let images = check_images(&record, &pipeline).map_err(|mismatch| {
+            Box::new(Refusal {
+                reason: mismatch.to_string(),
+                subject: Some(subject.clone()),
+                image_mismatch: Some(mismatch),
+            })
+        })?;
         let commit_time = mirror
             .commit_time(&commit)
             .map_err(|e| refuse(e.to_string(), Some(subject.clone())))?;
@@ -206,6 +226,7 @@ impl Intake {
             commit,
             commit_time,
             pipeline,
+            images,
             mirror_path: mirror.path().to_path_buf(),
             strict_reproducibility: self.settings.strict_reproducibility,
         })

@@ -1,6 +1,8 @@
 //! The hermetic rebuild: the accepted job and everything it `needs`, from the builder's own
-//! checkout, in the sandbox executor (every namespace unshared, so no network), with
-//! `SOURCE_DATE_EPOCH` set to the commit time; then its output digests compared with CI's.
+//! checkout, in the sandbox executor (every namespace unshared, so no network), with the job
+//! environment of [`JobContext::rebuild_of`] (`SOURCE_DATE_EPOCH` = the commit time); then its
+//! output digests compared with CI's. Intake has already checked that every job of this plan
+//! names the image the record says it ran in on CI.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt as _;
@@ -8,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, Selection};
+use airlock_pipeline::env::JobContext;
 use airlock_pipeline::executor::SandboxExecutor;
 use airlock_pipeline::outputs::{ContentStore, OutputFile};
 use airlock_pipeline::record::OutputDigest;
@@ -76,6 +79,9 @@ impl Rebuilder {
             &Selection::Named(vec![record.job.clone()]),
         )
         .map_err(|e| RebuildError::Prepare(e.to_string()))?;
+        let env = JobContext::rebuild_of(record, accepted.commit_time)
+            .map_err(|e| RebuildError::Prepare(e.to_string()))?
+            .env();
         let work = self.work_root.join(format!(
             "rebuild-{}-{}-{}",
             &record.commit[..12.min(record.commit.len())],
@@ -96,16 +102,9 @@ impl Rebuilder {
         .map_err(|e| RebuildError::Prepare(e.to_string()))??;
 
         let mut config = EngineConfig::new(&work);
-        // Same variables as the CI runner sets (ci-cluster/src/serve/runner.rs), so that a job
-        // sees the same environment on both sides of the boundary.
-        config.env = BTreeMap::from([
-            ("AIRLOCK_COMMIT".to_string(), record.commit.clone()),
-            ("AIRLOCK_REF".to_string(), record.git_ref.clone()),
-            (
-                "SOURCE_DATE_EPOCH".to_string(),
-                accepted.commit_time.to_string(),
-            ),
-        ]);
+        // The CI runner's variables (pipeline::env), the same for this record except the
+        // documented run-only ones (AIRLOCK_RUN=rebuild); the commit time is our own mirror's.
+        config.env = env;
         let engine = Engine::new(self.executor.clone(), config);
         let report = engine.run(&plan, &src, cancel).await;
         let failed = |why: String| {

@@ -20,35 +20,28 @@
 //! poll takes it again.
 
 pub mod config;
+mod processed;
+mod publish;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_pipeline::executor::SandboxExecutor;
 use airlock_pipeline::record::{DirOutbox, OutputDigest, RecordSource, parse_public_key_hex};
 use airlock_pipeline::source::SourceCache;
-use airlock_pipeline::spec::model::{BaseImage, PublishSpec};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::attach::{attest_image, sign_image};
 use crate::audit::{AuditLog, Decision};
-use crate::intake::state::{append_json_line, read_json_lines};
-use crate::intake::{AcceptedRecord, BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
-use crate::oci::{
-    ARTIFACT_TYPE, AssembledImage, ImageInputs, Registry, RegistryConfig, ResolvedFile,
-    assemble_artifact, resolve_artifacts,
-};
-use crate::provenance::{ExternalParameters, InternalParameters, ProvenanceInputs, Statement};
+use crate::intake::{BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
+use crate::oci::{Registry, RegistryConfig};
 use crate::rebuild::Rebuilder;
-use crate::rebuild::Rebuilt;
 use crate::sign::AnySigner;
 
 pub use self::config::{BuilderConfig, ConfigError, RegistrySection, ServeProject};
+pub use self::processed::Processed;
 
 /// File under the data directory naming the outbox entries already dealt with.
 pub const PROCESSED_FILE: &str = "processed.jsonl";
@@ -67,52 +60,6 @@ pub enum Outcome {
     Refused,
     /// Publishing failed; left for the next poll (never persisted).
     Retry,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProcessedLine {
-    name: String,
-    outcome: Outcome,
-}
-
-/// The durable set of outbox names dealt with (JSON lines, fsynced per entry).
-#[derive(Debug)]
-pub struct Processed {
-    path: PathBuf,
-    names: BTreeSet<String>,
-}
-
-impl Processed {
-    /// Opens (or starts) the file; a line that does not parse is an error, since skipping it
-    /// would re-process (and re-log) that record.
-    pub fn open(path: impl Into<PathBuf>) -> io::Result<Self> {
-        let path = path.into();
-        let names = read_json_lines::<ProcessedLine>(&path)?
-            .into_iter()
-            .map(|entry| entry.name)
-            .collect();
-        Ok(Processed { path, names })
-    }
-
-    /// Whether `name` was dealt with.
-    pub fn contains(&self, name: &str) -> bool {
-        self.names.contains(name)
-    }
-
-    /// Records `name` as dealt with, durably.
-    pub fn mark(&mut self, name: &str, outcome: Outcome) -> io::Result<()> {
-        if self.names.contains(name) {
-            return Ok(());
-        }
-        let entry = ProcessedLine {
-            name: name.to_owned(),
-            outcome,
-        };
-        append_json_line(&self.path, &entry)?;
-        self.names.insert(name.to_owned());
-        Ok(())
-    }
 }
 
 /// Counts of one pass over the outbox.
@@ -355,189 +302,6 @@ impl Server {
             }
         }
     }
-
-    /// Pushes an image or artifact manifest under `reference` and logs it; returns its digest.
-    async fn push_logged(
-        &mut self,
-        name: &str,
-        subject: &Subject,
-        reference: String,
-        manifest: &AssembledImage,
-    ) -> anyhow::Result<String> {
-        let digest = self
-            .registry
-            .push(&reference, manifest)
-            .await
-            .with_context(|| format!("pushing {reference}"))?;
-        eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
-        tracing::info!(record = name, image = %reference, %digest, "pushed");
-        self.log(
-            name,
-            Decision::Pushed {
-                subject: subject.clone(),
-                image: reference,
-                digest: digest.clone(),
-            },
-        )?;
-        Ok(digest)
-    }
-
-    /// Signs `target` with a cosign signature and attaches its SLSA provenance, then logs it.
-    async fn sign_and_attest(
-        &mut self,
-        name: &str,
-        subject: &Subject,
-        accepted: &AcceptedRecord,
-        rebuilt: &Rebuilt,
-        started: chrono::DateTime<chrono::Utc>,
-        target: Attest<'_>,
-    ) -> anyhow::Result<()> {
-        let record = &accepted.record;
-        let (repository, digest) = (target.repository, target.digest);
-        sign_image(&self.registry, &self.signer, repository, digest, None)
-            .await
-            .with_context(|| format!("signing {repository}@{digest}"))?;
-        let statement = Statement::new(&ProvenanceInputs {
-            image_repository: repository.to_owned(),
-            image_digest: digest.to_owned(),
-            external: ExternalParameters {
-                repository: record.git_url.clone(),
-                git_ref: record.git_ref.clone(),
-                commit: record.commit.clone(),
-                job: record.job.clone(),
-            },
-            internal: InternalParameters {
-                source_date_epoch: accepted.commit_time,
-                strict_reproducibility: accepted.strict_reproducibility,
-            },
-            base_image: target.base_image,
-            builder_id: self.config.builder_id.clone(),
-            invocation_id: format!(
-                "{name}@{}",
-                started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-            ),
-            started_on: started,
-            finished_on: chrono::Utc::now(),
-            ci_outputs: record
-                .outputs
-                .iter()
-                .map(|o| (o.path.clone(), format!("sha256:{}", o.sha256)))
-                .collect::<BTreeMap<_, _>>(),
-            ci_log_digest: format!("sha256:{}", record.log_sha256),
-            reproduced: rebuilt.reproduced,
-        })
-        .context("provenance statement")?;
-        attest_image(&self.registry, &self.signer, repository, digest, &statement)
-            .await
-            .with_context(|| format!("attaching the provenance of {repository}@{digest}"))?;
-        eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
-        tracing::info!(record = name, image = %repository, %digest, "signed");
-        self.log(
-            name,
-            Decision::Signed {
-                subject: subject.clone(),
-                image: repository.to_owned(),
-                digest: digest.to_owned(),
-            },
-        )
-    }
-
-    /// Image (push, sign, attest) and artifacts of one rebuilt record.
-    async fn publish(
-        &mut self,
-        name: &str,
-        accepted: &AcceptedRecord,
-        rebuilt: &Rebuilt,
-        subject: &Subject,
-        started: chrono::DateTime<chrono::Utc>,
-    ) -> anyhow::Result<()> {
-        let record = &accepted.record;
-        let project = self
-            .config
-            .projects
-            .get(&record.project)
-            .with_context(|| format!("project {:?} is not configured", record.project))?
-            .clone();
-        let spec: PublishSpec = accepted
-            .pipeline
-            .job(&record.job)
-            .and_then(|j| j.publish.clone())
-            .with_context(|| format!("job {:?} declares no publish section", record.job))?;
-        let short = &record.commit[..12.min(record.commit.len())];
-        let tag = format!("{}-{short}", record.job);
-        let resolve = |output: &str| {
-            rebuilt
-                .outputs
-                .iter()
-                .find(|o| o.path == output)
-                .map(|o| ResolvedFile {
-                    path: rebuilt.store.blob_path(&o.sha256),
-                    executable: o.executable,
-                })
-        };
-        if let Some(image) = &spec.image {
-            let repository = project.image_repository.as_str();
-            let assembled = self
-                .registry
-                .assemble_image(&ImageInputs {
-                    image,
-                    resolve: &resolve,
-                    source_date_epoch: accepted.commit_time,
-                    source: &record.git_url,
-                    revision: &record.commit,
-                })
-                .await
-                .context("assembling the image")?;
-            let digest = self
-                .push_logged(name, subject, format!("{repository}:{tag}"), &assembled)
-                .await?;
-            let base_image = match &image.base {
-                BaseImage::Scratch => None,
-                BaseImage::Pinned { repository, digest } => {
-                    Some((repository.clone(), digest.clone()))
-                }
-            };
-            let target = Attest {
-                repository,
-                digest: &digest,
-                base_image,
-            };
-            self.sign_and_attest(name, subject, accepted, rebuilt, started, target)
-                .await?;
-        }
-        if !spec.artifacts.is_empty() {
-            let files = resolve_artifacts(&spec.artifacts, &resolve)?;
-            let artifact = assemble_artifact(
-                &files,
-                ARTIFACT_TYPE,
-                accepted.commit_time,
-                &record.git_url,
-                &record.commit,
-            )?;
-            let reference = format!("{}:{tag}", project.artifacts_repository());
-            let digest = self
-                .push_logged(name, subject, reference, &artifact)
-                .await?;
-            // Artifacts are vouched for like images: a cosign signature and the same
-            // provenance, so `verify` and the reconciler's checks apply to them too.
-            let repository = project.artifacts_repository();
-            let target = Attest {
-                repository: &repository,
-                digest: &digest,
-                base_image: None,
-            };
-            self.sign_and_attest(name, subject, accepted, rebuilt, started, target)
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-/// What [`Server::sign_and_attest`] vouches for.
-struct Attest<'a> {
-    repository: &'a str,
-    digest: &'a str,
-    base_image: Option<(String, String)>,
 }
 
 /// `trusted-builder serve`: loads `config_path`, then polls (or, with `once`, takes what is

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use airlock_pipeline::dag::{Engine, EngineConfig, Plan, Selection};
+use airlock_pipeline::env::{JobContext, RunName};
 use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
-use airlock_pipeline::record::{OriginKey, OutputDigest, PassRecord};
+use airlock_pipeline::record::{OriginKey, OutputDigest, PASS_RECORD_VERSION, PassRecord};
 use airlock_pipeline::source::SourceCache;
-use airlock_tests::git::{BASE_EPOCH, GitDaemon, SampleRepo, init_bare};
+use airlock_pipeline::spec::EventKind;
+use airlock_tests::git::{GitDaemon, SampleRepo, init_bare};
 use airlock_tests::sample::sample_repo;
 use airlock_tests::sandbox::work_dir;
 use ed25519_dalek::VerifyingKey;
@@ -23,6 +25,18 @@ use trusted_builder::rebuild::Rebuilder;
 
 /// The project name the builder is configured with.
 pub const PROJECT: &str = "svc";
+
+/// The CI run id of [`World::record`]'s records and of [`World::ci_outputs_on`]'s run.
+pub const CI_RUN_ID: &str = "run-1";
+
+/// The event the CI records for a run on `git_ref`: a tag push or a branch push.
+pub fn ci_event(git_ref: &str) -> EventKind {
+    if git_ref.starts_with("refs/tags/") {
+        EventKind::Tag
+    } else {
+        EventKind::Push
+    }
+}
 
 /// A canonical Git with the sample service on `main`, and the CI's origin key.
 pub struct World {
@@ -90,7 +104,9 @@ impl World {
         }
     }
 
-    /// A record for `commit`/`job` on `git_ref` with these outputs, as the CI would write it.
+    /// A record for `commit`/`job` on `git_ref` with these outputs, as the CI would write it for
+    /// a push (a tag push on `refs/tags/`), its run [`CI_RUN_ID`], no job images (the sample
+    /// pipeline names none).
     pub fn record(
         &self,
         commit: &str,
@@ -99,16 +115,18 @@ impl World {
         outputs: Vec<OutputDigest>,
     ) -> PassRecord {
         PassRecord {
-            version: 1,
+            version: PASS_RECORD_VERSION,
             project: PROJECT.into(),
             git_url: self.url.clone(),
             git_ref: git_ref.into(),
+            event: ci_event(git_ref),
             commit: commit.into(),
             job: job.into(),
             pipeline_sha256: "a".repeat(64),
+            images: BTreeMap::new(),
             outputs,
             log_sha256: "b".repeat(64),
-            ci_run_id: "run-1".into(),
+            ci_run_id: CI_RUN_ID.into(),
             started_at: "2026-01-01T00:00:00Z".into(),
             finished_at: "2026-01-01T00:01:00Z".into(),
         }
@@ -119,9 +137,15 @@ impl World {
         self.origin.sign(record).unwrap().to_json().unwrap()
     }
 
-    /// Runs `job` the way the CI does (its own checkout, the sandbox, SOURCE_DATE_EPOCH = commit
-    /// time) and returns the job's outputs as a record carries them.
+    /// Runs `job` the way the CI does for a push to main; see [`World::ci_outputs_on`].
     pub async fn ci_outputs(&self, commit: &str, job: &str) -> Vec<OutputDigest> {
+        self.ci_outputs_on(commit, "refs/heads/main", job).await
+    }
+
+    /// Runs `job` the way the CI runner does for the event [`World::record`] names (its own
+    /// checkout, the sandbox, the job environment of `pipeline::env` for CI run [`CI_RUN_ID`])
+    /// and returns the job's outputs as a record carries them.
+    pub async fn ci_outputs_on(&self, commit: &str, git_ref: &str, job: &str) -> Vec<OutputDigest> {
         let cache = SourceCache::new(self.tmp.path().join("ci-mirrors"));
         let (mirror, id) = cache.fetch_rev(&self.url, commit).unwrap();
         let pipeline_bytes = mirror
@@ -133,7 +157,14 @@ impl World {
         let src = work.path().join("src");
         mirror.materialise(&id, &src).unwrap();
         let mut config = EngineConfig::new(work.path());
-        config.env = BTreeMap::from([("SOURCE_DATE_EPOCH".to_string(), BASE_EPOCH.to_string())]);
+        config.env = JobContext {
+            commit: id,
+            git_ref: git_ref.to_string(),
+            event: ci_event(git_ref),
+            commit_time: mirror.commit_time(&id).unwrap(),
+            run: RunName::Ci(CI_RUN_ID.to_string()),
+        }
+        .env();
         let engine = Engine::new(executor(), config);
         let plan = Plan::new(&pipeline, &Selection::Named(vec![job.to_string()])).unwrap();
         let report = engine.run(&plan, &src, CancellationToken::new()).await;

@@ -274,6 +274,7 @@ fn statement(repository: &str, digest: &str, source: &str) -> Statement {
             strict_reproducibility: true,
         },
         base_image: None,
+        job_images: BTreeMap::new(),
         builder_id: "https://airlock.dev/trusted-builder/test".to_owned(),
         invocation_id: "inv-1".to_owned(),
         started_on: t,

@@ -5,12 +5,16 @@ mod key;
 mod open;
 mod outbox;
 mod pae;
+mod v1;
 mod validate;
+
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::{OriginKey, OutputDigest, PassRecord, SignedPassRecord};
+use crate::spec::EventKind;
 
 /// The CI key most tests sign with; fixed so that every run produces the same bytes.
 fn ci_key() -> OriginKey {
@@ -26,16 +30,26 @@ fn sha(c: char) -> String {
     c.to_string().repeat(64)
 }
 
+/// An image reference as the record writes them.
+fn image(repository: &str, c: char) -> String {
+    format!("{repository}@sha256:{}", sha(c))
+}
+
 /// A valid record.
 fn sample() -> PassRecord {
     PassRecord {
-        version: 1,
+        version: super::PASS_RECORD_VERSION,
         project: "greet".into(),
         git_url: "https://git.example.org/greet.git".into(),
         git_ref: "refs/heads/main".into(),
+        event: EventKind::Push,
         commit: "53634573c37a0e5b9d1f8e6b2a4c7d90e1f2a3b4".into(),
         job: "publish".into(),
         pipeline_sha256: sha('a'),
+        images: BTreeMap::from([
+            ("build".into(), image("registry.example.org/toolchain", 'e')),
+            ("publish".into(), image("127.0.0.1:5000/tools/cc", 'f')),
+        ]),
         outputs: vec![
             OutputDigest {
                 path: "dist/greet".into(),
@@ -62,6 +76,16 @@ fn sample_envelope() -> Vec<u8> {
 
 fn decode_payload(envelope: &SignedPassRecord) -> Vec<u8> {
     BASE64.decode(&envelope.payload).unwrap()
+}
+
+/// The sample as a version 1 writer wrote it: no `event`, no `images`.
+fn sample_v1_json() -> serde_json::Value {
+    let mut record = serde_json::to_value(sample()).unwrap();
+    let fields = record.as_object_mut().unwrap();
+    fields.remove("event");
+    fields.remove("images");
+    fields.insert("version".into(), 1.into());
+    record
 }
 
 /// Signs arbitrary JSON as a pass record with [`ci_key`], bypassing validation.

@@ -38,7 +38,7 @@ fn record_envelope_has_the_documented_shape() {
     assert_eq!(decode_payload(&env), serde_json::to_vec(&sample()).unwrap());
     let text = String::from_utf8(decode_payload(&env)).unwrap();
     assert!(
-        text.starts_with(r#"{"version":1,"project":"greet","#),
+        text.starts_with(r#"{"version":2,"project":"greet","#),
         "{text}"
     );
     // ed25519 is deterministic: the same record and key give the same envelope.
@@ -154,19 +154,36 @@ fn record_with_a_bad_commit_id_is_refused() {
 #[test]
 fn record_with_another_version_is_refused() {
     let mut record = serde_json::to_value(sample()).unwrap();
-    record["version"] = 2.into();
-    let err = open(&signed_json(&record), &trusted()).unwrap_err();
-    assert!(matches!(err, RecordError::UnsupportedVersion(2)), "{err}");
+    for version in [3, 0, u32::MAX] {
+        record["version"] = version.into();
+        let err = open(&signed_json(&record), &trusted()).unwrap_err();
+        assert!(
+            matches!(err, RecordError::UnsupportedVersion(v) if v == version),
+            "{err}"
+        );
+    }
     // A newer record with fields this build does not know is still reported by its version.
+    record["version"] = 3.into();
     record["provenance"] = "future".into();
     let err = open(&signed_json(&record), &trusted()).unwrap_err();
-    assert!(matches!(err, RecordError::UnsupportedVersion(2)), "{err}");
-    let mut record = sample();
-    record.version = 0;
-    assert!(matches!(
-        ci_key().sign(&record),
-        Err(RecordError::UnsupportedVersion(0))
-    ));
+    assert!(matches!(err, RecordError::UnsupportedVersion(3)), "{err}");
+    // Control: the same record as version 2 opens.
+    let mut record = serde_json::to_value(sample()).unwrap();
+    record["version"] = 2.into();
+    assert_eq!(open(&signed_json(&record), &trusted()).unwrap(), sample());
+    // Only the current version is written: 0, a future one, and 1 (read, never written).
+    for version in [0, 1, 3] {
+        let mut record = sample();
+        record.version = version;
+        if version == 1 {
+            record.images.clear();
+        }
+        let err = ci_key().sign(&record).unwrap_err();
+        assert!(
+            matches!(err, RecordError::UnsupportedVersion(v) if v == version),
+            "{version}: {err}"
+        );
+    }
 }
 
 #[test]

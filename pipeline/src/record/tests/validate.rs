@@ -1,13 +1,34 @@
 //! `PassRecord::validate`: one test per rule, each a broken copy of a valid record.
 
-use super::sample;
-use crate::record::{MAX_FIELD_BYTES, MAX_OUTPUTS, OutputDigest, PassRecord, RecordError};
+use super::{image, sample};
+use crate::record::{
+    MAX_FIELD_BYTES, MAX_IMAGES, MAX_OUTPUTS, OutputDigest, PassRecord, RecordError,
+};
+use crate::spec::EventKind;
 
 #[test]
 fn record_validate_accepts_the_sample_and_its_variants() {
     sample().validate().unwrap();
-    let variants: [fn(&mut PassRecord); 7] = [
+    let variants: [fn(&mut PassRecord); 14] = [
         |r| r.outputs.clear(),
+        |r| r.images.clear(),
+        |r| {
+            r.git_ref = "refs/tags/v1.0".into();
+            r.event = EventKind::Tag
+        },
+        |r| r.event = EventKind::Manual,
+        |r| r.event = EventKind::Schedule,
+        |r| {
+            r.git_ref = "refs/tags/v1.0".into();
+            r.event = EventKind::Manual
+        },
+        |r| {
+            r.images.insert("docker-hub".into(), image("busybox", '1'));
+        },
+        |r| {
+            r.version = 1;
+            r.images.clear()
+        },
         |r| r.finished_at = r.started_at.clone(),
         |r| r.git_ref = "refs/changes/34/1234/2".into(),
         |r| r.git_url = "ssh://ci@review.example.org:29418/greet".into(),
@@ -133,6 +154,76 @@ fn record_validate_refuses_each_broken_rule() {
             Box::new(|r| r.finished_at = "2025-11-23T15:29:59Z".into()),
         ),
         ("limit", Box::new(move |r| r.ci_run_id = long.clone())),
+        ("event is 'tag'", Box::new(|r| r.event = EventKind::Tag)),
+        (
+            "event is 'push'",
+            Box::new(|r| r.git_ref = "refs/tags/v1.0".into()),
+        ),
+        (
+            "images: job",
+            Box::new(|r| {
+                r.images.insert("pub lish".into(), image("cc", 'e'));
+            }),
+        ),
+        (
+            "images: job",
+            Box::new(|r| {
+                r.images.insert(String::new(), image("cc", 'e'));
+            }),
+        ),
+        (
+            "image of job 'publish'",
+            Box::new(|r| {
+                r.images
+                    .insert("publish".into(), "registry.example.org/cc:12".into());
+            }),
+        ),
+        (
+            // A tag before the digest names the same image, but not in the one spelling.
+            "image of job 'publish'",
+            Box::new(|r| {
+                r.images.insert(
+                    "publish".into(),
+                    format!("registry.example.org/cc:12@sha256:{}", "e".repeat(64)),
+                );
+            }),
+        ),
+        (
+            "image of job 'publish'",
+            Box::new(|r| {
+                r.images.insert(
+                    "publish".into(),
+                    format!("registry.example.org/cc@sha256:{}", "E".repeat(64)),
+                );
+            }),
+        ),
+        (
+            "images: image",
+            Box::new(|r| {
+                r.images
+                    .insert("publish".into(), "x".repeat(MAX_FIELD_BYTES + 1));
+            }),
+        ),
+        (
+            "images, more than the limit",
+            Box::new(|r| {
+                r.images = (0..=MAX_IMAGES)
+                    .map(|i| (format!("j{i}"), image("cc", 'e')))
+                    .collect()
+            }),
+        ),
+        (
+            "version 1 record lists no images",
+            Box::new(|r| r.version = 1),
+        ),
+        (
+            "event a version 1 record",
+            Box::new(|r| {
+                r.version = 1;
+                r.images.clear();
+                r.event = EventKind::Manual
+            }),
+        ),
     ];
     for (i, (expect, mutate)) in cases.iter().enumerate() {
         let mut record = sample();
