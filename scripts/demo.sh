@@ -107,8 +107,9 @@ $G commit -q -am "pipeline: build in the pinned toolchain image"
 
 step "2. a developer runs the pipeline locally, in the same sandbox and image CI uses"
 "$CI" validate "$REPO/.pipeline/config.yaml"
-"$CI" run --repo "$REPO" --event push --insecure-registry "$PUB" --out "$DEMO/out" > "$DEMO/local-run.log" 2>&1 || { cat "$DEMO/local-run.log"; die "local run"; }
-grep -m1 'ready in' "$DEMO/local-run.log" | sed 's/^.*\[airlock\] /    /' || true
+"$CI" run --repo "$REPO" --event push --insecure-registry "$PUB" --image-cache "$DEMO/images-local" \
+    --out "$DEMO/out" > "$DEMO/local-run.log" 2>&1 || { cat "$DEMO/local-run.log"; die "local run"; }
+grep -E 'image .*(layer|ready in)' "$DEMO/local-run.log" | head -2 | cut -c1-150 | sed 's/^ */    /' || true
 say "built: $(cd "$DEMO/out" && sha256sum dist/greet.tar.gz)"
 say "running it: $("$DEMO/out/dist/greet" Airlock)"
 
@@ -148,6 +149,7 @@ protected = ["refs/heads/main", "refs/tags/v*"]
 
 [images]
 insecure = ["$PUB"]
+cache_dir = "$DEMO/images-ci"
 TOML
 AIRLOCK_LOG=info "$CI" serve --config "$DEMO/ci.toml" 2>"$DEMO/ci.log" &
 PIDS="$PIDS $!"
@@ -172,6 +174,7 @@ insecure = ["$REG"]
 
 [images]
 registry = "$REG"   # job images come only from the trusted registry (never from $PUB)
+cache_dir = "$DEMO/images-builder"
 
 [signing]
 backend = "file"
@@ -315,6 +318,7 @@ jq -r .payload "$RECORD" | base64 -d | jq -c '{project, git_ref, commit, job, ci
 step "9. the trusted builder pulls the record, rebuilds with no network, compares, signs and attests"
 wait_for 180 grep -q '"event":"signed"' "$DEMO/builder-data/decisions.jsonl" || { cat "$DEMO/builder.log"; die "the builder did not sign"; }
 grep -E 'accepted|built|pushed|signed' "$DEMO/builder.log" | cut -c1-170 | sed 's/^/    /'
+say "it rebuilt in the image the record names, pulled from its own registry: $(jq -r .pulled_from "$DEMO"/images-builder/sha256-*/image.json)"
 DIGEST=$(jq -r 'select(.event == "signed") | .digest' "$DEMO/builder-data/decisions.jsonl" | head -1)
 IMAGE="$REG/greet@$DIGEST"
 "$TB" verify "$IMAGE" --key "$DEMO/keys/cosign.pub" --insecure-registry "$REG" | sed 's/^/    /'

@@ -33,7 +33,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn du(path: &Path) -> u64 {
-    let out = Command::new("du").arg("-sb").arg(path).output().expect("du");
+    let out = Command::new("du")
+        .arg("-sb")
+        .arg(path)
+        .output()
+        .expect("du");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -108,8 +112,14 @@ async fn main() {
         assert!(du(&unpacked) > 0);
     }
     println!("cold pull + unpack ({COLD_RUNS} runs each, fresh cache every run):");
-    println!("  airlock image cache, median: {:>8.0} ms", ms(median(ours)));
-    println!("  skopeo copy + tar -x, median:{:>8.0} ms", ms(median(skopeo)));
+    println!(
+        "  airlock image cache, median: {:>8.0} ms",
+        ms(median(ours))
+    );
+    println!(
+        "  skopeo copy + tar -x, median:{:>8.0} ms",
+        ms(median(skopeo))
+    );
 
     let cache_dir = work.path().join("cold-0");
     let executor = SandboxExecutor::new(SandboxConfig {
@@ -138,7 +148,11 @@ async fn main() {
             };
             let t = Instant::now();
             let exec = executor
-                .execute(request, LogSink::new("bench", 1 << 20, None), CancellationToken::new())
+                .execute(
+                    request,
+                    LogSink::new("bench", 1 << 20, None),
+                    CancellationToken::new(),
+                )
                 .await
                 .expect("sandbox");
             assert!(exec.reason.success());

@@ -95,6 +95,27 @@ fn the_demo_walks_the_whole_chain_and_the_boundary_holds() {
         ("publish", "refs/heads/main")
     );
 
+    // Every job ran in the toolchain image the pipeline pins (from the public registry); the
+    // builder pulled the same digest from its own, trusted registry.
+    let public = format!("127.0.0.1:{}", base + 5);
+    let toolchain = &record.images["publish"];
+    assert!(
+        toolchain.starts_with(&format!("{public}/toolchain@sha256:")),
+        "{:?}",
+        record.images
+    );
+    assert_eq!(record.images.len(), 3, "{:?}", record.images);
+    assert!(record.images.values().all(|i| i == toolchain));
+    let hex = toolchain.rsplit_once(":").unwrap().1;
+    let pulled: Value = serde_json::from_slice(
+        &std::fs::read(d.join(format!("images-builder/sha256-{hex}/image.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        pulled["pulled_from"],
+        format!("{registry}/toolchain@sha256:{hex}").as_str()
+    );
+
     // The builder: accepted, rebuilt with identical outputs, pushed, signed; tampered refused.
     let decisions = lines(&d.join("builder-data/decisions.jsonl"));
     let about =
@@ -190,6 +211,7 @@ fn the_demo_walks_the_whole_chain_and_the_boundary_holds() {
         "promoted by Rita Release <rita@example.org>".into(),
         "signature: valid".into(),
         "reproduced: true".into(),
+        format!("image of job publish {}", toolchain),
         "hash chain intact".into(),
         format!("{record_name}: signed and attested"),
         "outputs match the provenance".into(),

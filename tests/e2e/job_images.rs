@@ -65,10 +65,15 @@ async fn a_job_runs_in_the_image_it_names_and_the_second_start_is_cached() {
     let (done, log) = again.run_in(&work.path().join("second"), &exec).await;
     let text = log.to_text();
     assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
-    assert!(text.contains("(cached)") && !text.contains("pulling"), "{text}");
+    assert!(
+        text.contains("(cached)") && !text.contains("pulling"),
+        "{text}"
+    );
 
     // Control: the same probe in host mode sees the host (its gcc, no image marker).
-    let (done, log) = SandboxJob::new(PROBE).run_in(&work.path().join("host"), &exec).await;
+    let (done, log) = SandboxJob::new(PROBE)
+        .run_in(&work.path().join("host"), &exec)
+        .await;
     let text = log.to_text();
     assert_ne!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
     assert!(text.contains("host mode"), "{text}");
@@ -77,13 +82,21 @@ async fn a_job_runs_in_the_image_it_names_and_the_second_start_is_cached() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_image_a_job_is_refused_where_host_mode_is_off() {
     let work = work_dir();
-    let exec = executor(&work.path().join("images"), |c| c.host_mode = HostMode::Deny);
-    let (done, _log) = SandboxJob::new("true").run_in(&work.path().join("a"), &exec).await;
+    let exec = executor(&work.path().join("images"), |c| {
+        c.host_mode = HostMode::Deny
+    });
+    let (done, _log) = SandboxJob::new("true")
+        .run_in(&work.path().join("a"), &exec)
+        .await;
     let err = done.expect_err("refused");
     assert!(err.to_string().contains("names no image"), "{err}");
     // Control: allowed, the same job runs.
-    let allowed = executor(&work.path().join("images"), |c| c.host_mode = HostMode::Allow);
-    let (done, _log) = SandboxJob::new("true").run_in(&work.path().join("b"), &allowed).await;
+    let allowed = executor(&work.path().join("images"), |c| {
+        c.host_mode = HostMode::Allow
+    });
+    let (done, _log) = SandboxJob::new("true")
+        .run_in(&work.path().join("b"), &allowed)
+        .await;
     assert!(done.unwrap().reason.success());
 }
 
@@ -210,7 +223,9 @@ async fn two_builder_hosts_with_different_toolchains_agree_when_the_job_names_an
     let output = |dir: &str| read(work.path().join(dir).join("ws/out"));
 
     for (name, exec) in [("host-a", &builder_a), ("host-b", &builder_b)] {
-        let (done, log) = SandboxJob::new(script).run_in(&work.path().join(name), exec).await;
+        let (done, log) = SandboxJob::new(script)
+            .run_in(&work.path().join(name), exec)
+            .await;
         assert!(done.unwrap().reason.success(), "{}", log.to_text());
         let mut job = SandboxJob::new(script);
         job.image = Some(ImageRef::parse(&image.reference).unwrap());
@@ -218,9 +233,23 @@ async fn two_builder_hosts_with_different_toolchains_agree_when_the_job_names_an
         let (done, log) = job.run_in(&work.path().join(&dir), exec).await;
         let text = log.to_text();
         assert!(done.unwrap().reason.success(), "{text}");
-        assert!(text.contains(&format!("pulling from {}", if name == "host-a" { &registry_a.host } else { &registry_b.host })), "{text}");
+        assert!(
+            text.contains(&format!(
+                "pulling from {}",
+                if name == "host-a" {
+                    &registry_a.host
+                } else {
+                    &registry_b.host
+                }
+            )),
+            "{text}"
+        );
     }
-    assert_ne!(output("host-a"), output("host-b"), "host mode: each host's own toolchain");
+    assert_ne!(
+        output("host-a"),
+        output("host-b"),
+        "host mode: each host's own toolchain"
+    );
     assert_eq!(output("host-a"), "tool 2.0\nhost-a\n");
     assert_eq!(output("host-a-image"), output("host-b-image"));
     assert_eq!(output("host-a-image"), "tool 1.0\ntoolchain\n");

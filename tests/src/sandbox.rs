@@ -70,7 +70,10 @@ impl SandboxJob {
         self,
         work: &std::path::Path,
         executor: &SandboxExecutor,
-    ) -> (Result<Execution, airlock_pipeline::executor::ExecutorError>, JobLog) {
+    ) -> (
+        Result<Execution, airlock_pipeline::executor::ExecutorError>,
+        JobLog,
+    ) {
         let workspace = work.join("ws");
         std::fs::create_dir_all(&workspace).expect("workspace");
         let log = LogSink::new("probe", self.log_cap, None);

@@ -68,6 +68,21 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
                     pb.set_message(counts(&states, total));
                 }
             }
+            // Pulling an image can take a while: its progress, and host mode, are shown live.
+            RunEvent::Log { job, line }
+                if line.text.starts_with("[airlock] image ")
+                    || line.text.starts_with("[airlock] host mode") =>
+            {
+                let text = format!(
+                    "{:>6.1}s   {job:<width$} {}",
+                    started.elapsed().as_secs_f64(),
+                    line.text.trim_start_matches("[airlock] ")
+                );
+                match &spinner {
+                    Some(pb) => pb.println(text),
+                    None => eprintln!("{text}"),
+                }
+            }
             RunEvent::Log { .. } => {}
             RunEvent::Finished { .. } => break,
         }

@@ -80,6 +80,25 @@ pub fn render(t: &Trace) -> String {
                 s.predicate.run_details.metadata.invocation_id,
                 s.reproduced().map_or("unknown".into(), |r| r.to_string())
             );
+            let deps = &s.predicate.build_definition.resolved_dependencies;
+            for dep in deps.iter().filter(|d| {
+                d.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(crate::provenance::JOB_IMAGE_NAME_PREFIX))
+            }) {
+                let _ = writeln!(
+                    o,
+                    "     {} {}@sha256:{}",
+                    clean(dep.name.as_deref().unwrap_or_default()),
+                    clean(
+                        dep.uri
+                            .as_deref()
+                            .unwrap_or_default()
+                            .trim_start_matches("oci://")
+                    ),
+                    clean(dep.digest.get("sha256").map_or("", String::as_str))
+                );
+            }
         }
         Err(e) => {
             let _ = writeln!(o, "   provenance: NONE VALID: {e}");
