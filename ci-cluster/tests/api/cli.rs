@@ -1,5 +1,6 @@
 //! `ci-cluster runs list | get | logs` against the real server.
 
+use airlock_pipeline::executor::HOST_MODE_NOTICE;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -121,7 +122,10 @@ fn runs_list_get_and_logs_read_the_server() {
         &server.base,
         &["logs", &failed.to_string(), "--job", "test"],
     );
-    assert_eq!(stdout(&out), "not ok 1 - greets\n");
+    assert_eq!(
+        stdout(&out),
+        format!("{HOST_MODE_NOTICE}\nnot ok 1 - greets\n")
+    );
     let out = runs(
         &server.base,
         &["logs", &failed.to_string(), "--job", "nope"],
@@ -178,12 +182,15 @@ fn runs_logs_follow_prints_lines_as_they_arrive_and_exits_with_the_run() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "{status}");
     let texts: Vec<&str> = seen.iter().map(|(l, _, _)| l.as_str()).collect();
-    let want: Vec<String> = (1..=8).map(|i| format!("tick {i}")).collect();
+    // The job names no image: its log starts with the host-mode notice.
+    let want: Vec<String> = std::iter::once(HOST_MODE_NOTICE.to_string())
+        .chain((1..=8).map(|i| format!("tick {i}")))
+        .collect();
     assert_eq!(texts, want, "{seen:?}");
     // Live: the first line came while the run was running, well before the last.
     assert_eq!(seen[0].2, "running", "{seen:?}");
     assert!(
-        seen[7].1 - seen[0].1 >= Duration::from_secs(2),
+        seen[8].1 - seen[1].1 >= Duration::from_secs(2),
         "lines came in one burst: {seen:?}"
     );
     // And it stopped on its own once the run was final.

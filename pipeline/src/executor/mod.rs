@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
 pub use disk::{DiskLease, DiskSupport, HostReserve, remove_work_dir};
-pub use root::HostMode;
+pub use root::{HOST_MODE_NOTICE, HostMode};
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::image::Rootfs;
 
+/// The line a job's log starts with when it runs in host mode.
+pub const HOST_MODE_NOTICE: &str = "[airlock] host mode: this job names no image, so it runs on this host's system directories (read-only)";
+
 /// Whether a job that names no image may run on the host's system directories.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HostMode {

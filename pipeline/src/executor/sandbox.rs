@@ -25,7 +25,7 @@ use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::disk::{DiskLease, DiskSupport, HostReserve};
-use super::root::{HostMode, job_env, root_args};
+use super::root::{HOST_MODE_NOTICE, HostMode, job_env, root_args};
 use super::seccomp::SeccompPrograms;
 use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
@@ -213,7 +213,7 @@ impl SandboxExecutor {
         let Some(image) = &request.image else {
             return match self.config.host_mode {
                 HostMode::Allow => {
-                    log.system("[airlock] host mode: this job names no image, so it runs on this host's system directories (read-only)");
+                    log.system(HOST_MODE_NOTICE);
                     Ok(None)
                 }
                 HostMode::Deny => Err(ExecutorError::Image(
