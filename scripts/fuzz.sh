@@ -1,7 +1,8 @@
 #!/bin/sh
 # Fuzzes the host-side code that handles trees a commit or a job controls (issue 11): tree
-# materialisation (Mirror::materialise) and output collection (outputs::collect,
-# ContentStore::put/copy_out, TreeRoot::copy_into). Targets are in fuzz/fuzz_targets/.
+# materialisation (Mirror::materialise), output collection (outputs::collect,
+# ContentStore::put/copy_out, TreeRoot::copy_into) and image layer unpacking
+# (image::unpack::apply_layer). Targets are in fuzz/fuzz_targets/.
 #
 #   sh scripts/fuzz.sh [SECONDS]     # SECONDS per target, default 20
 #
@@ -14,7 +15,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${1:-20}"
-TARGETS="collect_outputs materialise_tree"
+TARGETS="collect_outputs materialise_tree unpack_layer"
 
 case "$SECONDS_PER_TARGET" in
     '' | *[!0-9]*) echo "usage: sh scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;
