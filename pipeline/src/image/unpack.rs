@@ -5,10 +5,11 @@
 //! workspaces): paths are plain relative names (an absolute path or `..` refuses the image),
 //! no link is followed on the way to an entry (a layer that writes "through" a link is
 //! refused), files are created new, never written through an existing one. Device nodes and
-//! FIFOs are skipped (a job never needs the host's devices; `/dev` is bubblewrap's), setuid and
-//! setgid bits are dropped. Whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`)
-//! hide what lower layers put there, as the OCI image specification describes. The
-//! uncompressed stream is hashed on the way and must match the config's `diff_id`.
+//! FIFOs are skipped (a job never needs the host's devices; `/dev` is bubblewrap's), setuid,
+//! setgid, sticky and group/other-write bits are dropped (the cache is shared by every job).
+//! Whiteouts (`.wh.NAME`) and opaque directories (`.wh..wh..opq`) hide what lower layers put
+//! there, as the OCI image specification describes. The uncompressed stream is hashed on the
+//! way and must match the config's `diff_id`.
 #![deny(clippy::disallowed_methods)]
 
 use std::collections::HashSet;
@@ -26,12 +27,18 @@ use crate::tree::{EntryKind, TreeError, TreeRoot};
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 
+/// Largest body of a GNU long-name/long-link or PAX header (real ones are a few hundred bytes).
+pub const MAX_EXTENSION_BYTES: u64 = 64 << 10;
+
+/// Most bytes read after the end-of-archive blocks (writers pad to a 10 KiB record).
+const MAX_TRAILING_BYTES: u64 = 1 << 20;
+
 /// Limits on what one image may unpack to (a small gzip can inflate enormously).
 #[derive(Debug, Clone, Copy)]
 pub struct UnpackBudget {
-    /// Bytes of regular files over all layers.
+    /// Bytes of entry bodies (files, and whatever other entries declare) over all layers.
     pub max_bytes: u64,
-    /// Entries over all layers.
+    /// Entries over all layers (whiteouts and extension headers included).
     pub max_entries: u64,
     bytes: u64,
     entries: u64,
@@ -101,6 +108,12 @@ fn entry_path(raw: &[u8]) -> Result<Option<PathBuf>, &'static str> {
 }
 
 /// Applies one layer (the verified blob in `blob`) onto `root`.
+///
+/// The tar reader runs in raw mode: GNU long names and PAX headers are read here, each body
+/// capped at [`MAX_EXTENSION_BYTES`] before it is buffered (the tar crate would otherwise read
+/// a header body of any declared size into memory). Every entry counts against the budget,
+/// and every body's declared size counts against its bytes, so a layer that declares
+/// gigabytes of directory "contents" to be skipped is refused rather than inflated.
 pub fn apply_layer(
     root: &TreeRoot,
     blob: File,
@@ -118,20 +131,83 @@ pub fn apply_layer(
     let mut applier = Applier {
         root,
         layer,
-        written: HashSet::new(),
+        kept: HashSet::new(),
         stats: LayerStats::default(),
     };
     let entries = archive
         .entries()
-        .map_err(|e| applier.malformed(format!("not a tar: {e}")))?;
+        .map_err(|e| applier.malformed(format!("not a tar: {e}")))?
+        .raw(true);
+    let mut pending = Extensions::default();
     for entry in entries {
-        let entry = entry.map_err(|e| applier.malformed(format!("reading the tar: {e}")))?;
-        applier.apply(entry, budget)?;
+        let mut entry = entry.map_err(|e| applier.malformed(format!("reading the tar: {e}")))?;
+        let shown = PathBuf::from(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+        budget.entries += 1;
+        if budget.entries > budget.max_entries {
+            return Err(ImageError::TooLarge {
+                what: format!("image (entries, at {})", shown.display()),
+                max: budget.max_entries,
+            });
+        }
+        let size = entry
+            .header()
+            .entry_size()
+            .map_err(|e| applier.malformed(format!("size of '{}': {e}", shown.display())))?;
+        budget.bytes = budget.bytes.saturating_add(size);
+        if budget.bytes > budget.max_bytes {
+            return Err(ImageError::TooLarge {
+                what: format!("image (unpacked, at {})", shown.display()),
+                max: budget.max_bytes,
+            });
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname()
+            || kind.is_gnu_longlink()
+            || kind.is_pax_local_extensions()
+            || kind.is_pax_global_extensions()
+        {
+            if size > MAX_EXTENSION_BYTES {
+                return Err(applier.refuse(
+                    &shown,
+                    format!("an extension header of {size} bytes (at most {MAX_EXTENSION_BYTES})"),
+                ));
+            }
+            let mut body = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut body)
+                .map_err(|e| applier.malformed(format!("reading the tar: {e}")))?;
+            pending
+                .absorb(kind, body)
+                .map_err(|why| applier.refuse(&shown, why))?;
+            continue;
+        }
+        let path = pending
+            .path
+            .take()
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let link = pending
+            .link
+            .take()
+            .or_else(|| entry.link_name_bytes().map(|l| l.into_owned()))
+            .unwrap_or_default();
+        applier.apply(&mut entry, &path, &link)?;
+    }
+    if pending.path.is_some() || pending.link.is_some() {
+        return Err(applier.malformed("a long-name or PAX header describes no entry".into()));
     }
     // The tar reader stops at the end-of-archive blocks; the diff_id covers the whole stream.
+    // Writers pad to a record (10 KiB); megabytes after the end are an inflation attempt.
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink())
-        .map_err(|e| applier.malformed(format!("reading the tar: {e}")))?;
+    let trailing = io::copy(
+        &mut (&mut rest).take(MAX_TRAILING_BYTES + 1),
+        &mut io::sink(),
+    )
+    .map_err(|e| applier.malformed(format!("reading the tar: {e}")))?;
+    if trailing > MAX_TRAILING_BYTES {
+        return Err(applier.malformed(format!(
+            "more than {MAX_TRAILING_BYTES} bytes after the end of the archive"
+        )));
+    }
     let actual = format!("sha256:{}", hex::encode(rest.hasher.finalize()));
     if actual != layer.diff_id {
         return Err(ImageError::DigestMismatch {
@@ -143,11 +219,78 @@ pub fn apply_layer(
     Ok(applier.stats)
 }
 
+/// GNU long-name/long-link and PAX `path`/`linkpath` values waiting for the entry they name.
+#[derive(Default)]
+struct Extensions {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+impl Extensions {
+    fn absorb(&mut self, kind: tar::EntryType, body: Vec<u8>) -> Result<(), String> {
+        let trimmed = |mut b: Vec<u8>| {
+            while b.last() == Some(&0) {
+                b.pop();
+            }
+            b
+        };
+        if kind.is_gnu_longname() {
+            return set_once(
+                &mut self.path,
+                trimmed(body),
+                "two long names for one entry",
+            );
+        }
+        if kind.is_gnu_longlink() {
+            return set_once(
+                &mut self.link,
+                trimmed(body),
+                "two long link names for one entry",
+            );
+        }
+        let global = kind.is_pax_global_extensions();
+        for record in tar::PaxExtensions::new(&body) {
+            let record = record.map_err(|e| format!("malformed PAX header: {e}"))?;
+            let key = record.key_bytes();
+            // A PAX size would change where the next entry's body ends; sparse files would
+            // need a map this unpacker does not apply. Neither appears in real image layers.
+            if key == b"size" || key.starts_with(b"GNU.sparse.") {
+                return Err(format!(
+                    "PAX record '{}' is not supported",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+            if global {
+                continue; // defaults for later entries (times, owners): nothing this unpacker uses
+            }
+            match key {
+                b"path" => set_once(&mut self.path, record.value_bytes().to_vec(), "two paths")?,
+                b"linkpath" => set_once(
+                    &mut self.link,
+                    record.value_bytes().to_vec(),
+                    "two link paths",
+                )?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set_once(slot: &mut Option<Vec<u8>>, value: Vec<u8>, twice: &str) -> Result<(), String> {
+    if slot.is_some() {
+        return Err(twice.to_string());
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
 struct Applier<'a> {
     root: &'a TreeRoot,
     layer: &'a LayerBlob,
-    /// Paths this layer wrote: whiteouts only hide what lower layers put there.
-    written: HashSet<PathBuf>,
+    /// Paths this layer wrote and their ancestors: whiteouts and opaque directories only hide
+    /// what lower layers put there, never this layer's own entries.
+    kept: HashSet<PathBuf>,
     stats: LayerStats,
 }
 
@@ -174,14 +317,26 @@ impl Applier<'_> {
         }
     }
 
+    /// Records that this layer wrote `rel`.
+    fn keep(&mut self, rel: PathBuf) {
+        let mut next = Some(rel.as_path());
+        while let Some(path) = next {
+            if path.as_os_str().is_empty() || !self.kept.insert(path.to_path_buf()) {
+                break;
+            }
+            next = path.parent();
+        }
+    }
+
+    /// Applies one entry (its body size already counted) at `raw` (linking to `link`).
     fn apply<R: Read>(
         &mut self,
-        mut entry: tar::Entry<'_, R>,
-        budget: &mut UnpackBudget,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &[u8],
+        link: &[u8],
     ) -> Result<(), ImageError> {
-        let raw = entry.path_bytes().into_owned();
-        let shown = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
-        let rel = match entry_path(&raw) {
+        let shown = PathBuf::from(String::from_utf8_lossy(raw).into_owned());
+        let rel = match entry_path(raw) {
             Ok(Some(rel)) => rel,
             Ok(None) => return Ok(()), // the root directory itself
             Err(why) => return Err(self.refuse(&shown, why)),
@@ -195,30 +350,12 @@ impl Applier<'_> {
             return self.clear_lower(&parent);
         }
         if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            let target = parent.join(hidden);
-            if !self.written.contains(&target) {
-                self.root
-                    .remove_all(&target)
-                    .map_err(|e| self.tree(&target, e))?;
-                self.stats.hidden += 1;
-            }
-            return Ok(());
-        }
-        budget.entries += 1;
-        if budget.entries > budget.max_entries {
-            return Err(ImageError::TooLarge {
-                what: format!("image (entries, at {})", shown.display()),
-                max: budget.max_entries,
-            });
+            return self.whiteout(&shown, &parent, hidden);
         }
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);
         let kind = header.entry_type();
         let mtime = header.mtime().ok();
-        let link = entry
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default();
         if !parent.as_os_str().is_empty() {
             self.root
                 .create_dir_all(&parent, 0o755)
@@ -228,7 +365,8 @@ impl Applier<'_> {
         match kind {
             T::Directory => {
                 // Owner rwx: the unpacking user must be able to fill it; jobs are "other".
-                let mode = (mode & 0o1777) | 0o700;
+                // Never group/other-writable or sticky: the cache is shared by every job.
+                let mode = (mode & 0o755) | 0o700;
                 match self.root.metadata(&rel) {
                     Ok(meta) if meta.kind == EntryKind::Dir => self.root.set_dir_mode(&rel, mode),
                     _ => {
@@ -240,21 +378,14 @@ impl Applier<'_> {
             }
             T::Regular | T::Continuous => {
                 self.replace(&rel)?;
-                // setuid/setgid (and sticky) never survive: nothing in a job may gain privileges.
+                // setuid/setgid never survive: nothing in a job may gain privileges; nor
+                // group/other write: no local user may change a cached image.
                 let mut file = self
                     .root
-                    .create_file(&rel, mode & 0o777)
+                    .create_file(&rel, mode & 0o755)
                     .map_err(|e| self.tree(&rel, e))?;
-                let left = budget.max_bytes.saturating_sub(budget.bytes);
-                let copied = io::copy(&mut (&mut entry).take(left.saturating_add(1)), &mut file)
+                io::copy(entry, &mut file)
                     .map_err(|e| ImageError::io(self.root.path().join(&rel), e))?;
-                budget.bytes += copied;
-                if budget.bytes > budget.max_bytes {
-                    return Err(ImageError::TooLarge {
-                        what: format!("image (unpacked, at {})", shown.display()),
-                        max: budget.max_bytes,
-                    });
-                }
                 if let Some(secs) = mtime {
                     let _ = file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
                 }
@@ -263,13 +394,13 @@ impl Applier<'_> {
                 self.replace(&rel)?;
                 // Stored verbatim: it resolves inside the job's root, never on the host (the host
                 // never follows a link in this tree).
-                let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&link);
+                let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(link);
                 self.root
                     .symlink(target, &rel)
                     .map_err(|e| self.tree(&rel, e))?;
             }
             T::Link => {
-                let target = match entry_path(&link) {
+                let target = match entry_path(link) {
                     Ok(Some(target)) => target,
                     Ok(None) => return Err(self.refuse(&shown, "hard link to the root")),
                     Err(why) => return Err(self.refuse(&shown, format!("hard link target: {why}"))),
@@ -286,11 +417,32 @@ impl Applier<'_> {
                 return Ok(());
             }
             T::GNUSparse => return Err(self.refuse(&shown, "sparse files are not supported")),
-            // Extension headers are consumed by the tar reader; anything else carries no file.
+            // Anything else carries no file (its body, if any, was counted and is skipped).
             _ => return Ok(()),
         }
         self.stats.entries += 1;
-        self.written.insert(rel);
+        self.keep(rel);
+        Ok(())
+    }
+
+    /// `.wh.NAME` in `parent`: hides what lower layers put at `parent/NAME`.
+    fn whiteout(&mut self, shown: &Path, parent: &Path, hidden: &str) -> Result<(), ImageError> {
+        if hidden.starts_with(WHITEOUT_PREFIX) {
+            // Other `.wh..wh.` names are aufs bookkeeping (hard-link directories): no file.
+            return Ok(());
+        }
+        if matches!(hidden, "" | "." | "..") {
+            return Err(self.refuse(shown, "a whiteout that names no entry"));
+        }
+        let target = parent.join(hidden);
+        if self.kept.contains(&target) {
+            // This layer wrote beneath it: hide only the lower layers' part.
+            return self.clear_lower(&target);
+        }
+        self.root
+            .remove_all(&target)
+            .map_err(|e| self.tree(&target, e))?;
+        self.stats.hidden += 1;
         Ok(())
     }
 
@@ -308,10 +460,9 @@ impl Applier<'_> {
             Err(e) if e.io_kind() == Some(io::ErrorKind::NotFound) => return Ok(()),
             Err(e) => return Err(self.tree(dir, e)),
         }
-        let keep: HashSet<&Path> = self.written.iter().flat_map(|p| p.ancestors()).collect();
         let entries = self.root.walk(dir).map_err(|e| self.tree(dir, e))?;
         for entry in entries.iter().rev() {
-            if keep.contains(entry.rel.as_path()) {
+            if self.kept.contains(&entry.rel) {
                 continue;
             }
             let removed = if entry.meta.kind == EntryKind::Dir {

@@ -274,3 +274,152 @@ fn a_wrong_diff_id_and_an_inflating_layer_are_refused() {
         0o644
     );
 }
+
+/// A tar written by the tar crate's own builder (GNU long names for long paths, PAX records).
+fn built(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    f(&mut builder);
+    builder.into_inner().unwrap()
+}
+
+fn apply_tar(root: &TreeRoot, scratch: &Path, tar: &[u8]) -> Result<LayerStats, ImageError> {
+    let (blob, desc) = layer(scratch, tar);
+    apply_layer(root, blob, &desc, &mut UnpackBudget::new(1 << 30, 100_000))
+}
+
+fn data_header(size: u64, kind: tar::EntryType) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(size);
+    header
+}
+
+#[test]
+fn long_names_and_pax_paths_apply_but_oversized_extension_headers_are_refused() {
+    let (_t, root, scratch) = setup();
+    let long = format!("deep/{}/file", "n".repeat(200));
+    let pax_name = format!("pax/{}", "p".repeat(150));
+    let tar = built(|b| {
+        b.append_data(
+            &mut data_header(2, tar::EntryType::Regular),
+            &long,
+            &b"hi"[..],
+        )
+        .unwrap();
+        b.append_pax_extensions([("path", pax_name.as_bytes())])
+            .unwrap();
+        b.append_data(
+            &mut data_header(1, tar::EntryType::Regular),
+            "short",
+            &b"x"[..],
+        )
+        .unwrap();
+    });
+    apply_tar(&root, &scratch, &tar).unwrap();
+    assert!(exists(&root, &long), "GNU long name applied");
+    assert!(
+        exists(&root, &pax_name),
+        "PAX path overrides the header's name"
+    );
+    assert!(!exists(&root, "short"));
+
+    // A long-name header declaring more than the cap is refused before its body is buffered.
+    let bomb = vec![b'a'; MAX_EXTENSION_BYTES as usize + 1];
+    let tar = built(|b| {
+        let mut header = data_header(bomb.len() as u64, tar::EntryType::GNULongName);
+        header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        header.set_cksum();
+        b.append(&header, &bomb[..]).unwrap();
+        b.append_data(
+            &mut data_header(1, tar::EntryType::Regular),
+            "after",
+            &b"x"[..],
+        )
+        .unwrap();
+    });
+    let err = apply_tar(&root, &scratch, &tar).expect_err("long-name bomb");
+    assert!(err.to_string().contains("extension header"), "{err}");
+    assert!(!exists(&root, "after"));
+
+    // A PAX size would move where the next body ends: refused, not guessed.
+    let tar = built(|b| {
+        b.append_pax_extensions([("size", &b"1"[..])]).unwrap();
+        b.append_data(
+            &mut data_header(1, tar::EntryType::Regular),
+            "sized",
+            &b"x"[..],
+        )
+        .unwrap();
+    });
+    let err = apply_tar(&root, &scratch, &tar).expect_err("pax size");
+    assert!(err.to_string().contains("'size'"), "{err}");
+}
+
+#[test]
+fn declared_bodies_and_trailing_bytes_count_against_the_budget() {
+    let (_t, root, scratch) = setup();
+    // A directory "containing" 64 KiB the reader would otherwise skip through.
+    let tar = built(|b| {
+        let header = data_header(64 << 10, tar::EntryType::Directory);
+        b.append_data(&mut header.clone(), "d", &vec![0u8; 64 << 10][..])
+            .unwrap();
+    });
+    let (blob, desc) = layer(&scratch, &tar);
+    let err = apply_layer(&root, blob, &desc, &mut UnpackBudget::new(32 << 10, 100))
+        .expect_err("directory body over budget");
+    assert!(matches!(err, ImageError::TooLarge { .. }), "{err}");
+    let (blob, desc) = layer(&scratch, &tar);
+    apply_layer(&root, blob, &desc, &mut UnpackBudget::new(128 << 10, 100)).unwrap();
+
+    // Megabytes after the end-of-archive blocks (hashed into the diff_id all the same).
+    let mut padded = built(|b| {
+        b.append_data(&mut data_header(1, tar::EntryType::Regular), "f", &b"x"[..])
+            .unwrap();
+    });
+    let end = padded.len();
+    padded.resize(end + (2 << 20), 0);
+    let err = apply_tar(&root, &scratch, &padded).expect_err("trailing megabytes");
+    assert!(err.to_string().contains("after the end"), "{err}");
+    // Control: a record's worth of padding is normal.
+    padded.truncate(end + 10240);
+    apply_tar(&root, &scratch, &padded).unwrap();
+
+    // Whiteouts are entries too.
+    let whiteouts = [file(".wh.a", b""), file(".wh.b", b""), file(".wh.c", b"")];
+    let (blob, desc) = layer(&scratch, &tar_of(&whiteouts));
+    let err =
+        apply_layer(&root, blob, &desc, &mut UnpackBudget::new(1 << 20, 2)).expect_err("entries");
+    assert!(err.to_string().contains("entries"), "{err}");
+}
+
+#[test]
+fn whiteouts_never_hide_this_layers_own_entries_and_must_name_one() {
+    let (_t, root, scratch) = setup();
+    apply(&root, &scratch, &[file("a/old", b"1"), file("b", b"2")]).unwrap();
+    apply(
+        &root,
+        &scratch,
+        &[file("a/new", b"3"), file(".wh.a", b""), file(".wh.b", b"")],
+    )
+    .unwrap();
+    assert!(exists(&root, "a/new"), "this layer's own entry stays");
+    assert!(!exists(&root, "a/old") && !exists(&root, "b"));
+    for name in [".wh.", "x/.wh.."] {
+        let err = apply(&root, &scratch, &[file(name, b"")]).expect_err(name);
+        assert!(err.to_string().contains("names no entry"), "{name}: {err}");
+    }
+    assert!(exists(&root, "a/new"));
+}
+
+#[test]
+fn shared_write_and_sticky_bits_are_dropped() {
+    let (_t, root, scratch) = setup();
+    let mut open_file = file("open", b"x");
+    open_file.mode = 0o666;
+    let mut tmp = dir("tmp");
+    tmp.mode = 0o1777;
+    apply(&root, &scratch, &[open_file, tmp]).unwrap();
+    assert_eq!(root.metadata(Path::new("open")).unwrap().mode, 0o644);
+    assert_eq!(root.metadata(Path::new("tmp")).unwrap().mode, 0o755);
+}
