@@ -12,6 +12,13 @@ use crate::record::PassRecord;
 use crate::source::{CommitId, SourceError};
 use crate::spec::EventKind;
 
+/// A portable variable name: a letter or `_`, then letters, digits and `_`.
+pub fn is_env_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The commit being built: 40 lowercase hex digits.
 pub const AIRLOCK_COMMIT: &str = "AIRLOCK_COMMIT";
 /// The full ref name the run is for, e.g. `refs/heads/main`.

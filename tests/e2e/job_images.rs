@@ -10,7 +10,7 @@ use std::process::Command;
 
 use airlock_pipeline::executor::{ExitReason, HostMode, SandboxConfig, SandboxExecutor};
 use airlock_pipeline::image::{ImageRef, ImageSettings};
-use airlock_tests::images::{PushedImage, busybox_rootfs, push_rootfs};
+use airlock_tests::images::{IMAGE_PATH, PushedImage, busybox_rootfs, push_rootfs};
 use airlock_tests::registry::TestRegistry;
 use airlock_tests::sandbox::{SandboxJob, work_dir};
 
@@ -58,6 +58,12 @@ async fn a_job_runs_in_the_image_it_names_and_the_second_start_is_cached() {
     let text = log.to_text();
     assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
     assert_eq!(read(work.path().join("first/ws/marker")), "image-a\n");
+    // The image config's PATH (not the sandbox's default) is the job's.
+    let image_path = IMAGE_PATH.strip_prefix("PATH=").unwrap();
+    assert_eq!(
+        read(work.path().join("first/ws/path")),
+        format!("{image_path}\n")
+    );
     assert!(text.contains("pulling from"), "{text}");
 
     let mut again = SandboxJob::new(PROBE);
@@ -253,4 +259,56 @@ async fn two_builder_hosts_with_different_toolchains_agree_when_the_job_names_an
     assert_eq!(output("host-a"), "tool 2.0\nhost-a\n");
     assert_eq!(output("host-a-image"), output("host-b-image"));
     assert_eq!(output("host-a-image"), "tool 1.0\ntoolchain\n");
+}
+
+/// An image whose mount points are links or files (`tmp -> /`, `workspace -> etc`, `proc` a
+/// file, no `dev`) still runs: the cache makes them plain directories, so the workspace and
+/// /tmp are bound where the job expects, never through the image's links.
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_points_that_are_links_or_files_become_directories() {
+    let registry = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs, "mounts").unwrap();
+    for name in ["tmp", "workspace", "proc", "dev"] {
+        std::fs::remove_dir_all(rootfs.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("/", rootfs.join("tmp")).unwrap();
+    std::os::unix::fs::symlink("etc", rootfs.join("workspace")).unwrap();
+    std::fs::write(rootfs.join("proc"), "not a directory\n").unwrap();
+    let image = push_rootfs(&registry.host, "mounts", "mounts", &rootfs)
+        .await
+        .unwrap();
+
+    let work = work_dir();
+    let cache = work.path().join("images");
+    let exec = executor(&cache, |c| {
+        c.images.insecure = vec![registry.host.clone()];
+    });
+    let mut job = SandboxJob::new(
+        "cat /etc/airlock-image > marker\n\
+         echo scratch > /tmp/scratch && cat /tmp/scratch >> marker\n\
+         test -r /proc/self/status && echo proc >> marker\n\
+         test -c /dev/null && echo dev >> marker",
+    );
+    job.image = Some(ImageRef::parse(&image.reference).unwrap());
+    let (done, log) = job.run_in(&work.path().join("run"), &exec).await;
+    let text = log.to_text();
+    assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
+    assert_eq!(
+        read(work.path().join("run/ws/marker")),
+        "mounts\nscratch\nproc\ndev\n"
+    );
+    let unpacked = cache
+        .join(format!(
+            "sha256-{}",
+            ImageRef::parse(&image.reference).unwrap().digest_hex()
+        ))
+        .join("rootfs");
+    for name in ["tmp", "workspace", "proc", "dev"] {
+        let meta = std::fs::symlink_metadata(unpacked.join(name)).unwrap();
+        assert!(meta.is_dir(), "{name} is a directory in the cached root");
+    }
+    // The job's writes went to its workspace, not through the image's `workspace -> etc`.
+    assert!(!unpacked.join("etc/marker").exists());
 }

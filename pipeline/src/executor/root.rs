@@ -2,9 +2,16 @@
 //! host's system directories (read-only) where the configuration allows that.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use crate::image::Rootfs;
+use tokio_util::sync::CancellationToken;
+
+use super::sandbox::SandboxConfig;
+use super::{ExecutorError, ExitReason, JobRequest};
+use crate::image::{ImageCache, Rootfs};
+use crate::log::LogSink;
 
 /// The line a job's log starts with when it runs in host mode.
 pub const HOST_MODE_NOTICE: &str = "[airlock] host mode: this job names no image, so it runs on this host's system directories (read-only)";
@@ -85,4 +92,85 @@ pub(super) fn job_env(
     }
     env.extend(job.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
+}
+
+/// What the job runs in, or why it never started.
+pub(super) enum JobRoot {
+    /// Its image (`None`: host mode).
+    Ready(Option<Rootfs>),
+    /// Its timeout ran out or it was cancelled while the image was being pulled.
+    Stopped(ExitReason),
+}
+
+/// The job's root: its image, pulled and unpacked unless cached; or host mode, if allowed. A
+/// pull counts against the job's timeout and stops when the run is cancelled.
+pub(super) async fn job_root(
+    config: &SandboxConfig,
+    images: &Result<Arc<ImageCache>, String>,
+    as_root: bool,
+    request: &JobRequest,
+    log: &LogSink,
+    cancel: &CancellationToken,
+) -> Result<JobRoot, ExecutorError> {
+    let Some(image) = &request.image else {
+        return match config.host_mode {
+            HostMode::Allow => {
+                log.system(HOST_MODE_NOTICE);
+                Ok(JobRoot::Ready(None))
+            }
+            HostMode::Deny => Err(ExecutorError::Image(
+                "this job names no image and this runner does not allow host mode: add `image: REPOSITORY@sha256:<digest>` to the job or the top of the pipeline file".into(),
+            )),
+        };
+    };
+    let cache = images.as_ref().map_err(|why| {
+        ExecutorError::Image(format!("{image}: the image cache is unusable: {why}"))
+    })?;
+    // Dropping the pull removes its temporary directory; nothing half-made is ever cached.
+    let rootfs = tokio::select! {
+        pulled = tokio::time::timeout(request.timeout, cache.ensure(image, log)) => match pulled {
+            Ok(pulled) => pulled.map_err(|e| ExecutorError::Image(format!("{image}: {e}")))?,
+            Err(_) => {
+                log.system(format!(
+                    "[airlock] image {image}: the job's timeout of {} s ran out while pulling",
+                    request.timeout.as_secs()
+                ));
+                return Ok(JobRoot::Stopped(ExitReason::TimedOut));
+            }
+        },
+        () = cancel.cancelled() => {
+            log.system(format!("[airlock] image {image}: cancelled while pulling"));
+            return Ok(JobRoot::Stopped(ExitReason::Cancelled));
+        }
+    };
+    if as_root {
+        check_reachable(
+            &rootfs.path.join("."),
+            "the image cache",
+            config.sandbox_uid,
+        )
+        .map_err(ExecutorError::Image)?;
+    }
+    Ok(JobRoot::Ready(Some(rootfs)))
+}
+
+/// The sandbox user (bubblewrap runs as it) must traverse every directory above `path`.
+pub(super) fn check_reachable(path: &Path, what: &str, sandbox_uid: u32) -> Result<(), String> {
+    for ancestor in path.ancestors().skip(1) {
+        // The host's own directories above the workspace or image cache.
+        #[allow(clippy::disallowed_methods)]
+        let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
+        let traversable = meta.mode() & 0o001 != 0 || meta.uid() == sandbox_uid;
+        if !traversable {
+            return Err(format!(
+                "the sandbox user {sandbox_uid} cannot reach {}: {} has mode {:o}; put {what} \
+                 under a traversable path such as /var/tmp (the default) or `chmod o+x` the \
+                 directory",
+                path.display(),
+                ancestor.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }

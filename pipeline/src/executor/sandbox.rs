@@ -11,7 +11,6 @@
 //! nested user namespaces; no inherited descriptor above 2; PID 1's command
 //! line masked; the workspace a filesystem of the job's disk limit.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ use tracing::instrument;
 
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::disk::{DiskLease, DiskSupport, HostReserve};
-use super::root::{HOST_MODE_NOTICE, HostMode, job_env, root_args};
+use super::root::{HostMode, JobRoot, check_reachable, job_env, job_root, root_args};
 use super::seccomp::SeccompPrograms;
 use super::supervise::{Terminator, supervise};
 use super::{Execution, Executor, ExecutorError, ExitReason, JobRequest, WorkspaceLease};
@@ -147,9 +146,13 @@ impl SandboxExecutor {
                 None
             }
         };
-        let images = ImageCache::new(config.images.clone())
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+        // Pulls keep the same reserve free as jobs' writes do.
+        let images = ImageCache::new(ImageSettings {
+            reserve_bytes: config.host_reserve.bytes,
+            ..config.images.clone()
+        })
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
         Ok(SandboxExecutor {
             config,
             as_root,
@@ -177,62 +180,9 @@ impl SandboxExecutor {
         if !self.as_root {
             return Ok(());
         }
-        self.check_reachable(workspace, "work directories")
-            .map_err(err)?;
+        check_reachable(workspace, "work directories", self.config.sandbox_uid).map_err(err)?;
         root.chown_all(self.config.sandbox_uid, self.config.sandbox_gid)
             .map_err(|e| err(format!("chown: {e}")))
-    }
-
-    /// The sandbox user (bubblewrap runs as it) must traverse every directory above `path`.
-    fn check_reachable(&self, path: &Path, what: &str) -> Result<(), String> {
-        for ancestor in path.ancestors().skip(1) {
-            // The host's own directories above the workspace or image cache.
-            #[allow(clippy::disallowed_methods)]
-            let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
-            let traversable = meta.mode() & 0o001 != 0 || meta.uid() == self.config.sandbox_uid;
-            if !traversable {
-                return Err(format!(
-                    "the sandbox user {} cannot reach {}: {} has mode {:o}; put {what} under a \
-                     traversable path such as /var/tmp (the default) or `chmod o+x` the directory",
-                    self.config.sandbox_uid,
-                    path.display(),
-                    ancestor.display(),
-                    meta.mode() & 0o7777
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The job's root: its image, pulled and unpacked unless cached; or host mode, if allowed.
-    async fn job_root(
-        &self,
-        request: &JobRequest,
-        log: &LogSink,
-    ) -> Result<Option<Rootfs>, ExecutorError> {
-        let Some(image) = &request.image else {
-            return match self.config.host_mode {
-                HostMode::Allow => {
-                    log.system(HOST_MODE_NOTICE);
-                    Ok(None)
-                }
-                HostMode::Deny => Err(ExecutorError::Image(
-                    "this job names no image and this runner does not allow host mode: add `image: REPOSITORY@sha256:<digest>` to the job or the top of the pipeline file".into(),
-                )),
-            };
-        };
-        let cache = self.images.as_ref().map_err(|why| {
-            ExecutorError::Image(format!("{image}: the image cache is unusable: {why}"))
-        })?;
-        let rootfs = cache
-            .ensure(image, log)
-            .await
-            .map_err(|e| ExecutorError::Image(format!("{image}: {e}")))?;
-        if self.as_root {
-            self.check_reachable(&rootfs.path.join("."), "the image cache")
-                .map_err(ExecutorError::Image)?;
-        }
-        Ok(Some(rootfs))
     }
 
     fn bwrap_args(&self, request: &JobRequest, rootfs: Option<&Rootfs>) -> Vec<String> {
@@ -441,7 +391,29 @@ impl Executor for SandboxExecutor {
         cancel: CancellationToken,
     ) -> Result<Execution, ExecutorError> {
         self.prepare_workspace(&request.workspace)?;
-        let rootfs = self.job_root(&request, &log).await?;
+        let pull_started = std::time::Instant::now();
+        let rootfs = match job_root(
+            &self.config,
+            &self.images,
+            self.as_root,
+            &request,
+            &log,
+            &cancel,
+        )
+        .await?
+        {
+            JobRoot::Ready(rootfs) => rootfs,
+            JobRoot::Stopped(reason) => {
+                let now = SystemTime::now();
+                return Ok(Execution {
+                    reason,
+                    started: now,
+                    finished: now,
+                });
+            }
+        };
+        // The job's timeout covers pulling its image too.
+        let timeout = request.timeout.saturating_sub(pull_started.elapsed());
         let limits = self.limits(&request.resources);
         let support = if self.as_root {
             self.config.cgroups
@@ -483,16 +455,9 @@ impl Executor for SandboxExecutor {
                 log.clone(),
             ))
         });
-        let reason = supervise(
-            child,
-            &log,
-            request.timeout,
-            self.config.kill_grace,
-            &stop,
-            &tree,
-        )
-        .await
-        .map_err(ExecutorError::Spawn);
+        let reason = supervise(child, &log, timeout, self.config.kill_grace, &stop, &tree)
+            .await
+            .map_err(ExecutorError::Spawn);
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }

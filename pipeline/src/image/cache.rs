@@ -41,6 +41,9 @@ pub struct ImageSettings {
     pub max_unpacked_bytes: u64,
     /// Most entries in one image (all layers).
     pub max_entries: u64,
+    /// Free space the host keeps on the cache's filesystem: a pull that would go below it is
+    /// refused before it starts.
+    pub reserve_bytes: u64,
 }
 
 /// The default image cache: under /var/tmp, which the sandbox user can traverse.
@@ -55,6 +58,7 @@ impl Default for ImageSettings {
             insecure: Vec::new(),
             max_unpacked_bytes: 16 << 30,
             max_entries: 1_000_000,
+            reserve_bytes: 0,
         }
     }
 }
@@ -100,11 +104,15 @@ impl ImageCache {
     /// processes no longer running left behind.
     pub fn new(settings: ImageSettings) -> Result<Self, ImageError> {
         use std::os::unix::fs::DirBuilderExt as _;
+        for registry in settings.mirror.iter().chain(&settings.insecure) {
+            check_registry_name(registry)?;
+        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
             .create(&settings.cache_dir)
             .map_err(io_err(&settings.cache_dir))?;
+        check_trusted_dir(&settings.cache_dir)?;
         if let Ok(entries) = std::fs::read_dir(&settings.cache_dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
@@ -162,28 +170,30 @@ impl ImageCache {
             log.system(format!("[airlock] image {image} (cached)"));
             return Ok(rootfs);
         }
-        let tmp = self.settings.cache_dir.join(format!(
-            ".tmp-{}-{}-{}",
-            &image.digest_hex()[..16.min(image.digest_hex().len())],
-            std::process::id(),
-            unique()
-        ));
-        let result = self.pull_into(image, &tmp, log).await;
-        let meta = match result {
-            Ok(meta) => meta,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(e);
-            }
-        };
+        // A private, unguessable directory (mode 0700), removed when dropped: an error, a
+        // cancelled pull or a timeout leaves nothing. The pid in the name lets a later process
+        // clear what a crashed one left.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(
+                ".tmp-{}-{}-",
+                &image.digest_hex()[..16.min(image.digest_hex().len())],
+                std::process::id()
+            ))
+            .tempdir_in(&self.settings.cache_dir)
+            .map_err(io_err(&self.settings.cache_dir))?;
+        let meta = self.pull_into(image, tmp.path(), log).await?;
         let dir = self.entry_dir(image);
-        if let Err(e) = std::fs::rename(&tmp, &dir) {
+        if let Err(e) = std::fs::rename(tmp.path(), &dir) {
             // Another process finished the same digest first: theirs is as good as ours.
-            let _ = std::fs::remove_dir_all(&tmp);
             if self.cached(image).is_none() {
                 return Err(ImageError::io(&dir, e));
             }
+            return self
+                .cached(image)
+                .ok_or_else(|| ImageError::io(&dir, std::io::ErrorKind::NotFound.into()));
         }
+        // Renamed: nothing left for the guard to remove.
+        let _ = tmp.keep();
         Ok(rootfs_of(image, &dir, &meta))
     }
 
@@ -211,14 +221,24 @@ impl ImageCache {
             source.registry()
         ));
         let resolved = self.client.resolve(&source).await?;
-        let total: u64 = resolved.layers.iter().map(|l| l.size).sum();
+        let total = resolved
+            .layers
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.size));
         log.system(format!(
             "[airlock] image {image}: {} layer(s), {}",
             resolved.layers.len(),
             mib(total)
         ));
-        let blobs = tmp.join("blobs");
-        std::fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
+        // Compressed layers never shrink when unpacked (by more than a few headers): a manifest
+        // declaring more than the unpack limit is refused before a byte is fetched.
+        if total > self.settings.max_unpacked_bytes {
+            return Err(ImageError::TooLarge {
+                what: format!("image {image} (layers declared {total} bytes)"),
+                max: self.settings.max_unpacked_bytes,
+            });
+        }
+        self.check_free_space(image, total)?;
         let rootfs_path = tmp.join("rootfs");
         let mut root = TreeRoot::create(&rootfs_path, 0o755)
             .map_err(|e| ImageError::io(&rootfs_path, e.into()))?;
@@ -226,12 +246,8 @@ impl ImageCache {
             UnpackBudget::new(self.settings.max_unpacked_bytes, self.settings.max_entries);
         for (i, layer) in resolved.layers.iter().enumerate() {
             let fetch_started = Instant::now();
-            let blob_path = blobs.join(layer.digest.replace(':', "-"));
-            self.client
-                .layer_to_file(&source, layer, &blob_path)
-                .await?;
+            let blob = self.client.layer_to_file(&source, layer, tmp).await?;
             let fetched = fetch_started.elapsed();
-            let blob = std::fs::File::open(&blob_path).map_err(io_err(&blob_path))?;
             let layer_clone = layer.clone();
             let unpack_started = Instant::now();
             let (back, back_budget, stats) = tokio::task::spawn_blocking(move || {
@@ -243,7 +259,6 @@ impl ImageCache {
             root = back;
             budget = back_budget;
             let stats = stats?;
-            let _ = std::fs::remove_file(&blob_path);
             log.system(format!(
                 "[airlock] image {image}: layer {}/{} {} ({}) fetched in {:.1} s, unpacked in {:.1} s: {} entries{}{}",
                 i + 1,
@@ -261,7 +276,6 @@ impl ImageCache {
                 },
             ));
         }
-        let _ = std::fs::remove_dir(&blobs);
         for name in MOUNT_POINTS {
             let rel = Path::new(name);
             let is_dir = matches!(root.metadata(rel), Ok(m) if m.kind == EntryKind::Dir);
@@ -282,6 +296,9 @@ impl ImageCache {
         let json =
             serde_json::to_vec_pretty(&meta).map_err(|e| ImageError::io(&meta_path, e.into()))?;
         std::fs::write(&meta_path, json).map_err(io_err(&meta_path))?;
+        // Everything on disk before the rename makes the entry visible: a crash after it must
+        // not leave a "complete" entry with empty files.
+        sync_filesystem(tmp)?;
         log.system(format!(
             "[airlock] image {image}: ready in {:.1} s ({} unpacked)",
             started.elapsed().as_secs_f64(),
@@ -295,10 +312,12 @@ fn rootfs_of(image: &ImageRef, dir: &Path, meta: &CachedImage) -> Rootfs {
     Rootfs {
         image: image.clone(),
         path: dir.join("rootfs"),
+        // Only real variable names: an image's `Env` is as untrusted as the image.
         env: meta
             .env
             .iter()
             .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| crate::env::is_env_name(k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         manifest_digest: meta.manifest_digest.clone(),
@@ -313,8 +332,159 @@ fn short(digest: &str) -> &str {
     &digest[..19.min(digest.len())]
 }
 
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+impl ImageCache {
+    /// The image's declared layers (twice: the blob and what it unpacks to) plus the host's
+    /// reserve must fit on the cache's filesystem.
+    fn check_free_space(&self, image: &ImageRef, declared: u64) -> Result<(), ImageError> {
+        let dir = &self.settings.cache_dir;
+        let free = crate::executor::HostReserve::free_bytes(dir).map_err(io_err(dir))?;
+        let needed = declared
+            .saturating_mul(2)
+            .saturating_add(self.settings.reserve_bytes);
+        if free < needed {
+            return Err(ImageError::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "{} free, image {image} needs about {} plus the host's reserve of {}",
+                        mib(free),
+                        mib(declared.saturating_mul(2)),
+                        mib(self.settings.reserve_bytes)
+                    ),
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `host[:port]`, nothing else: a mirror or insecure registry given with a scheme or a path
+/// would otherwise be pasted into URLs.
+fn check_registry_name(registry: &str) -> Result<(), ImageError> {
+    let (host, port) = match registry.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if host_ok && port_ok {
+        Ok(())
+    } else {
+        Err(ImageError::Unsupported {
+            what: format!("registry '{registry}'"),
+            reason: "write it as host[:port] (no scheme, no path)".into(),
+        })
+    }
+}
+
+/// The cache and every directory above it must be writable only by root or this user (or be
+/// sticky, as /var/tmp is): the cache is what jobs run on, so whoever can rename an entry in
+/// it chooses every job's root. A cache directory another local user created first (say in
+/// /var/tmp) is refused rather than used.
+fn check_trusted_dir(dir: &Path) -> Result<(), ImageError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = nix::unistd::geteuid().as_raw();
+    let dir = std::fs::canonicalize(dir).map_err(io_err(dir))?;
+    for (i, path) in dir.ancestors().enumerate() {
+        #[allow(clippy::disallowed_methods)] // host directories above the cache, not a tree
+        let meta = std::fs::metadata(path).map_err(io_err(path))?;
+        let owner_ok = meta.uid() == 0 || meta.uid() == euid;
+        let shared_write = meta.mode() & 0o022 != 0;
+        let sticky = meta.mode() & 0o1000 != 0;
+        let write_ok = !shared_write || (i > 0 && sticky);
+        if !owner_ok || !write_ok {
+            return Err(ImageError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "not a safe place for the image cache {}: owned by uid {} with mode {:o}; \
+                         it and every directory above it must be owned by root or uid {euid} \
+                         and not writable by others",
+                        dir.display(),
+                        meta.uid(),
+                        meta.mode() & 0o7777
+                    ),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Flushes the filesystem holding `dir` (syncfs): every file of the unpacked image at once.
+fn sync_filesystem(dir: &Path) -> Result<(), ImageError> {
+    let handle = std::fs::File::open(dir).map_err(io_err(dir))?;
+    nix::unistd::syncfs(&handle).map_err(|e| ImageError::io(dir, e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn chmod(path: &Path, mode: u32) {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_cache_others_can_write_or_own_is_refused() {
+        let temp = tempfile::tempdir().unwrap();
+        let shared = temp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        let cache = shared.join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        // Control: private directories are fine.
+        check_trusted_dir(&cache).unwrap();
+        // A world-writable sticky parent (as /var/tmp) is fine; the cache itself never is.
+        chmod(&shared, 0o1777);
+        check_trusted_dir(&cache).unwrap();
+        chmod(&cache, 0o775);
+        let err = check_trusted_dir(&cache).expect_err("group-writable cache");
+        assert!(err.to_string().contains("not a safe place"), "{err}");
+        chmod(&cache, 0o755);
+        chmod(&shared, 0o777);
+        let err = check_trusted_dir(&cache).expect_err("writable parent without sticky bit");
+        assert!(
+            err.to_string().contains(&shared.display().to_string()),
+            "{err}"
+        );
+        chmod(&shared, 0o755);
+        // Another user's directory (as if they created /var/tmp/airlock first).
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&cache, Some(nix::unistd::Uid::from_raw(4321)), None).unwrap();
+            let err = check_trusted_dir(&cache).expect_err("someone else's cache");
+            assert!(err.to_string().contains("uid 4321"), "{err}");
+        }
+    }
+
+    #[test]
+    fn registries_are_host_and_port_only() {
+        for good in [
+            "127.0.0.1:5000",
+            "registry.internal",
+            "localhost:443",
+            "a-b.example",
+        ] {
+            check_registry_name(good).unwrap();
+        }
+        for bad in [
+            "http://registry",
+            "registry/path",
+            "registry:0",
+            "registry:99999",
+            "",
+            "reg istry",
+            "a..b",
+        ] {
+            assert!(check_registry_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

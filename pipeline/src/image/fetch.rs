@@ -18,6 +18,11 @@ use super::{ImageError, ImageRef};
 /// Largest manifest or image config read (real ones are a few KiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// How much of a registry's error text is kept.
+const MAX_REASON_BYTES: usize = 300;
+
 const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -160,6 +165,10 @@ impl RegistryClient {
     pub fn new(insecure: &[String]) -> Result<Self, ImageError> {
         let config = ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
+            // A registry that accepts and then stalls must not hold a runner: these bound each
+            // connect and each read; the job's timeout bounds the whole pull.
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             ..ClientConfig::default()
         };
         let client = Client::try_from(config).map_err(|e| ImageError::Registry {
@@ -185,6 +194,15 @@ impl RegistryClient {
             reason.push_str(": ");
             reason.push_str(&s.to_string());
             source = s.source();
+        }
+        // The text may quote the registry's response body: keep the log line a line.
+        if reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push('…');
         }
         ImageError::Registry {
             registry: image.registry().to_string(),
@@ -368,21 +386,23 @@ impl RegistryClient {
         Ok(total)
     }
 
-    /// Downloads the layer into the new file `dest`, verified.
+    /// Downloads the layer, verified, into an unnamed file in `dir` and returns it rewound:
+    /// the bytes that were checked are the bytes read back (no path to swap a file under).
     pub async fn layer_to_file(
         &self,
         image: &ImageRef,
         layer: &LayerBlob,
-        dest: &Path,
-    ) -> Result<u64, ImageError> {
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(dest)
-            .await
-            .map_err(|e| ImageError::io(dest, e))?;
+        dir: &Path,
+    ) -> Result<std::fs::File, ImageError> {
+        use std::io::Seek as _;
+        let file = tempfile::tempfile_in(dir).map_err(|e| ImageError::io(dir, e))?;
+        let mut file = tokio::fs::File::from_std(file);
         self.blob_into(image, &layer.digest, layer.size, &mut file)
-            .await
+            .await?;
+        let mut file = file.into_std().await;
+        file.rewind()
+            .map_err(|e| ImageError::io(format!("blob {}", layer.digest), e))?;
+        Ok(file)
     }
 }
 

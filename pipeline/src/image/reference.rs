@@ -100,14 +100,20 @@ impl ImageRef {
 
     /// The repository path inside its registry (`toolchain`, `library/busybox`).
     pub fn path(&self) -> String {
-        match self.repository.split_once('/') {
+        let path = match self.repository.split_once('/') {
             Some((first, rest))
                 if first.contains('.') || first.contains(':') || first == "localhost" =>
             {
-                rest.to_string()
+                rest
             }
-            Some(_) => self.repository.clone(),
-            None => format!("library/{}", self.repository),
+            _ => self.repository.as_str(),
+        };
+        // Docker Hub's official images live under `library/`, however the name is written.
+        let hub = matches!(self.registry(), "docker.io" | "index.docker.io");
+        if hub && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_string()
         }
     }
 
@@ -182,6 +188,17 @@ mod tests {
             (hub.registry(), hub.path().as_str()),
             ("docker.io", "library/busybox")
         );
+        // However Docker Hub is written, official images are under `library/`; others not.
+        for (text, path) in [
+            ("docker.io/busybox", "library/busybox"),
+            ("index.docker.io/busybox", "library/busybox"),
+            ("docker.io/acme/tool", "acme/tool"),
+            ("acme/tool", "acme/tool"),
+            ("localhost/busybox", "busybox"),
+        ] {
+            let r = ImageRef::parse(&format!("{text}@sha256:{HEX}")).expect("parse");
+            assert_eq!(r.path(), path, "{text}");
+        }
         let moved = r.in_registry("mirror.internal:443");
         assert_eq!(
             moved.to_string(),

@@ -164,7 +164,7 @@ fn validate_job(
     }
 
     for key in job.env.keys() {
-        if !is_env_name(key) {
+        if !crate::env::is_env_name(key) {
             out.push(
                 Diagnostic::new(
                     name.at,
@@ -246,12 +246,6 @@ fn validate_job(
         resources,
         publish,
     })
-}
-
-fn is_env_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn validate_when(when: &WhenFile, out: &mut Vec<Diagnostic>) -> WhenSpec {
