@@ -312,3 +312,39 @@ async fn mount_points_that_are_links_or_files_become_directories() {
     // The job's writes went to its workspace, not through the image's `workspace -> etc`.
     assert!(!unpacked.join("etc/marker").exists());
 }
+
+/// A registry that accepts connections and never answers cannot hold a runner: the pull runs
+/// into the job's timeout, the job ends as timed out, and nothing is left in the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_registry_runs_into_the_jobs_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let stall = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let work = work_dir();
+    let cache = work.path().join("images");
+    let exec = executor(&cache, |c| c.images.insecure = vec![host.clone()]);
+    let mut job = SandboxJob::new("echo never");
+    job.timeout = std::time::Duration::from_secs(2);
+    job.image =
+        Some(ImageRef::parse(&format!("{host}/stalled@sha256:{}", "a".repeat(64))).unwrap());
+    let started = std::time::Instant::now();
+    let (done, log) = job.run_in(&work.path().join("run"), &exec).await;
+    let text = log.to_text();
+    assert_eq!(done.unwrap().reason, ExitReason::TimedOut, "{text}");
+    assert!(text.contains("ran out while pulling"), "{text}");
+    assert!(!text.contains("never\n"), "{text}");
+    // Well before the 60 s read timeout: the job's own timeout stopped it.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "the cache holds {left:?}");
+    stall.abort();
+}

@@ -7,6 +7,7 @@
 //! only read by jobs (bound read-only), never changed.
 
 use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -48,6 +49,11 @@ pub struct ImageSettings {
 
 /// The default image cache: under /var/tmp, which the sandbox user can traverse.
 pub const DEFAULT_IMAGE_CACHE: &str = "/var/tmp/airlock/images";
+
+/// The trusted builder's default image cache. Never the CI cluster's: a cache entry is trusted
+/// by its name, so a plane may only run on entries it unpacked itself (the two planes are
+/// different machines in a deployment; on one test host they must still not share).
+pub const DEFAULT_BUILDER_IMAGE_CACHE: &str = "/var/tmp/airlock/builder-images";
 
 impl Default for ImageSettings {
     fn default() -> Self {
@@ -170,39 +176,44 @@ impl ImageCache {
             log.system(format!("[airlock] image {image} (cached)"));
             return Ok(rootfs);
         }
-        // A private, unguessable directory (mode 0700), removed when dropped: an error, a
-        // cancelled pull or a timeout leaves nothing. The pid in the name lets a later process
-        // clear what a crashed one left.
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(
-                ".tmp-{}-{}-",
-                &image.digest_hex()[..16.min(image.digest_hex().len())],
-                std::process::id()
-            ))
-            .tempdir_in(&self.settings.cache_dir)
-            .map_err(io_err(&self.settings.cache_dir))?;
-        let meta = self.pull_into(image, tmp.path(), log).await?;
+        // A private (0700), unguessable directory, removed when the last handle goes: an
+        // error, a cancelled pull or a timeout leaves nothing (an unpack still running on a
+        // blocking thread holds a handle, so removal waits for it). The pid in the name lets a
+        // later process clear what a crashed one left.
+        let tmp = Arc::new(
+            tempfile::Builder::new()
+                .prefix(&format!(
+                    ".tmp-{}-{}-",
+                    &image.digest_hex()[..16.min(image.digest_hex().len())],
+                    std::process::id()
+                ))
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir_in(&self.settings.cache_dir)
+                .map_err(io_err(&self.settings.cache_dir))?,
+        );
+        let meta = self.pull_into(image, &tmp, log).await?;
+        // Complete and flushed: jobs' bubblewrap may now read it.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err(tmp.path()))?;
         let dir = self.entry_dir(image);
         if let Err(e) = std::fs::rename(tmp.path(), &dir) {
             // Another process finished the same digest first: theirs is as good as ours.
-            if self.cached(image).is_none() {
-                return Err(ImageError::io(&dir, e));
-            }
-            return self
-                .cached(image)
-                .ok_or_else(|| ImageError::io(&dir, std::io::ErrorKind::NotFound.into()));
+            return self.cached(image).ok_or_else(|| ImageError::io(&dir, e));
         }
-        // Renamed: nothing left for the guard to remove.
-        let _ = tmp.keep();
+        // Renamed: nothing left for the guard to remove (no unpack holds it any more).
+        if let Ok(tmp) = Arc::try_unwrap(tmp) {
+            let _ = tmp.keep();
+        }
         Ok(rootfs_of(image, &dir, &meta))
     }
 
     async fn pull_into(
         &self,
         image: &ImageRef,
-        tmp: &Path,
+        guard: &Arc<tempfile::TempDir>,
         log: &LogSink,
     ) -> Result<CachedImage, ImageError> {
+        let tmp = guard.path();
         let started = Instant::now();
         let source = match (&self.settings.mirror, self.settings.require_mirror) {
             (Some(mirror), _) => image.in_registry(mirror),
@@ -250,8 +261,10 @@ impl ImageCache {
             let fetched = fetch_started.elapsed();
             let layer_clone = layer.clone();
             let unpack_started = Instant::now();
+            let held = Arc::clone(guard);
             let (back, back_budget, stats) = tokio::task::spawn_blocking(move || {
                 let stats = apply_layer(&root, blob, &layer_clone, &mut budget);
+                drop(held);
                 (root, budget, stats)
             })
             .await

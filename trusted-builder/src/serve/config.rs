@@ -17,7 +17,7 @@
 //! [images]                                    # the images jobs run in
 //! registry = "127.0.0.1:5000"                 # the builder's own: every job image is pulled
 //!                                             # from here (same path and digest as the job names)
-//! # cache_dir = "/var/tmp/airlock/images"     # the default
+//! # cache_dir = "/var/tmp/airlock/builder-images"  # the default (never CI's cache)
 //! # host_mode = false                         # the default: a job without an image is refused
 //!
 //! [signing]
@@ -104,7 +104,7 @@ pub struct ImagesSection {
     /// `[registry] insecure`.
     #[serde(default)]
     pub registry: Option<String>,
-    /// Where unpacked images are kept (sandbox-traversable). Default `/var/tmp/airlock/images`.
+    /// Where unpacked images are kept (sandbox-traversable). Default `/var/tmp/airlock/builder-images`.
     #[serde(default = "default_image_cache")]
     pub cache_dir: PathBuf,
     /// Whether a job that names no image may be rebuilt on this host's system directories.
@@ -114,7 +114,7 @@ pub struct ImagesSection {
 }
 
 fn default_image_cache() -> PathBuf {
-    PathBuf::from(airlock_pipeline::image::cache::DEFAULT_IMAGE_CACHE)
+    PathBuf::from(airlock_pipeline::image::cache::DEFAULT_BUILDER_IMAGE_CACHE)
 }
 
 impl Default for ImagesSection {
