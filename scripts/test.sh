@@ -11,7 +11,8 @@ sh scripts/install-deps.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-# Fuzz tree materialisation and output collection for a bounded time (fuzz/README.md).
+# Fuzz tree materialisation, output collection and image layer unpacking for a bounded time
+# (fuzz/README.md).
 sh scripts/fuzz.sh 20
 
 if cargo nextest --version >/dev/null 2>&1; then
