@@ -413,7 +413,7 @@ impl Executor for SandboxExecutor {
             }
         };
         // The job's timeout covers pulling its image too.
-        let timeout = request.timeout.saturating_sub(pull_started.elapsed());
+        let deadline = tokio::time::Instant::from_std(pull_started) + request.timeout;
         let limits = self.limits(&request.resources);
         let support = if self.as_root {
             self.config.cgroups
@@ -455,9 +455,17 @@ impl Executor for SandboxExecutor {
                 log.clone(),
             ))
         });
-        let reason = supervise(child, &log, timeout, self.config.kill_grace, &stop, &tree)
-            .await
-            .map_err(ExecutorError::Spawn);
+        let reason = supervise(
+            child,
+            &log,
+            request.timeout,
+            deadline,
+            self.config.kill_grace,
+            &stop,
+            &tree,
+        )
+        .await
+        .map_err(ExecutorError::Spawn);
         if let Some(watchdog) = watchdog {
             watchdog.abort();
         }

@@ -18,13 +18,14 @@ pub(super) trait Terminator: Send + Sync {
     fn signal_tree(&self, signal: Signal);
 }
 
-/// Runs `child` to its end. On timeout or cancel: SIGTERM to the tree, then
-/// SIGKILL after `grace`. Returns the reason and whether the output streams
-/// reached their end.
+/// Runs `child` to its end. At `deadline` (the job's `timeout` after its start, image pull
+/// included) or on cancel: SIGTERM to the tree, then SIGKILL after `grace`. Returns the reason
+/// and whether the output streams reached their end.
 pub(super) async fn supervise(
     mut child: Child,
     log: &LogSink,
     timeout: Duration,
+    deadline: tokio::time::Instant,
     grace: Duration,
     cancel: &CancellationToken,
     tree: &dyn Terminator,
@@ -36,7 +37,7 @@ pub(super) async fn supervise(
 
     let ended_by_us = tokio::select! {
         status = child.wait() => { let s = status?; finish_pumps(pump_out, pump_err).await; return Ok(classify(s)); }
-        _ = tokio::time::sleep(timeout) => ExitReason::TimedOut,
+        _ = tokio::time::sleep_until(deadline) => ExitReason::TimedOut,
         _ = cancel.cancelled() => ExitReason::Cancelled,
     };
 
