@@ -11,9 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::oci::artifact::artifact_manifest;
-use crate::oci::{
-    AssembledImage, Blob, Descriptor, ImageManifest, OciError, Registry, is_sha256_digest,
-};
+use crate::oci::{AssembledImage, Blob, Descriptor, ImageManifest, OciError, Registry};
 use crate::provenance::{ProvenanceError, Statement};
 use crate::sign::cosign::{PayloadError, SimpleSigningPayload, signature_layer};
 use crate::sign::dsse::{EnvelopeError, MEDIA_TYPE_DSSE, PAYLOAD_TYPE_IN_TOTO, sign_envelope};
@@ -57,23 +55,7 @@ pub struct Attached {
     pub layers: usize,
 }
 
-/// `sha256-<hex>.<suffix>` for `sha256:<hex>`.
-pub fn tag_for(digest: &str, suffix: &str) -> Result<String, OciError> {
-    if !is_sha256_digest(digest) {
-        return Err(OciError::UnpinnedBase(digest.to_owned()));
-    }
-    Ok(format!("{}.{suffix}", digest.replacen(':', "-", 1)))
-}
-
-/// The `.sig` tag of `digest`.
-pub fn signature_tag(digest: &str) -> Result<String, OciError> {
-    tag_for(digest, "sig")
-}
-
-/// The `.att` tag of `digest`.
-pub fn attestation_tag(digest: &str) -> Result<String, OciError> {
-    tag_for(digest, "att")
-}
+pub use airlock_verify::cosign::{attestation_tag, signature_tag, tag_for};
 
 /// Appends `layer` to the manifest under `repository:tag` (creating it when
 /// absent) and pushes the result. Existing layers are kept as they are, even

@@ -1,18 +1,19 @@
 //! Airlock's trusted builder as a library: the pieces the `trusted-builder`
 //! binary is made of, public so integration tests can drive them directly.
+//!
+//! What the reconciler also needs (registry client, formats, verification, policies) lives in
+//! `airlock-verify` and is re-exported here under its old paths; private keys are opened only
+//! in [`sign`].
 #![forbid(unsafe_code)]
 
+pub use airlock_verify::signature as verify;
+pub use airlock_verify::{audit, oci, provenance, rego, shutdown};
+
 pub mod attach;
-pub mod audit;
 pub mod intake;
-pub mod oci;
 pub mod promote;
-pub mod provenance;
 pub mod rebuild;
 pub mod reconcile;
-pub mod rego;
 pub mod serve;
-pub mod shutdown;
 pub mod sign;
 pub mod trace;
-pub mod verify;

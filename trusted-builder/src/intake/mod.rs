@@ -44,30 +44,7 @@ pub struct BuilderProject {
 /// The builder's projects by name (a `[projects.NAME]` table in its config).
 pub type BuilderProjects = BTreeMap<String, BuilderProject>;
 
-/// Which record a decision is about, when it could be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Subject {
-    /// Project name.
-    pub project: String,
-    /// Full ref name.
-    pub git_ref: String,
-    /// Commit id.
-    pub commit: String,
-    /// Job name.
-    pub job: String,
-}
-
-impl Subject {
-    /// The subject of a record.
-    pub fn of(record: &PassRecord) -> Self {
-        Subject {
-            project: record.project.clone(),
-            git_ref: record.git_ref.clone(),
-            commit: record.commit.clone(),
-            job: record.job.clone(),
-        }
-    }
-}
+pub use airlock_verify::audit::Subject;
 
 /// A record refused at intake, with why. The reason holds no secrets: record errors quote
 /// fields only after their checks, and Git errors have credentials redacted.

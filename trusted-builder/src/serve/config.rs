@@ -85,14 +85,7 @@ pub struct BuilderConfig {
     pub projects: BTreeMap<String, ServeProject>,
 }
 
-/// `[registry]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrySection {
-    /// Registries (HOST:PORT) reached over plain HTTP.
-    #[serde(default)]
-    pub insecure: Vec<String>,
-}
+pub use airlock_verify::oci::RegistrySection;
 
 /// `[images]`: the images jobs are rebuilt in.
 #[derive(Debug, Clone, Deserialize)]

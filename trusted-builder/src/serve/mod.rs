@@ -46,7 +46,7 @@ pub use self::processed::Processed;
 /// File under the data directory naming the outbox entries already dealt with.
 pub const PROCESSED_FILE: &str = "processed.jsonl";
 /// The decision log under the data directory.
-pub const DECISIONS_FILE: &str = "decisions.jsonl";
+pub use airlock_verify::audit::DECISIONS_FILE;
 /// The built state under the data directory.
 pub const BUILT_FILE: &str = "built.jsonl";
 

@@ -20,27 +20,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{COSIGN_PASSWORD_ENV, FileKey, Secret, SignError, Signer, VaultConfig, VaultTransit};
-
-/// Where a secret comes from: `{ file = "/run/secrets/x" }` or `{ env = "VAR" }`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, rename_all = "lowercase")]
-pub enum SecretSource {
-    /// A file whose contents (one trailing newline removed) are the secret.
-    File(PathBuf),
-    /// An environment variable.
-    Env(String),
-}
-
-impl SecretSource {
-    /// Reads the secret; errors name the source, never the value.
-    pub fn load(&self) -> Result<Secret, SignError> {
-        match self {
-            SecretSource::File(p) => Secret::from_file(p),
-            SecretSource::Env(var) => Secret::from_env(var),
-        }
-    }
-}
+use super::{
+    COSIGN_PASSWORD_ENV, FileKey, SecretSource, SignError, Signer, VaultConfig, VaultTransit,
+};
 
 fn cosign_password_env() -> SecretSource {
     SecretSource::Env(COSIGN_PASSWORD_ENV.to_owned())
@@ -192,7 +174,8 @@ mod tests {
     #[tokio::test]
     async fn file_backend_opens_with_a_password_file() {
         let dir = tempfile::tempdir().unwrap();
-        let pair = super::super::generate_key_pair(dir.path(), &Secret::new("pw")).unwrap();
+        let pair =
+            super::super::generate_key_pair(dir.path(), &crate::sign::Secret::new("pw")).unwrap();
         std::fs::write(dir.path().join("pw"), "pw\n").unwrap();
         let config = SigningConfig::File {
             key: pair.private_key.clone(),

@@ -7,19 +7,16 @@ mod config;
 pub mod cosign;
 pub mod dsse;
 mod file_key;
-mod secret;
 mod vault;
 
 use std::future::Future;
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
-
-pub use config::{AnySigner, SecretSource, SigningConfig};
+pub use airlock_verify::secret::{Secret, SecretError, SecretSource};
+pub use config::{AnySigner, SigningConfig};
 pub use file_key::{
     FileKey, GeneratedKeyPair, PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_pair,
 };
-pub use secret::Secret;
 pub use vault::{VaultConfig, VaultTransit, read_kv2_secret};
 
 /// The environment variable cosign reads a key password from.
@@ -40,10 +37,7 @@ pub trait Signer {
     fn key_id(&self) -> String;
 }
 
-/// The identifier [`Signer::key_id`] returns for a public key given as DER.
-pub fn key_id_of_der(spki_der: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(spki_der)))
-}
+pub use airlock_verify::signature::key_id_of_der;
 
 /// Everything that can go wrong while creating, loading or using a key.
 /// No variant carries a password, token or private key.
@@ -62,7 +56,10 @@ pub enum SignError {
     /// Key generation refuses to replace an existing key file.
     #[error("{} already exists; refusing to overwrite a key (move it away or pick another --out)", .0.display())]
     AlreadyExists(PathBuf),
-    /// The password (or token) source named in the configuration is not there.
+    /// The password (or token) source named in the configuration is not there or unreadable.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// Vault has no secret at the configured path.
     #[error("no secret found in the {source_name}")]
     SecretMissing {
         /// Where the secret was looked for (never its value).

@@ -341,7 +341,7 @@ impl Statement {
             .byproducts
             .iter()
             .find(|b| b.name.as_deref() == Some(BYPRODUCT_REPRODUCED))?;
-        let raw = crate::sign::dsse::decode_base64(d.content.as_deref()?).ok()?;
+        let raw = crate::dsse::decode_base64(d.content.as_deref()?).ok()?;
         serde_json::from_slice(&raw).ok()
     }
 }

@@ -25,6 +25,15 @@ pub use image::{AssembledImage, BaseParts, Blob, ImageInputs, assemble};
 pub use layer::{LayerEntry, ResolvedFile, build_layer};
 pub use registry::{Registry, RegistryConfig};
 
+/// `[registry]` of builder.toml and reconciler.toml.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// Registries (HOST:PORT) reached over plain HTTP.
+    #[serde(default)]
+    pub insecure: Vec<String>,
+}
+
 /// Media type of an OCI image manifest.
 pub const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Media type of an OCI image index.

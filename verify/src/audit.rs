@@ -15,7 +15,35 @@ use airlock_pipeline::record::OutputDigest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::intake::Subject;
+use airlock_pipeline::record::PassRecord;
+
+/// The decision log's file name in the builder's data directory.
+pub const DECISIONS_FILE: &str = "decisions.jsonl";
+
+/// Which record a decision is about, when it could be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// Project name.
+    pub project: String,
+    /// Full ref name.
+    pub git_ref: String,
+    /// Commit id.
+    pub commit: String,
+    /// Job name.
+    pub job: String,
+}
+
+impl Subject {
+    /// The subject of a record.
+    pub fn of(record: &PassRecord) -> Self {
+        Subject {
+            project: record.project.clone(),
+            git_ref: record.git_ref.clone(),
+            commit: record.commit.clone(),
+            job: record.job.clone(),
+        }
+    }
+}
 
 /// The `prev_sha256` of the first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

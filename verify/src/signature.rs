@@ -9,14 +9,19 @@
 
 use std::fmt;
 
-use sigstore::crypto::{CosignVerificationKey, Signature, SigningScheme};
+use p256::ecdsa::signature::Verifier as _;
+use p256::ecdsa::{DerSignature, VerifyingKey};
+use p256::pkcs8::DecodePublicKey as _;
+use sha2::{Digest as _, Sha256};
 
-use crate::attach::{attestation_tag, signature_tag};
+use crate::cosign::{
+    ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SimpleSigningPayload, attestation_tag,
+    signature_tag,
+};
+use crate::dsse::{Envelope, MEDIA_TYPE_DSSE, PAYLOAD_TYPE_IN_TOTO, decode_base64, pae};
 use crate::oci::registry::parse_reference;
 use crate::oci::{Descriptor, ImageManifest, OciError, Registry, is_sha256_digest};
 use crate::provenance::Statement;
-use crate::sign::cosign::{ANNOTATION_SIGNATURE, MEDIA_TYPE_SIMPLE_SIGNING, SimpleSigningPayload};
-use crate::sign::dsse::{Envelope, MEDIA_TYPE_DSSE, PAYLOAD_TYPE_IN_TOTO, decode_base64, pae};
 
 /// Most layers read from one `.sig` / `.att` manifest.
 pub const MAX_LAYERS: usize = 256;
@@ -57,8 +62,9 @@ pub enum VerifyError {
     },
 }
 
-/// A public key that verifies cosign signatures (ECDSA P-256, SHA-256, DER).
-pub struct PublicKey(CosignVerificationKey);
+/// A public key that verifies cosign signatures (ECDSA P-256, SHA-256, DER). Verifying needs
+/// nothing of sigstore's key handling (no private key format is ever parsed on this side).
+pub struct PublicKey(VerifyingKey);
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,16 +75,18 @@ impl fmt::Debug for PublicKey {
 impl PublicKey {
     /// Reads a PEM `PUBLIC KEY` (the `cosign.pub` format).
     pub fn from_pem(pem: &[u8]) -> Result<Self, VerifyError> {
-        CosignVerificationKey::from_pem(pem, &SigningScheme::ECDSA_P256_SHA256_ASN1)
+        let text = std::str::from_utf8(pem).map_err(|_| {
+            VerifyError::Key("not an ECDSA P-256 public key PEM (not UTF-8)".into())
+        })?;
+        VerifyingKey::from_public_key_pem(text)
             .map(Self)
             .map_err(|e| VerifyError::Key(format!("not an ECDSA P-256 public key PEM ({e})")))
     }
 
-    /// True when `sig` (DER) is a signature of `message` under this key.
+    /// True when `sig` (ASN.1 DER) is a signature of `message` (hashed with SHA-256 here, as
+    /// cosign signs) under this key.
     pub fn verifies(&self, sig: &[u8], message: &[u8]) -> bool {
-        self.0
-            .verify_signature(Signature::Raw(sig), message)
-            .is_ok()
+        DerSignature::from_bytes(sig).is_ok_and(|sig| self.0.verify(message, &sig).is_ok())
     }
 }
 
@@ -108,7 +116,7 @@ pub struct Fetched {
 pub fn parse_image(image: &str) -> Result<(String, String), VerifyError> {
     let bad = || VerifyError::Reference(image.to_owned());
     let (repository, digest) = image.rsplit_once('@').ok_or_else(bad)?;
-    if !is_sha256_digest(digest) || !crate::sign::cosign::is_bare_repository(repository) {
+    if !is_sha256_digest(digest) || !crate::cosign::is_bare_repository(repository) {
         return Err(bad());
     }
     // Same parser as the registry client, so both agree on what was meant.
@@ -353,4 +361,10 @@ pub async fn verify_image(
     let (repository, digest) = parse_image(image)?;
     let fetched = fetch(registry, &repository, &digest).await?;
     verify_fetched(&fetched, key)
+}
+
+/// The identifier of a public key given as DER (SubjectPublicKeyInfo): `sha256:<hex>` of it,
+/// the DSSE `keyid` hint the builder writes.
+pub fn key_id_of_der(spki_der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(spki_der)))
 }

@@ -3,11 +3,11 @@
 //! a `{:?}` of a struct that holds one.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use zeroize::Zeroizing;
-
-use super::SignError;
 
 /// A password or token. Its memory is wiped when dropped.
 #[derive(Clone)]
@@ -22,21 +22,20 @@ impl Secret {
     /// Reads the secret from an environment variable (cosign reads its key
     /// password from `COSIGN_PASSWORD`). An unset variable is an error that
     /// names the variable; an empty one is a valid (empty) password, as in cosign.
-    pub fn from_env(var: &str) -> Result<Self, SignError> {
+    pub fn from_env(var: &str) -> Result<Self, SecretError> {
         std::env::var(var)
             .map(Self::new)
-            .map_err(|_| SignError::SecretMissing {
+            .map_err(|_| SecretError::Missing {
                 source_name: format!("environment variable {var}"),
             })
     }
 
     /// Reads the secret from a file. One trailing newline (`\n` or `\r\n`) is
     /// removed because editors and `echo` add one that is not part of the password.
-    pub fn from_file(path: &Path) -> Result<Self, SignError> {
+    pub fn from_file(path: &Path) -> Result<Self, SecretError> {
         let raw =
             Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| SignError::Io {
-                    action: "read the password file",
+                std::fs::read_to_string(path).map_err(|source| SecretError::Read {
                     path: path.to_path_buf(),
                     source,
                 })?,
@@ -94,5 +93,44 @@ mod tests {
         assert!(err.to_string().contains("AIRLOCK_TEST_SURELY_UNSET_VAR"));
         let err = Secret::from_file(Path::new("/nonexistent/pw")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/pw"));
+    }
+}
+
+/// Why a secret could not be read. Names where it was looked for, never a value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// The source named in the configuration is not there.
+    #[error("no secret found in the {source_name}")]
+    Missing {
+        /// Where the secret was looked for.
+        source_name: String,
+    },
+    /// The file could not be read.
+    #[error("could not read the secret file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+}
+
+/// Where a secret comes from: `{ file = "/run/secrets/x" }` or `{ env = "VAR" }`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum SecretSource {
+    /// A file whose contents (one trailing newline removed) are the secret.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+impl SecretSource {
+    /// Reads the secret; errors name the source, never the value.
+    pub fn load(&self) -> Result<Secret, SecretError> {
+        match self {
+            SecretSource::File(p) => Secret::from_file(p),
+            SecretSource::Env(var) => Secret::from_env(var),
+        }
     }
 }
