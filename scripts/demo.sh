@@ -5,7 +5,7 @@
 #   Gerrit -> the change merges -> CI passes on main and writes a signed pass record ->
 #   the trusted builder rebuilds, compares, signs and attests -> a release manager
 #   promotes to staging, then production -> the service runs under podman ->
-#   `trusted-builder audit trace` walks back from the running container to the review.
+#   `airlock-reconciler audit trace` walks back from the running container to the review.
 # On the way, two attacks stop at the boundary: a tampered pass record (builder) and an
 # unsigned image written into the environment repository (reconciler).
 #
@@ -29,12 +29,12 @@ sh scripts/install-deps.sh
 if [ -n "${AIRLOCK_BIN_DIR:-}" ]; then
     BIN=$AIRLOCK_BIN_DIR
 else
-    step "building ci-cluster, trusted-builder and the stand-in forge"
-    cargo build -q -p ci-cluster -p trusted-builder -p airlock-tests --bins
+    step "building ci-cluster, trusted-builder, airlock-reconciler and the stand-in forge"
+    cargo build -q -p ci-cluster -p trusted-builder -p airlock-reconciler -p airlock-tests --bins
     BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
 fi
-CI="$BIN/ci-cluster"; TB="$BIN/trusted-builder"; FORGE="$BIN/stand-in-forge"; MKIMAGE="$BIN/build-test-image"
-for b in "$CI" "$TB" "$FORGE" "$MKIMAGE"; do [ -x "$b" ] || die "$b is missing (cargo build -p ci-cluster -p trusted-builder -p airlock-tests --bins)"; done
+CI="$BIN/ci-cluster"; TB="$BIN/trusted-builder"; RC="$BIN/airlock-reconciler"; FORGE="$BIN/stand-in-forge"; MKIMAGE="$BIN/build-test-image"
+for b in "$CI" "$TB" "$RC" "$FORGE" "$MKIMAGE"; do [ -x "$b" ] || die "$b is missing (cargo build -p ci-cluster -p trusted-builder -p airlock-reconciler -p airlock-tests --bins)"; done
 
 BASE=${AIRLOCK_DEMO_PORT_BASE:-18400}
 GIT_PORT=$BASE; CI_PORT=$((BASE + 1)); FORGE_PORT=$((BASE + 2)); REG_PORT=$((BASE + 3)); HOOK_PORT=$((BASE + 4))
@@ -156,7 +156,7 @@ PIDS="$PIDS $!"
 wait_for 20 curl -fs "http://127.0.0.1:$CI_PORT/healthz" || die "ci-cluster did not start (see $DEMO/ci.log)"
 say "it holds no signing key; its only output to the trusted side is the outbox $DEMO/ci-data/outbox"
 
-step "5. the trusted plane: signing key, trusted-builder serve (no port), trusted-builder reconcile"
+step "5. the trusted plane: signing key, trusted-builder serve (no port), airlock-reconciler reconcile"
 printf 'demo-cosign-password\n' > "$DEMO/cosign-password"
 chmod 0600 "$DEMO/cosign-password"
 "$TB" keys generate --out "$DEMO/keys" --password-file "$DEMO/cosign-password" | sed 's/^/    /'
@@ -201,7 +201,7 @@ for env in staging:greet-staging production:greet-prod; do
     mkdir -p "$ENV/environments/$e/$ns"
     cat > "$ENV/environments/$e/$ns/greet.yaml" <<YAML
 # greet, the sample service ($e). Release managers change the image with
-# \`trusted-builder promote\`, never by hand.
+# \`airlock-reconciler promote\`, never by hand.
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -254,7 +254,7 @@ requires_healthy_in = "staging"
 [environments.production.namespaces.greet-prod]
 allowed_sources = ["git://127.0.0.1:$GIT_PORT/greet.git"]
 TOML
-"$TB" reconcile --config "$DEMO/reconciler.toml" > "$DEMO/reconciler.log" 2>&1 &
+"$RC" reconcile --config "$DEMO/reconciler.toml" > "$DEMO/reconciler.log" 2>&1 &
 PIDS="$PIDS $!"
 wait_for 30 grep -q '^sync ' "$DEMO/reconciler.log" || die "the reconciler did not sync (see $DEMO/reconciler.log)"
 say "reconciler: $(grep '^sync ' "$DEMO/reconciler.log" | head -1)"
@@ -342,15 +342,15 @@ wait_healthy() { # wait_healthy ENV IMAGE: a sync after the change shows IMAGE h
 }
 
 step "11. the release manager promotes to staging (signature, provenance and policy checked; a Git commit)"
-"$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" 2>&1 | sed 's/^/    /' || true
+"$RC" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" 2>&1 | sed 's/^/    /' || true
 say "(refused: production takes only what staging runs healthily)"
-"$TB" promote "$IMAGE" --to staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
+"$RC" promote "$IMAGE" --to staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
 sync_hook
 wait_healthy staging "$IMAGE" || die "staging does not run $IMAGE"
 say "staging runs it: $(podman logs greet-staging-greet-greet 2>&1 | head -1)"
 
 step "12. ... then to production, from staging"
-"$TB" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
+"$RC" promote "$IMAGE" --to production --from staging --config "$DEMO/reconciler.toml" --author "Rita Release <rita@example.org>" | sed 's/^/    /'
 sync_hook
 wait_healthy production "$IMAGE" || die "production does not run $IMAGE"
 say "production runs it under podman (no network):"
@@ -388,15 +388,15 @@ say "nothing of it runs; greet keeps running"
 step "14. an SRE walks back from the running container to the review"
 RUNNING=$(podman inspect greet-prod-greet-greet --format '{{.ImageName}}')
 say "podman: greet-prod-greet-greet runs $RUNNING"
-"$TB" audit trace "$RUNNING" --builder-config "$DEMO/builder.toml" --reconciler-config "$DEMO/reconciler.toml" \
+"$RC" audit trace "$RUNNING" --builder-config "$DEMO/builder.toml" --reconciler-config "$DEMO/reconciler.toml" \
     --ci-url "http://127.0.0.1:$CI_PORT" > "$DEMO/trace.txt"
 sed 's/^/    /' "$DEMO/trace.txt"
-"$TB" reconcile status --config "$DEMO/reconciler.toml" --last 3 > "$DEMO/status.txt"
+"$RC" reconcile status --config "$DEMO/reconciler.toml" --last 3 > "$DEMO/status.txt"
 
 step "done in $(( $(date +%s) - START )) s"
 say "the reviewer UI:  http://127.0.0.1:$CI_PORT/   (runs: /runs, API: /api/v1/openapi.json)"
 say "logs and data:    $DEMO  (ci.log, builder.log, reconciler.log, trace.txt, status.txt)"
-say "try:              $TB reconcile status --config $DEMO/reconciler.toml"
+say "try:              $RC reconcile status --config $DEMO/reconciler.toml"
 if [ -z "$ONCE" ] && [ -t 0 ]; then
     say "the servers stay up until Ctrl-C (--once exits at once)"
     while :; do sleep 3600; done

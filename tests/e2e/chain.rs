@@ -18,7 +18,7 @@ use serde_json::Value;
 fn bin_dir() -> PathBuf {
     let forge = PathBuf::from(env!("CARGO_BIN_EXE_stand-in-forge"));
     let dir = forge.parent().expect("bin dir").to_path_buf();
-    for b in ["ci-cluster", "trusted-builder"] {
+    for b in ["ci-cluster", "trusted-builder", "airlock-reconciler"] {
         assert!(
             dir.join(b).exists(),
             "{} is missing: build the workspace first (cargo build --workspace --bins)",

@@ -11,9 +11,6 @@ pub use airlock_verify::{audit, oci, provenance, rego, shutdown};
 
 pub mod attach;
 pub mod intake;
-pub mod promote;
 pub mod rebuild;
-pub mod reconcile;
 pub mod serve;
 pub mod sign;
-pub mod trace;

@@ -1,4 +1,4 @@
-//! `trusted-builder audit trace IMAGE@sha256:...`: walks back from a running workload to the
+//! `airlock-reconciler audit trace IMAGE@sha256:...`: walks back from a running workload to the
 //! review event that started it, and shows what was refused at the boundaries on the way.
 //!
 //! running (reconciler sync history, promotion commits) → image (signature and SLSA provenance
@@ -7,6 +7,7 @@
 //! provenance) → the CI run → the review event. Each hop is gathered from its own source and
 //! printed with where it came from; a hop that cannot be established says why instead.
 
+pub mod builder_view;
 pub mod ci;
 mod render;
 
@@ -15,21 +16,21 @@ use std::path::PathBuf;
 use airlock_pipeline::record::{self, PassRecord, parse_public_key_hex};
 use airlock_pipeline::source::SourceCache;
 
+pub use self::builder_view::BuilderView;
 pub use self::render::render;
-use crate::audit::{self, Decision, Entry};
-use crate::oci::{Registry, RegistryConfig};
-use crate::provenance::{BYPRODUCT_CI_OUTPUT_PREFIX, Statement};
 use crate::reconcile::config::ReconcilerConfig;
 use crate::reconcile::history;
-use crate::serve::DECISIONS_FILE;
-use crate::serve::config::BuilderConfig;
-use crate::verify::{self, PublicKey};
+use airlock_verify::audit::DECISIONS_FILE;
+use airlock_verify::audit::{self, Decision, Entry};
+use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::provenance::{BYPRODUCT_CI_OUTPUT_PREFIX, Statement};
+use airlock_verify::signature::{self as verify, PublicKey};
 
 /// Where the trace reads from.
 #[derive(Debug, Clone)]
 pub struct Sources {
     /// `builder.toml`: decision log, outbox, CI origin keys.
-    pub builder: BuilderConfig,
+    pub builder: BuilderView,
     /// `reconciler.toml`: sync history, environment repository mirror, trusted keys.
     pub reconciler: Option<ReconcilerConfig>,
     /// cosign public keys (in addition to the reconciler's trusted keys).
@@ -374,7 +375,7 @@ fn promotions(rc: &ReconcilerConfig, reference: &str) -> Result<Vec<Promotion>, 
         .collect())
 }
 
-fn read_record(builder: &BuilderConfig, name: &str) -> Result<PassRecord, String> {
+fn read_record(builder: &BuilderView, name: &str) -> Result<PassRecord, String> {
     // The name comes from our own log, but it still must not climb out of the outbox.
     if name.is_empty() || name.contains('/') || name.starts_with('.') {
         return Err(format!("record name {name:?} is not a plain file name"));

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use airlock_pipeline::spec::model::{BaseImage, PublishImage};
+use airlock_reconciler::reconcile::config::ReconcilerConfig;
 use airlock_tests::git::{SampleRepo, init_bare};
 pub use airlock_tests::registry::TestRegistry;
 use trusted_builder::attach::{attest_image, sign_image};
@@ -17,7 +18,6 @@ use trusted_builder::oci::{ImageInputs, Registry, RegistryConfig, ResolvedFile};
 use trusted_builder::provenance::{
     ExternalParameters, InternalParameters, ProvenanceInputs, Statement,
 };
-use trusted_builder::reconcile::config::ReconcilerConfig;
 use trusted_builder::sign::{FileKey, Secret, generate_key_pair};
 
 pub const PASSWORD: &str = "reconcile-test";

@@ -1,4 +1,4 @@
-//! The GitOps reconciler (`trusted-builder reconcile`): makes a target match the environment
+//! The GitOps reconciler (`airlock-reconciler reconcile`): makes a target match the environment
 //! repository, admitting only images the trusted builder signed for the namespace's sources.
 //!
 //! A separate process from `serve`, with its own credentials: trusted PUBLIC keys and target

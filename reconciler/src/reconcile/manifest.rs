@@ -295,7 +295,7 @@ pub fn images(object: &Value) -> Vec<ImageUse> {
 /// with no tag between (a `repo:tag@digest` is refused too: the tag would only mislead).
 pub fn pinned(reference: &str) -> Option<(&str, &str)> {
     let (repository, digest) = reference.rsplit_once('@')?;
-    if !crate::oci::is_sha256_digest(digest) || repository.is_empty() {
+    if !airlock_verify::oci::is_sha256_digest(digest) || repository.is_empty() {
         return None;
     }
     let last = repository.rsplit('/').next().unwrap_or(repository);

@@ -14,7 +14,7 @@ use super::history::{Change, Failure, MemberHealth, NamespaceResult, Refusal, Sy
 use super::inventory::{Inventory, Member};
 use super::manifest::{desired_hash, images, prepared};
 use super::target::{Deleted, Health, Observed, Target};
-use crate::rego::PolicyError;
+use airlock_verify::rego::PolicyError;
 
 /// What will happen to one admitted object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use super::manifest::{
 };
 use super::target::kubernetes::INVENTORY_CONFIGMAP;
 use super::target::podman::NETWORK_ANNOTATION;
-use crate::oci::Registry;
-use crate::rego::{PolicyError, RegoPolicy};
-use crate::verify::{self, PublicKey};
+use airlock_verify::oci::Registry;
+use airlock_verify::rego::{PolicyError, RegoPolicy};
+use airlock_verify::signature::{self as verify, PublicKey};
 
 /// The admission policy shipped in the repository.
 pub const EMBEDDED_POLICY: &str = include_str!("../../../policies/admission.rego");
@@ -185,8 +185,8 @@ pub fn load_public_keys(paths: &[impl AsRef<Path>]) -> Result<Vec<(String, Publi
 fn key_fingerprint(pem: &[u8]) -> String {
     let text = String::from_utf8_lossy(pem);
     let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    match crate::sign::dsse::decode_base64(&b64) {
-        Ok(der) => crate::sign::key_id_of_der(&der),
+    match airlock_verify::dsse::decode_base64(&b64) {
+        Ok(der) => airlock_verify::signature::key_id_of_der(&der),
         Err(_) => "unknown".into(),
     }
 }

@@ -1,4 +1,4 @@
-//! `trusted-builder promote IMAGE@sha256:... --to ENV [--from ENV]`: release managers promote by
+//! `airlock-reconciler promote IMAGE@sha256:... --to ENV [--from ENV]`: release managers promote by
 //! changing Git, never by touching a target.
 //!
 //! 1. verify the image's signature and provenance with the reconciler's trusted keys;
@@ -18,12 +18,12 @@ use std::process::Command;
 use airlock_pipeline::source::redact_text;
 use anyhow::Context as _;
 
-use crate::oci::{Registry, RegistryConfig};
 use crate::reconcile::admission::{judge, load_public_keys};
 use crate::reconcile::config::ReconcilerConfig;
 use crate::reconcile::history;
-use crate::rego::RegoPolicy;
-use crate::verify;
+use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::rego::RegoPolicy;
+use airlock_verify::signature as verify;
 
 pub use self::input::{FromFacts, ImageRef, PromotionInput, ToFacts, UseFact, Verification};
 
@@ -100,7 +100,7 @@ pub enum PromoteError {
 }
 
 /// The compiled promotion policy (package `airlock.promotion`).
-pub fn load_policy(path: Option<&Path>) -> Result<RegoPolicy, crate::rego::PolicyError> {
+pub fn load_policy(path: Option<&Path>) -> Result<RegoPolicy, airlock_verify::rego::PolicyError> {
     RegoPolicy::load(
         "promotion",
         "airlock.promotion",

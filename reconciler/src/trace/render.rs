@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Trace;
-use crate::audit::Decision;
+use airlock_verify::audit::Decision;
 
 fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
@@ -82,9 +82,9 @@ pub fn render(t: &Trace) -> String {
             );
             let deps = &s.predicate.build_definition.resolved_dependencies;
             for dep in deps.iter().filter(|d| {
-                d.name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(crate::provenance::JOB_IMAGE_NAME_PREFIX))
+                d.name.as_deref().is_some_and(|n| {
+                    n.starts_with(airlock_verify::provenance::JOB_IMAGE_NAME_PREFIX)
+                })
             }) {
                 let _ = writeln!(
                     o,

@@ -169,7 +169,7 @@ async fn drift_is_repaired_and_a_git_change_is_an_update() {
     assert_eq!(live["spec"]["replicas"], 1);
     assert_eq!(shop.health["Deployment/web"].health, Health::Healthy);
     assert!(
-        trusted_builder::reconcile::run::describe(&record)
+        airlock_reconciler::reconcile::run::describe(&record)
             .contains("repair Deployment/web (drift: /spec/replicas differs from Git)")
     );
 

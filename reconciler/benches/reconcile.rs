@@ -10,7 +10,7 @@
 //!
 //! For scale: Flux's published figure for 1,000 Kustomizations is 4 m 15 s.
 //!
-//! `cargo bench -p trusted-builder --bench reconcile`
+//! `cargo bench -p airlock-reconciler --bench reconcile`
 //! Env: `AIRLOCK_BENCH_RUNS` (default 7).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -22,13 +22,13 @@ mod support_fake_apiserver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use airlock_reconciler::reconcile::run::{self, AnyTarget, Reconciler};
+use airlock_reconciler::reconcile::target::kubernetes::KubernetesTarget;
 use reconcile_support::{SOURCE, Vouch, World, deployment};
 use support_fake_apiserver::{FakeApiServer, by_method, deployment_path};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use trusted_builder::reconcile::run::{self, AnyTarget, Reconciler};
-use trusted_builder::reconcile::target::kubernetes::KubernetesTarget;
 
 const ENV: &str = "prod";
 const NAMESPACES: usize = 50;

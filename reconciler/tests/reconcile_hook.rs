@@ -7,12 +7,12 @@ mod reconcile_support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use airlock_reconciler::reconcile::run::{Reconciler, hook_router, serve_loop};
+use airlock_verify::secret::Secret;
 use reconcile_support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
-use trusted_builder::reconcile::run::{Reconciler, hook_router, serve_loop};
-use trusted_builder::sign::Secret;
 
 async fn post(addr: std::net::SocketAddr, auth: Option<&str>, body: &[u8]) -> u16 {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -248,7 +248,8 @@ async fn plan_only_reads() {
         .collect();
     assert_eq!(before, after);
     // plan leaves no sync record.
-    let status = trusted_builder::reconcile::run::status(reconciler.config(), 10).expect("status");
+    let status =
+        airlock_reconciler::reconcile::run::status(reconciler.config(), 10).expect("status");
     assert_eq!(
         status.lines().filter(|l| l.contains("sync ")).count(),
         1,

@@ -1,4 +1,4 @@
-//! Promotion by Git: `trusted-builder promote` refuses production while staging does not run
+//! Promotion by Git: `airlock-reconciler promote` refuses production while staging does not run
 //! the digest healthily, accepts after, commits as the release manager with a trailer saying
 //! what was verified, and the reconciler (real podman) then runs it. Refusals change nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -7,11 +7,11 @@ mod reconcile_support;
 
 use std::process::Command;
 
+use airlock_reconciler::promote::{PromoteError, Request, promote};
+use airlock_reconciler::reconcile::config::ReconcilerConfig;
+use airlock_reconciler::reconcile::run::Reconciler;
 use airlock_tests::git::git;
 use reconcile_support::*;
-use trusted_builder::promote::{PromoteError, Request, promote};
-use trusted_builder::reconcile::config::ReconcilerConfig;
-use trusted_builder::reconcile::run::Reconciler;
 
 fn request(image: &str, to: &str, from: Option<&str>) -> Request {
     Request {
@@ -22,7 +22,7 @@ fn request(image: &str, to: &str, from: Option<&str>) -> Request {
     }
 }
 
-fn refused(result: Result<trusted_builder::promote::Outcome, PromoteError>) -> String {
+fn refused(result: Result<airlock_reconciler::promote::Outcome, PromoteError>) -> String {
     match result {
         Err(PromoteError::Refused(reasons)) => reasons.join("\n"),
         other => panic!("expected a refusal, got {other:?}"),

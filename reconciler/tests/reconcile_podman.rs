@@ -8,9 +8,9 @@ mod reconcile_support;
 
 use std::process::Command;
 
+use airlock_reconciler::reconcile::history::SyncRecord;
+use airlock_reconciler::reconcile::run::{self, Reconciler};
 use reconcile_support::*;
-use trusted_builder::reconcile::history::SyncRecord;
-use trusted_builder::reconcile::run::{self, Reconciler};
 
 fn podman(conf: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = Command::new("podman")
@@ -286,7 +286,7 @@ async fn unvouched_images_are_refused_and_never_run() {
     world.commit("a mixed bag");
 
     // The plan says the same and touches nothing.
-    let out = Command::new(env!("CARGO_BIN_EXE_trusted-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock-reconciler"))
         .args(["reconcile", "plan", "--config"])
         .arg(&config_path)
         .output()
@@ -388,7 +388,7 @@ async fn unvouched_images_are_refused_and_never_run() {
     );
 
     // The CLI's --once exits non-zero because something was refused, and says what.
-    let out = Command::new(env!("CARGO_BIN_EXE_trusted-builder"))
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock-reconciler"))
         .args(["reconcile", "--once", "--config"])
         .arg(world.dir.path().join("reconciler.toml"))
         .output()

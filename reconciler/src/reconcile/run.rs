@@ -24,8 +24,8 @@ use super::sync::{NamespacePlan, SyncContext, execute_namespace, plan_environmen
 use super::target::kubernetes::KubernetesTarget;
 use super::target::podman::PodmanTarget;
 use super::target::{Deleted, Health, Observed, Target, TargetError};
-use crate::oci::{Registry, RegistryConfig};
-use crate::sign::Secret;
+use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::secret::Secret;
 
 /// Largest hook body read (the body is ignored: the hook only says "look now").
 const MAX_HOOK_BODY: usize = 64 * 1024;
@@ -363,7 +363,7 @@ pub fn hook_router(wake: Arc<Notify>, token: Option<Secret>) -> axum::Router {
         })
 }
 
-/// `trusted-builder reconcile`: sync now, then on every poll or hook until stopped; with
+/// `airlock-reconciler reconcile`: sync now, then on every poll or hook until stopped; with
 /// `once`, sync once and return (non-zero when anything was refused or failed).
 pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
     let config = ReconcilerConfig::load(config_path)?;
@@ -403,7 +403,7 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
             .with_context(|| format!("could not listen on {listen}"))?;
         let app = hook_router(wake.clone(), token);
         let stopped = stop.clone();
-        eprintln!("trusted-builder reconcile: hook on http://{listen}/hooks/env");
+        eprintln!("airlock-reconciler reconcile: hook on http://{listen}/hooks/env");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stopped.cancelled().await })
@@ -411,7 +411,8 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
         });
     }
     // serve_loop returns only once `stop` is cancelled, when this task is done too.
-    let _signals = crate::shutdown::cancel_on_signal(stop.clone(), "trusted-builder reconcile");
+    let _signals =
+        airlock_verify::shutdown::cancel_on_signal(stop.clone(), "airlock-reconciler reconcile");
     serve_loop(&reconciler, &wake, &stop, |record| {
         println!("{}", describe(record))
     })
@@ -432,7 +433,7 @@ pub async fn serve_loop(
     loop {
         match reconciler.sync_once(trigger).await {
             Ok(record) => report(&record),
-            Err(e) => eprintln!("trusted-builder reconcile: sync failed: {e:#}"),
+            Err(e) => eprintln!("airlock-reconciler reconcile: sync failed: {e:#}"),
         }
         tokio::select! {
             _ = stop.cancelled() => return,

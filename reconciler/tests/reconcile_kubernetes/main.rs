@@ -19,16 +19,16 @@ mod apply;
 mod prune;
 mod refusals;
 
+use airlock_reconciler::reconcile::history::{NamespaceResult, SyncRecord};
+use airlock_reconciler::reconcile::run::{AnyTarget, Reconciler};
+use airlock_reconciler::reconcile::sync::Action;
+use airlock_reconciler::reconcile::target::Health;
+use airlock_reconciler::reconcile::target::kubernetes::KubernetesTarget;
 use reconcile_support::*;
 use serde_json::{Value, json};
 use support_fake_apiserver::{
     APPLY_PATCH, FakeApiServer, Recorded, by_method, deployment_path, inventory_path,
 };
-use trusted_builder::reconcile::history::{NamespaceResult, SyncRecord};
-use trusted_builder::reconcile::run::{AnyTarget, Reconciler};
-use trusted_builder::reconcile::sync::Action;
-use trusted_builder::reconcile::target::Health;
-use trusted_builder::reconcile::target::kubernetes::KubernetesTarget;
 
 const ENV: &str = "prod";
 const NS: &str = "shop";

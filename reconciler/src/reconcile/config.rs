@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::sign::SecretSource;
+use airlock_verify::secret::SecretSource;
 
 fn default_poll() -> u64 {
     30
@@ -76,7 +76,7 @@ pub struct ReconcilerConfig {
     pub environment_repo: EnvironmentRepo,
     /// Registry settings.
     #[serde(default)]
-    pub registry: crate::serve::config::RegistrySection,
+    pub registry: airlock_verify::oci::RegistrySection,
     /// Environments reconciled by this process, by name (`environments/<name>/` in the repo).
     pub environments: BTreeMap<String, EnvironmentConfig>,
     /// Podman settings (only read when an environment targets podman).

@@ -1,5 +1,5 @@
 //! Sync history: one JSON line per sync in `data_dir/syncs.jsonl` (commit, applied, pruned,
-//! refused and why, failures, health). `trusted-builder reconcile status` prints it; `promote`
+//! refused and why, failures, health). `airlock-reconciler reconcile status` prints it; `promote`
 //! reads the last sync of the source environment to learn what runs healthily there.
 
 use std::collections::BTreeMap;
