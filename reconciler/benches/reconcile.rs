@@ -212,7 +212,7 @@ async fn bench(runs: usize) {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let router = run::hook_router(wake.clone(), None);
+    let router = airlock_reconciler::reconcile::hook::hook_router(wake.clone(), None);
     let stopped = stop.clone();
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router)

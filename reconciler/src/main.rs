@@ -253,7 +253,7 @@ fn reconcile(
             println!("environment repository at {commit}");
             print!(
                 "{}",
-                airlock_reconciler::reconcile::sync::render_plan(&plan)
+                airlock_reconciler::reconcile::plan::render_plan(&plan)
             );
             Ok(())
         }),

@@ -7,7 +7,8 @@ mod reconcile_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_reconciler::reconcile::run::{Reconciler, hook_router, serve_loop};
+use airlock_reconciler::reconcile::hook::hook_router;
+use airlock_reconciler::reconcile::run::{Reconciler, serve_loop};
 use airlock_verify::secret::Secret;
 use reconcile_support::*;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

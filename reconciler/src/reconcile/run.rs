@@ -7,9 +7,6 @@ use std::time::Duration;
 
 use airlock_pipeline::source::SourceCache;
 use anyhow::Context as _;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -17,18 +14,16 @@ use tokio_util::sync::CancellationToken;
 use super::admission::{AdmissionPolicy, RegistryVerifier, load_public_keys};
 use super::config::{ReconcilerConfig, TargetKind};
 use super::desired::{DesiredState, read_desired};
+use super::execute::execute_namespace;
 use super::history::{self, SYNC_RECORD_VERSION, SyncRecord};
+use super::hook::hook_router;
 use super::inventory::{Inventory, Member};
 use super::manifest::ObjectKey;
-use super::sync::{NamespacePlan, SyncContext, execute_namespace, plan_environment};
+use super::plan::{NamespacePlan, SyncContext, plan_environment};
 use super::target::kubernetes::KubernetesTarget;
 use super::target::podman::PodmanTarget;
 use super::target::{Deleted, Health, Observed, Target, TargetError};
 use airlock_verify::oci::{Registry, RegistryConfig};
-use airlock_verify::secret::Secret;
-
-/// Largest hook body read (the body is ignored: the hook only says "look now").
-const MAX_HOOK_BODY: usize = 64 * 1024;
 
 /// The target of one environment.
 pub enum AnyTarget {
@@ -318,49 +313,6 @@ pub fn status(config: &ReconcilerConfig, n: usize) -> anyhow::Result<String> {
         }
     }
     Ok(out)
-}
-
-#[derive(Clone)]
-struct HookState {
-    wake: Arc<Notify>,
-    token: Option<Arc<Secret>>,
-}
-
-// The body is ignored, but taken as `Bytes` so the size limit applies (413) rather than a
-// sender being able to stream without end into an unread request.
-async fn hook(
-    State(state): State<HookState>,
-    headers: HeaderMap,
-    _body: axum::body::Bytes,
-) -> StatusCode {
-    if let Some(token) = &state.token {
-        let given = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            return StatusCode::UNAUTHORIZED;
-        }
-    }
-    state.wake.notify_one();
-    StatusCode::ACCEPTED
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq as _;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
-}
-
-/// The hook router: `POST /hooks/env` wakes the loop. Public for tests.
-pub fn hook_router(wake: Arc<Notify>, token: Option<Secret>) -> axum::Router {
-    axum::Router::new()
-        .route("/hooks/env", post(hook))
-        .layer(DefaultBodyLimit::max(MAX_HOOK_BODY))
-        .with_state(HookState {
-            wake,
-            token: token.map(Arc::new),
-        })
 }
 
 /// `airlock-reconciler reconcile`: sync now, then on every poll or hook until stopped; with

@@ -20,8 +20,8 @@ mod prune;
 mod refusals;
 
 use airlock_reconciler::reconcile::history::{NamespaceResult, SyncRecord};
+use airlock_reconciler::reconcile::plan::Action;
 use airlock_reconciler::reconcile::run::{AnyTarget, Reconciler};
-use airlock_reconciler::reconcile::sync::Action;
 use airlock_reconciler::reconcile::target::Health;
 use airlock_reconciler::reconcile::target::kubernetes::KubernetesTarget;
 use reconcile_support::*;
