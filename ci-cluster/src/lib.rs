@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod artifacts;
 pub mod cli;
 pub mod config;
 pub mod event;
 pub mod intake;
+pub mod kernel;
 pub mod report;
 pub mod secret;
 pub mod serve;

@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use super::responses::{Cancelled, Rerun, TriggerRequest};
 use super::{from_path, store_call};
 use crate::event::Forge;
-use crate::serve::http::{Refusal, limited_body, require_admin, store_event};
-use crate::serve::{AppState, now_ms};
+use crate::kernel::{AppState, now_ms};
+use crate::kernel::{Refusal, limited_body, require_admin, store_event};
 
 /// The reason stored on a run an admin cancelled.
 pub const REASON_ADMIN_CANCEL: &str = "cancelled by an admin";
@@ -149,7 +149,7 @@ pub(super) async fn trigger_run(
                 )
             })?
             .clone();
-        let event = crate::serve::manual_event(&state, &project, &request.git_ref, Forge::Manual)
+        let event = crate::kernel::manual_event(&state, &project, &request.git_ref, Forge::Manual)
             .await
             .map_err(|e| {
                 Refusal::new(

@@ -29,8 +29,8 @@ use utoipa::OpenApi;
 pub use admin::REASON_ADMIN_CANCEL;
 pub use doc::ApiDoc;
 
-use crate::serve::AppState;
-use crate::serve::http::{Refusal, internal};
+use crate::kernel::AppState;
+use crate::kernel::{Refusal, internal};
 use crate::store::{Store, StoreError};
 
 /// The API's routes, merged into the server's router by `serve::http`.

@@ -12,8 +12,8 @@ use utoipa::IntoParams;
 use super::model::{Event, Job, LogLine, Report, Run};
 use super::responses::{ChangeRuns, LogPage, ProjectList, ProjectSummary, RunDetail, RunPage};
 use super::{from_path, from_query, store_call};
-use crate::serve::AppState;
-use crate::serve::http::Refusal;
+use crate::kernel::AppState;
+use crate::kernel::Refusal;
 use crate::store::{RunFilter, RunStatus};
 
 /// Runs per page unless `per_page` says otherwise.

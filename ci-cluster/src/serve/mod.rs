@@ -1,14 +1,10 @@
 //! `ci-cluster serve`: the CI cluster as a server: webhooks in, runs in the
 //! sandbox, reports out, pass records into the one-way outbox.
 
-pub mod artifacts;
 pub mod http;
-mod intake_writer;
 mod records;
 mod reports;
-pub mod retention;
 mod runner;
-mod state;
 mod trigger;
 
 use std::os::unix::fs::PermissionsExt;
@@ -22,8 +18,7 @@ use airlock_pipeline::source::SourceCache;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-pub use state::{AppState, now_ms};
-pub use trigger::manual_event;
+pub use crate::kernel::{AppState, now_ms};
 
 use crate::config::Config;
 use crate::report::{ForgeReporter, GerritClient, GithubClient, GitlabClient};
@@ -129,7 +124,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     let addr = listener.local_addr()?;
     let state = AppState {
         config: Arc::new(config),
-        intake: intake_writer::IntakeWriter::start(store.clone()),
+        intake: crate::kernel::IntakeWriter::start(store.clone()),
         store,
         runs_queued: Default::default(),
         reports_queued: Default::default(),
@@ -145,7 +140,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
             store.recover(
                 MAX_RUN_ATTEMPTS,
                 &|row| reports::interrupted_report(&st, row),
-                state::now_ms(),
+                now_ms(),
             )
         })
         .await??
@@ -158,7 +153,9 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
         );
     }
 
-    let artifacts = Arc::new(artifacts::LocalArtifacts::new(data.join("artifacts")));
+    let artifacts = Arc::new(crate::artifacts::LocalArtifacts::new(
+        data.join("artifacts"),
+    ));
     let deps = runner::RunnerDeps {
         executor,
         origin_key,
@@ -168,7 +165,10 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     };
     let mut tasks = tokio::task::JoinSet::new();
     // After recovery, so re-queued runs count as queued and failed ones as final.
-    tasks.spawn(retention::sweep_loop(state.clone(), artifacts));
+    tasks.spawn(crate::artifacts::retention::sweep_loop(
+        state.clone(),
+        artifacts,
+    ));
     tasks.spawn(runner::run_loop(state.clone(), deps));
     tasks.spawn(reports::report_loop(state.clone(), reporter));
     tasks.spawn(trigger::schedules(state.clone()));

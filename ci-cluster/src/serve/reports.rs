@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use airlock_pipeline::dag::RunReport;
 
-use super::state::{AppState, now_ms};
+use crate::kernel::{AppState, now_ms};
 use crate::report::{JobLine, ReportBody, ReportError, ReportStatus, Reporter, next_delay_ms};
 use crate::store::{ClaimedRun, NewReport, RunRow, RunStatus};
 

@@ -19,10 +19,10 @@ use airlock_pipeline::spec::{self, Pipeline};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info_span};
 
-use super::artifacts::{ArtifactStore, LocalArtifacts};
 use super::records::ReachableFromRef;
 use super::reports::{final_report, pending_report};
-use super::state::{AppState, now_ms};
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::kernel::{AppState, now_ms};
 use crate::store::{ClaimedRun, JobUpdate, RunId, RunStatus};
 
 /// What a run needs besides the shared state.

@@ -6,7 +6,7 @@ use maud::{Markup, html};
 
 use super::layout::{self, Nav};
 use super::{WebError, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{JobRow, RunFilter, RunRow};
 
 /// `GET /changes/{project}/{change}`.

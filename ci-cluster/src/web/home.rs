@@ -6,7 +6,7 @@ use maud::{Markup, html};
 use super::layout::{self, Nav};
 use super::runs::runs_table;
 use super::{WebError, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{RunFilter, RunRow, RunStatus};
 
 /// How many runs the front page lists under the projects.

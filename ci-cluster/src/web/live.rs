@@ -32,7 +32,7 @@ use serde_json::json;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{WebError, ansi, dag, layout, logs, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{JobRow, RunId, RunStatus};
 
 /// How often the store is asked for news.

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use maud::{Markup, PreEscaped, html};
 
 use super::{WebError, ansi, layout, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{JobRow, RunId, Store, StoreError};
 
 /// Lines of one job shown on the page; the raw log has them all. A job log

@@ -32,7 +32,7 @@ use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{Store, StoreError};
 
 /// The Content-Security-Policy of every UI response: scripts and styles only

@@ -14,10 +14,10 @@ use axum::response::{IntoResponse, Response};
 use tokio::io::AsyncReadExt;
 
 use super::{WebError, read_store};
+use crate::artifacts::retention::Policy;
+use crate::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::config::ArtifactsFile;
-use crate::serve::artifacts::{ArtifactStore, LocalArtifacts};
-use crate::serve::retention::Policy;
-use crate::serve::{AppState, now_ms};
+use crate::kernel::{AppState, now_ms};
 use crate::store::{RunId, RunRow};
 
 /// Bytes read per chunk while streaming a file.

@@ -13,7 +13,7 @@ use super::layout::{self, Nav};
 use super::logs::{self, LogTail};
 use super::run_sections;
 use super::{WebError, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{JobRow, ReportRow, RunId, RunRow};
 
 /// Everything the run page shows.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, url_segment};
 use super::{WebError, read_store};
-use crate::serve::AppState;
+use crate::kernel::AppState;
 use crate::store::{RunFilter, RunRow, RunStatus};
 
 /// Runs per page.

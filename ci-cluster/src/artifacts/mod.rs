@@ -1,5 +1,7 @@
 //! Where run outputs are kept after the run's work directory is gone.
 
+pub mod retention;
+
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -31,7 +31,7 @@ pub struct AppState {
     /// Stops every task on shutdown.
     pub shutdown: CancellationToken,
     /// What `/metrics` exports that the store does not know (job durations, refusals).
-    pub metrics: Arc<crate::api::metrics::Metrics>,
+    pub metrics: Arc<crate::kernel::metrics::Metrics>,
 }
 
 impl AppState {

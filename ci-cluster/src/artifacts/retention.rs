@@ -21,9 +21,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::artifacts::{ArtifactStore, StoredBlob};
-use super::state::{AppState, now_ms};
+use super::{ArtifactStore, StoredBlob};
 use crate::config::ArtifactsFile;
+use crate::kernel::{AppState, now_ms};
 use crate::store::{BlobRefs, Store, StoreError};
 
 /// Temporary files of puts older than this were left by a crash.
@@ -252,8 +252,8 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     use super::*;
+    use crate::artifacts::LocalArtifacts;
     use crate::event::{Forge, ForgeEvent, Intent, ReportTarget};
-    use crate::serve::artifacts::LocalArtifacts;
     use crate::store::{Accepted, RunId, RunStatus};
 
     const DAY: u64 = 86_400_000;
