@@ -8,6 +8,7 @@ pub mod env;
 pub mod events;
 pub mod executor;
 pub mod image;
+pub mod jsonl;
 pub mod log;
 pub mod outputs;
 pub mod record;

@@ -6,11 +6,11 @@
 //! returns: a decision that was acted on is on disk. The chain detects tampering by someone who
 //! cannot also rewrite every later line; shipping the last hash elsewhere (later) closes that.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::fs::File;
+use std::io::{self, BufRead as _};
 use std::path::{Path, PathBuf};
 
+use airlock_pipeline::jsonl::JsonLines;
 use airlock_pipeline::record::OutputDigest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -139,7 +139,7 @@ pub enum AuditError {
 #[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
-    file: File,
+    file: JsonLines,
     next_seq: u64,
     prev: String,
 }
@@ -156,15 +156,10 @@ impl AuditLog {
             }
             Err(e) => return Err(e),
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| AuditError::Io {
-                path: path.clone(),
-                source,
-            })?;
+        let file = JsonLines::open(&path).map_err(|source| AuditError::Io {
+            path: path.clone(),
+            source,
+        })?;
         Ok(AuditLog {
             path,
             file,
@@ -199,12 +194,8 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let line = serde_json::to_vec(&entry).map_err(|e| io_err(io::Error::other(e)))?;
-        let mut buf = line.clone();
-        buf.push(b'\n');
-        // One write of the whole line: with O_APPEND it lands in one piece at the end.
-        self.file.write_all(&buf).map_err(io_err)?;
-        self.file.sync_data().map_err(io_err)?;
+        // One write of the whole line (O_APPEND: it lands in one piece at the end), synced.
+        let line = self.file.append(&entry).map_err(io_err)?;
         self.prev = hex::encode(Sha256::digest(&line));
         self.next_seq += 1;
         Ok(entry)

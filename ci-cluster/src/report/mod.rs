@@ -224,15 +224,20 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
 }
 
+impl RetryPolicy {
+    /// The report outbox's policy (the only one): 0.5 s doubling up to 1 min, 60 attempts, so a
+    /// report survives a forge outage of about an hour before it is given up.
+    pub const REPORTS: RetryPolicy = RetryPolicy {
+        base_ms: 500,
+        cap_ms: 60_000,
+        max_attempts: 60,
+    };
+}
+
 impl Default for RetryPolicy {
-    /// 1 s doubling up to 5 min, 300 attempts: a report survives a forge outage of about a day
-    /// (at the cap, 300 × 5 min ≈ 25 h) before it is given up.
+    /// [`RetryPolicy::REPORTS`].
     fn default() -> Self {
-        RetryPolicy {
-            base_ms: 1_000,
-            cap_ms: 300_000,
-            max_attempts: 300,
-        }
+        RetryPolicy::REPORTS
     }
 }
 

@@ -296,11 +296,13 @@ fn retry_policy_gives_up_after_max_attempts() {
     );
     assert!(policy.delay_after(2, 0).is_some());
     assert_eq!(policy.delay_after(3, 0), None);
+    let reports = RetryPolicy::default();
     assert!(
-        RetryPolicy::default()
-            .delay_after(299, 0)
-            .is_some_and(|d| d <= Duration::from_secs(360))
+        reports
+            .delay_after(59, 0)
+            .is_some_and(|d| d <= Duration::from_secs(72))
     );
+    assert_eq!(reports.delay_after(60, 0), None);
 }
 
 // --- Gerrit response prefix ------------------------------------------------------------------

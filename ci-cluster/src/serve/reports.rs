@@ -8,13 +8,8 @@ use std::time::Duration;
 use airlock_pipeline::dag::RunReport;
 
 use crate::kernel::{AppState, now_ms};
-use crate::report::{JobLine, ReportBody, ReportError, ReportStatus, Reporter, next_delay_ms};
+use crate::report::{JobLine, ReportBody, ReportError, ReportStatus, Reporter, RetryPolicy};
 use crate::store::{ClaimedRun, NewReport, RunRow, RunStatus};
-
-/// Attempts before a report is given up (about an hour of backoff at the cap).
-pub const MAX_REPORT_ATTEMPTS: u32 = 60;
-const BASE_DELAY_MS: u64 = 500;
-const CAP_DELAY_MS: u64 = 60_000;
 
 fn run_url(state: &AppState, run: i64) -> String {
     format!("{}/runs/{run}", state.config.public_url)
@@ -144,10 +139,11 @@ pub async fn report_loop<R: Reporter + 'static>(state: AppState, reporter: R) {
             let result = tokio::task::spawn_blocking(move || match outcome {
                 Ok(()) => store.report_sent(pending.id, now_ms()),
                 Err(ReportError::Transient(why)) => {
-                    let delay = next_delay_ms(attempts, BASE_DELAY_MS, CAP_DELAY_MS, pending.id as u64);
-                    let give_up = attempts >= MAX_REPORT_ATTEMPTS;
-                    tracing::warn!(report = pending.id, attempts, error = %why, "report failed; will retry");
-                    store.report_failed(pending.id, &why, now_ms() + delay, give_up, now_ms())
+                    let delay = RetryPolicy::REPORTS.delay_after(attempts, pending.id as u64);
+                    let give_up = delay.is_none();
+                    let delay_ms = delay.map_or(0, |d| d.as_millis() as u64);
+                    tracing::warn!(report = pending.id, attempts, give_up, error = %why, "report failed");
+                    store.report_failed(pending.id, &why, now_ms() + delay_ms, give_up, now_ms())
                 }
                 Err(ReportError::Permanent(why)) => {
                     tracing::error!(report = pending.id, error = %why, "report refused; giving up");

@@ -3,8 +3,7 @@
 //! reads the last sync of the source environment to learn what runs healthily there.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -130,14 +129,7 @@ impl SyncRecord {
 /// Appends `record` as one line and syncs it to disk.
 pub fn append(data_dir: &Path, record: &SyncRecord) -> std::io::Result<()> {
     std::fs::create_dir_all(data_dir)?;
-    let mut line = serde_json::to_vec(record).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join(HISTORY_FILE))?;
-    f.write_all(&line)?;
-    f.sync_data()
+    airlock_pipeline::jsonl::append_line(&data_dir.join(HISTORY_FILE), record)
 }
 
 /// The last `n` records, oldest first. A torn last line (a crash mid-write) is skipped.
@@ -195,6 +187,7 @@ mod tests {
         for c in ["a", "b", "c"] {
             append(dir.path(), &record(c)).unwrap();
         }
+        use std::io::Write as _;
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join(HISTORY_FILE))

@@ -3,9 +3,7 @@
 //! readable by an operator without tools.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::io::{self, BufRead as _, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::io::{self, BufRead as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -99,13 +97,5 @@ pub(crate) fn read_json_lines<T: DeserializeOwned>(path: &Path) -> io::Result<Ve
 
 /// Appends one JSON line (file mode 0600) and syncs it before returning.
 pub(crate) fn append_json_line<T: Serialize>(path: &Path, entry: &T) -> io::Result<()> {
-    let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
-    line.push(b'\n');
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(&line)?;
-    file.sync_data()
+    airlock_pipeline::jsonl::append_line(path, entry)
 }
