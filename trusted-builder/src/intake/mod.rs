@@ -160,7 +160,7 @@ impl Intake {
         let subject = Subject::of(&record);
         let gathered = self
             .gather(&record)
-            .map_err(|reason| refuse(reason, Some(subject.clone())))?;
+            .map_err(|e| refuse(e.to_string(), Some(subject.clone())))?;
         let input = IntakeInput {
             version: INTAKE_INPUT_VERSION,
             record: RecordClaims {
@@ -210,7 +210,7 @@ impl Intake {
     }
 
     /// Gathers the facts. `Err` only for failures that are not facts (network, corrupt mirror).
-    fn gather(&self, record: &PassRecord) -> Result<Gathered, String> {
+    fn gather(&self, record: &PassRecord) -> Result<Gathered, GatherError> {
         let already_built = self.built.contains(&BuiltKey {
             project: record.project.clone(),
             commit: record.commit.clone(),
@@ -237,22 +237,19 @@ impl Intake {
             // The policy refuses it anyway; fetching would only cost time.
             return Ok(Gathered { facts, found: None });
         }
-        let commit: CommitId = record
-            .commit
-            .parse()
-            .map_err(|e: SourceError| e.to_string())?;
+        let commit: CommitId = record.commit.parse().map_err(GatherError::Commit)?;
         // Only the protected ref the record names is fetched, from the configured URL: a commit
         // that reached the canonical Git only through some other ref stays unknown here.
         let (mirror, tip) = match self.sources.fetch_rev(&project.git_url, &record.git_ref) {
             Ok(found) => found,
             Err(SourceError::RefNotFound { .. }) => return Ok(Gathered { facts, found: None }),
-            Err(e) => return Err(format!("cannot fetch the canonical Git: {e}")),
+            Err(e) => return Err(GatherError::Fetch(e)),
         };
         facts.commit_reachable_from_protected = match mirror.is_ancestor(&commit, &tip) {
             Ok(reachable) => reachable,
             // An unknown commit is one the protected ref does not lead to.
             Err(SourceError::CommitNotFound { .. } | SourceError::RevNotFound { .. }) => false,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(GatherError::Mirror(e)),
         };
         if !facts.commit_reachable_from_protected {
             return Ok(Gathered { facts, found: None });
@@ -263,7 +260,7 @@ impl Intake {
                 spec::PIPELINE_PATH,
                 spec::MAX_PIPELINE_BYTES as u64,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(GatherError::Mirror)?;
         let pipeline = match bytes.map(|b| spec::parse(spec::PIPELINE_PATH, &b)) {
             Some(Ok(pipeline)) => pipeline,
             // No or an invalid pipeline file declares nothing.
@@ -279,16 +276,42 @@ impl Intake {
     }
 }
 
-fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+/// Why the facts about a record could not be gathered (not a fact about it: the record is
+/// refused for now and the reason logged).
+#[derive(Debug, thiserror::Error)]
+enum GatherError {
+    /// The record's commit id is not one.
+    #[error("commit id: {0}")]
+    Commit(#[source] SourceError),
+    /// The canonical Git could not be fetched.
+    #[error("cannot fetch the canonical Git: {0}")]
+    Fetch(#[source] SourceError),
+    /// The builder's mirror could not be read.
+    #[error("the builder's mirror: {0}")]
+    Mirror(#[source] SourceError),
+    /// A configured protected-ref pattern is not a glob.
+    #[error("protected ref glob {pattern:?}: {source}")]
+    Glob {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        source: globset::Error,
+    },
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, GatherError> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .build()
         .map(|g| g.compile_matcher())
-        .map_err(|e| format!("protected ref glob {pattern:?}: {e}"))
+        .map_err(|source| GatherError::Glob {
+            pattern: pattern.to_owned(),
+            source,
+        })
 }
 
 /// Whether `git_ref` matches one of the globs.
-fn ref_matches(globs: &[String], git_ref: &str) -> Result<bool, String> {
+fn ref_matches(globs: &[String], git_ref: &str) -> Result<bool, GatherError> {
     for pattern in globs {
         if glob(pattern)?.is_match(git_ref) {
             return Ok(true);

@@ -178,14 +178,48 @@ pub enum ConfigError {
         /// The error.
         source: std::io::Error,
     },
-    /// The file does not parse or has unknown or missing keys.
-    #[error("{}: {message}", path.display())]
+    /// The file does not parse, has unknown or missing keys, or a value that cannot work.
+    #[error("{}: {problem}", path.display())]
     Invalid {
         /// The config file.
         path: PathBuf,
-        /// What is wrong (with the TOML position).
-        message: String,
+        /// What is wrong.
+        #[source]
+        problem: ConfigProblem,
     },
+}
+
+/// What is wrong inside a builder.toml.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigProblem {
+    /// Not TOML, an unknown key, a missing one, a wrong type (with the TOML position).
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    /// No CI origin key: no record could ever be accepted.
+    #[error("origin_keys is empty: no CI origin would be trusted")]
+    NoOriginKeys,
+    /// No project: nothing would be built.
+    #[error("no [projects.NAME] section: nothing would be built")]
+    NoProjects,
+    /// The poll interval is zero.
+    #[error("poll_interval_secs must be at least 1")]
+    ZeroPollInterval,
+    /// The builder id is empty.
+    #[error("builder_id is empty")]
+    EmptyBuilderId,
+    /// An image repository carries a tag or digest.
+    #[error(
+        "projects.{project}.image_repository {repository:?} must be REGISTRY/REPOSITORY without tag or digest"
+    )]
+    TaggedRepository {
+        /// The project.
+        project: String,
+        /// The configured repository.
+        repository: String,
+    },
+    /// A project protects no ref.
+    #[error("projects.{0}.protected_refs is empty")]
+    NoProtectedRefs(String),
 }
 
 impl BuilderConfig {
@@ -196,42 +230,42 @@ impl BuilderConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
+        Self::parse(&text, base).map_err(|problem| ConfigError::Invalid {
             path: path.to_path_buf(),
-            message,
+            problem,
         })
     }
 
     /// Parses the text of a config file; relative paths are resolved against `base`.
-    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
-        let mut config: BuilderConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigProblem> {
+        let mut config: BuilderConfig = toml::from_str(text)?;
         config.check()?;
         config.resolve(base);
         Ok(config)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigProblem> {
         if self.origin_keys.is_empty() {
-            return Err("origin_keys is empty: no CI origin would be trusted".into());
+            return Err(ConfigProblem::NoOriginKeys);
         }
         if self.projects.is_empty() {
-            return Err("no [projects.NAME] section: nothing would be built".into());
+            return Err(ConfigProblem::NoProjects);
         }
         if self.poll_interval_secs == 0 {
-            return Err("poll_interval_secs must be at least 1".into());
+            return Err(ConfigProblem::ZeroPollInterval);
         }
         if self.builder_id.trim().is_empty() {
-            return Err("builder_id is empty".into());
+            return Err(ConfigProblem::EmptyBuilderId);
         }
         for (name, p) in &self.projects {
             if p.image_repository.contains('@') || last_segment_has_tag(&p.image_repository) {
-                return Err(format!(
-                    "projects.{name}.image_repository {:?} must be REGISTRY/REPOSITORY without tag or digest",
-                    p.image_repository
-                ));
+                return Err(ConfigProblem::TaggedRepository {
+                    project: name.clone(),
+                    repository: p.image_repository.clone(),
+                });
             }
             if p.protected_refs.is_empty() {
-                return Err(format!("projects.{name}.protected_refs is empty"));
+                return Err(ConfigProblem::NoProtectedRefs(name.clone()));
             }
         }
         Ok(())
@@ -342,13 +376,19 @@ image_repository = "127.0.0.1:5000/greet"
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_file_name() {
         let typo = GOOD.replace("strict_reproducibility", "strict_reproducability");
-        let e = BuilderConfig::parse(&typo, Path::new("/")).unwrap_err();
+        let e = BuilderConfig::parse(&typo, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("strict_reproducability"), "{e}");
         let tagged = GOOD.replace("5000/greet\"", "5000/greet:latest\"");
         let e = BuilderConfig::parse(&tagged, Path::new("/")).unwrap_err();
-        assert!(e.contains("without tag"), "{e}");
+        assert!(matches!(e, ConfigProblem::TaggedRepository { .. }), "{e}");
+        assert!(e.to_string().contains("without tag"), "{e}");
         let no_keys = GOOD.replace("[\"ci.pub\"]", "[]");
-        assert!(BuilderConfig::parse(&no_keys, Path::new("/")).is_err());
+        assert!(matches!(
+            BuilderConfig::parse(&no_keys, Path::new("/")),
+            Err(ConfigProblem::NoOriginKeys)
+        ));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("builder.toml");

@@ -190,8 +190,10 @@ impl Signer for VaultTransit {
             )
             .await
             .map_err(|e| vault_err(&c.address, operation.clone(), e))?;
-            decode_vault_signature(&answer.signature)
-                .map_err(|reason| SignError::VaultResponse { operation, reason })
+            decode_vault_signature(&answer.signature).map_err(|e| SignError::VaultResponse {
+                operation,
+                reason: e.to_string(),
+            })
         }
     }
 
@@ -200,14 +202,23 @@ impl Signer for VaultTransit {
     }
 }
 
+/// Why a Vault transit signature could not be read.
+#[derive(Debug, thiserror::Error)]
+enum VaultSignatureError {
+    /// Not `vault:v<N>:<base64>`.
+    #[error("signature is not of the form vault:v<N>:<base64>")]
+    Form,
+    /// The base64 part is not base64.
+    #[error("signature is not base64: {0}")]
+    Base64(#[from] base64::DecodeError),
+}
+
 /// `vault:v<N>:<base64>` to DER bytes.
-fn decode_vault_signature(sig: &str) -> Result<Vec<u8>, String> {
+fn decode_vault_signature(sig: &str) -> Result<Vec<u8>, VaultSignatureError> {
     let mut parts = sig.splitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("vault"), Some(v), Some(b64)) if v.starts_with('v') => B64
-            .decode(b64)
-            .map_err(|e| format!("signature is not base64: {e}")),
-        _ => Err("signature is not of the form vault:v<N>:<base64>".to_owned()),
+        (Some("vault"), Some(v), Some(b64)) if v.starts_with('v') => Ok(B64.decode(b64)?),
+        _ => Err(VaultSignatureError::Form),
     }
 }
 
