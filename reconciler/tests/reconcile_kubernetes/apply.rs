@@ -57,7 +57,7 @@ async fn first_sync_applies_each_object_and_the_inventory_then_a_second_sync_onl
             req("GET", &web_path),
         ]
     );
-    for r in first.iter().filter(|r| r.method == "PATCH") {
+    for r in first.iter().filter(|r| r.writes() && r.method == "PATCH") {
         assert_server_side_apply(r);
     }
     let body = first[5].body.as_ref().expect("apply body");
@@ -110,16 +110,27 @@ async fn first_sync_applies_each_object_and_the_inventory_then_a_second_sync_onl
     assert_eq!(shop.unchanged, ["Deployment/api", "Deployment/web"]);
     assert!(shop.failed.is_empty() && shop.pruned.is_empty());
     let second = api.take_requests();
-    // Only reads: the objects and the inventory (its text would not change) are not written,
-    // and each object is read once (its health comes from the same read).
+    // Nothing written: the objects and the inventory (its text would not change) are only read,
+    // each object once (its health comes from the same read), and compared with what the server
+    // would make of Git's object (a server-side-apply dry run, which changes nothing).
     assert_eq!(
         lines(&second),
         [
             req("GET", &inv),
             req("GET", &api_path),
+            req("PATCH dry-run", &api_path),
             req("GET", &web_path),
+            req("PATCH dry-run", &web_path),
         ]
     );
+    for r in second.iter().filter(|r| r.dry_run) {
+        assert_eq!(r.content_type.as_deref(), Some(APPLY_PATCH), "{r:?}");
+        assert!(
+            r.query_pairs()
+                .contains(&("dryRun".to_owned(), "All".to_owned())),
+            "{r:?}"
+        );
+    }
     // Same members, same commit; the live object was not rewritten.
     assert_eq!(
         api.inventory(NS).expect("inventory")["members"],
@@ -157,7 +168,7 @@ async fn drift_is_repaired_and_a_git_change_is_an_update() {
     let requests = api.take_requests();
     let patches: Vec<_> = requests
         .iter()
-        .filter(|r| r.method == "PATCH" && r.path == web_path)
+        .filter(|r| r.writes() && r.method == "PATCH" && r.path == web_path)
         .collect();
     assert_eq!(patches.len(), 1, "{:?}", lines(&requests));
     assert_server_side_apply(patches[0]);
@@ -179,7 +190,7 @@ async fn drift_is_repaired_and_a_git_change_is_an_update() {
     assert!(
         !api.take_requests()
             .iter()
-            .any(|r| r.method == "PATCH" && r.path == web_path)
+            .any(|r| r.writes() && r.method == "PATCH" && r.path == web_path)
     );
 
     // A new digest in Git is an update, applied once.
@@ -254,4 +265,61 @@ async fn a_failed_apply_is_reported_kept_in_the_inventory_and_retried() {
         Some("the object is missing")
     );
     assert!(api.get(&web_path).is_some());
+}
+
+/// The server stores quantities in canonical form: Git's `cpu: 0.5` reads back as `500m`. Drift
+/// is judged against a server-side-apply dry run, so that is never drift (a raw comparison of
+/// Git's text with the live object repaired it on every sync). Control: a real change to the
+/// same field is still drift, and is repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_normalisation_is_never_drift_but_a_real_change_is() {
+    let world = World::new();
+    let web = world.image("web", 1, Vouch::Trusted(SOURCE)).await;
+    let text = format!(
+        "{}        resources:\n          limits: {{cpu: 0.5}}\n",
+        deployment("web", &web)
+    );
+    world.write_manifest(ENV, NS, "web.yaml", &text);
+    world.commit("web with a cpu limit");
+    let (reconciler, api) = reconciler(&world);
+    let web_path = deployment_path(NS, "web");
+    reconciler.sync_once("test").await.expect("first sync");
+    let cpu = "/spec/template/spec/containers/0/resources/limits/cpu";
+    // The server normalised it: Git's text and the live object do differ as text.
+    assert_eq!(
+        api.get(&web_path).expect("web").pointer(cpu),
+        Some(&json!("500m"))
+    );
+    api.take_requests();
+
+    let record = reconciler.sync_once("test").await.expect("second sync");
+    let shop = ns_result(&record, NS);
+    assert!(shop.applied.is_empty(), "{shop:#?}");
+    assert_eq!(shop.unchanged, ["Deployment/web"]);
+    assert!(
+        !api.take_requests().iter().any(|r| r.writes()),
+        "the normalised object was rewritten"
+    );
+
+    // Control: someone raises the limit by hand; that is drift, repaired back to Git's value.
+    api.modify(&web_path, |o| {
+        o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = json!("2");
+    });
+    let record = reconciler
+        .sync_once("test")
+        .await
+        .expect("sync after drift");
+    let shop = ns_result(&record, NS);
+    assert_eq!(
+        applied(shop),
+        [("Deployment/web".to_owned(), "repair".to_owned())]
+    );
+    assert_eq!(
+        shop.applied[0].drift.as_deref(),
+        Some(format!("{cpu} differs from Git").as_str())
+    );
+    assert_eq!(
+        api.get(&web_path).expect("web").pointer(cpu),
+        Some(&json!("500m"))
+    );
 }

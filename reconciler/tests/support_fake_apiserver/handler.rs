@@ -68,6 +68,14 @@ impl FakeApiServer {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             body: serde_json::from_slice(&bytes).ok(),
+            dry_run: false,
+        };
+        let recorded = Recorded {
+            dry_run: recorded
+                .query_pairs()
+                .iter()
+                .any(|(k, v)| k == "dryRun" && v == "All"),
+            ..recorded
         };
         let mut inner = self.lock();
         inner.requests.push(recorded.clone());
@@ -312,8 +320,9 @@ impl Inner {
                         ),
                     );
                 }
-                let stored = self.store(&r.path, body, &manager);
-                (200, stored)
+                let dry_run = r.dry_run;
+                let answer = self.apply_as(&r.path, body, &manager, dry_run);
+                (200, answer)
             }
             _ => (
                 405,

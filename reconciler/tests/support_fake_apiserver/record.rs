@@ -22,6 +22,8 @@ pub struct Recorded {
     pub content_type: Option<String>,
     /// The body parsed as JSON (None when empty or not JSON).
     pub body: Option<Value>,
+    /// `?dryRun=All`: answered, nothing changed.
+    pub dry_run: bool,
 }
 
 impl Recorded {
@@ -34,9 +36,23 @@ impl Recorded {
         pairs
     }
 
-    /// `(method, path)`, for comparing sequences.
+    /// `(method, path)`, for comparing sequences; a dry run shows as `"PATCH dry-run"`.
     pub fn line(&self) -> (String, String) {
-        (self.method.clone(), self.path.clone())
+        (self.verb(), self.path.clone())
+    }
+
+    /// The method, or `"PATCH dry-run"` for a dry-run apply (which changes nothing).
+    pub fn verb(&self) -> String {
+        if self.dry_run {
+            format!("{} dry-run", self.method)
+        } else {
+            self.method.clone()
+        }
+    }
+
+    /// A request that may change something: not a read, not a dry run.
+    pub fn writes(&self) -> bool {
+        !self.dry_run && self.method != "GET"
     }
 }
 
@@ -72,11 +88,11 @@ impl FakeApiServer {
     }
 }
 
-/// Counts of requests by method.
+/// Counts of requests by method (dry runs apart, as `"PATCH dry-run"`).
 pub fn by_method(requests: &[Recorded]) -> HashMap<String, usize> {
     let mut out = HashMap::new();
     for r in requests {
-        *out.entry(r.method.clone()).or_default() += 1;
+        *out.entry(r.verb()).or_default() += 1;
     }
     out
 }

@@ -78,9 +78,64 @@ impl FakeApiServer {
     }
 }
 
+/// Quantities in container resources, in the canonical form the API server stores them in
+/// (`cpu: 0.5` and `cpu: "0.5"` read back as `"500m"`, `cpu: 2` as `"2"`): what makes a raw
+/// comparison of Git's text with the live object see drift that is not there.
+fn canonical_quantities(object: &mut Value) {
+    for pointer in [
+        "/spec/containers",
+        "/spec/initContainers",
+        "/spec/template/spec/containers",
+        "/spec/template/spec/initContainers",
+    ] {
+        let Some(containers) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+            continue;
+        };
+        for container in containers {
+            for section in ["limits", "requests"] {
+                let Some(values) = container
+                    .pointer_mut(&format!("/resources/{section}"))
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                for (name, value) in values.iter_mut() {
+                    let number = match value {
+                        Value::Number(n) => n.as_f64(),
+                        Value::String(s) => s.parse::<f64>().ok(),
+                        _ => None,
+                    };
+                    let Some(n) = number else { continue };
+                    *value = if n.fract() == 0.0 {
+                        json!(format!("{}", n as i64))
+                    } else if name == "cpu" {
+                        json!(format!("{}m", (n * 1000.0).round() as i64))
+                    } else {
+                        continue;
+                    };
+                }
+            }
+        }
+    }
+}
+
 impl Inner {
     /// Stores `object` at `path` with server fields; returns the stored object.
-    pub(super) fn store(&mut self, path: &str, mut object: Value, manager: &str) -> Value {
+    pub(super) fn store(&mut self, path: &str, object: Value, manager: &str) -> Value {
+        self.apply_as(path, object, manager, false)
+    }
+
+    /// What an apply of `object` makes of the object at `path`; stored unless `dry_run`
+    /// (`?dryRun=All`: the answer is the same, nothing changes, not even resourceVersion).
+    pub(super) fn apply_as(
+        &mut self,
+        path: &str,
+        mut object: Value,
+        manager: &str,
+        dry_run: bool,
+    ) -> Value {
+        canonical_quantities(&mut object);
+        let counters = (self.resource_version, self.uid);
         let previous = self.objects.get(path).map(|s| s.object.clone());
         if let Some(parts) = parse_path(path)
             && let (Some(ns), Some(meta)) = (
@@ -178,13 +233,17 @@ impl Inner {
             }
             _ => {}
         }
-        self.objects.insert(
-            path.to_owned(),
-            Stored {
-                object: object.clone(),
-                manager: manager.to_owned(),
-            },
-        );
+        if dry_run {
+            (self.resource_version, self.uid) = counters;
+        } else {
+            self.objects.insert(
+                path.to_owned(),
+                Stored {
+                    object: object.clone(),
+                    manager: manager.to_owned(),
+                },
+            );
+        }
         object
     }
 }

@@ -1,6 +1,7 @@
 //! The Kubernetes target, kept thin: server-side apply with field manager `airlock`, an
-//! inventory ConfigMap per namespace, drift by comparing the desired fields with the live
-//! object, and health from the usual status fields. Everything else is the shared sync logic.
+//! inventory ConfigMap per namespace, drift by comparing a server-side-apply dry run with the
+//! live object (so the server's normalisation is never drift), and health from the usual status
+//! fields ([`crate::reconcile::health`]). Everything else is the shared sync logic.
 //!
 //! Tested against kube's `Client` over a scripted `tower_test` service (no API server installs
 //! here): the exact paths, query parameters and content types are asserted in
@@ -18,7 +19,7 @@ use kube::api::{
 use serde_json::{Value, json};
 
 use super::{Deleted, Health, Observed, Target, TargetError};
-use crate::reconcile::diff::{first_difference, is_subset};
+use crate::reconcile::diff::drift;
 use crate::reconcile::health::health_of;
 use crate::reconcile::inventory::{Inventory, Member};
 use crate::reconcile::manifest::{MANAGED_BY, MANAGED_BY_LABEL, ObjectKey, is_cluster_scoped};
@@ -210,12 +211,18 @@ impl Target for KubernetesTarget {
         if !owned(live.metadata.labels.as_ref().unwrap_or(&Default::default())) {
             return Ok(Observed::NotOwned);
         }
+        // What the server would store if Git's object were applied now (its defaults, its
+        // canonical quantities, other managers' fields kept), compared with what it stores.
+        let would_be = self
+            .api(ns, key)
+            .patch(&key.name, &apply_params().dry_run(), &Patch::Apply(desired))
+            .await
+            .map_err(|e| err(format!("dry-run apply {key}: {e}")))?;
         let live = serde_json::to_value(&live).map_err(|e| err(e.to_string()))?;
-        if is_subset(desired, &live) {
-            Ok(Observed::Matches(health_of(&key.kind, &live)))
-        } else {
-            let at = first_difference(desired, &live, "").unwrap_or_else(|| "/".into());
-            Ok(Observed::Differs(format!("{at} differs from Git")))
+        let would_be = serde_json::to_value(&would_be).map_err(|e| err(e.to_string()))?;
+        match drift(&would_be, &live) {
+            None => Ok(Observed::Matches(health_of(&key.kind, &live))),
+            Some(at) => Ok(Observed::Differs(format!("{at} differs from Git"))),
         }
     }
 
