@@ -118,7 +118,7 @@ async fn signed_image_runs_is_replaced_repaired_and_pruned() {
     assert_eq!(pods.image_of("podshop-web-web"), first);
     let (_, logs) = podman(&pods.conf, &["logs", "podshop-web-web"]);
     assert!(logs.contains("serving web"), "{logs}");
-    let health = &r.namespaces[0].health["Deployment/web"];
+    let health = &r.namespaces[0].health["Deployment.apps/web"];
     assert!(health.health.is_healthy(), "{health:?}");
     // Just started: healthy, but not yet settled enough to promote from.
     assert!(!health.settled && !r.runs_healthy("staging", &first));

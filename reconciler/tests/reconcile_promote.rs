@@ -125,7 +125,7 @@ async fn production_takes_only_what_staging_runs_healthily() {
         "{prod:#?}"
     );
     assert_eq!(
-        prod.health["Deployment/greet"].images,
+        prod.health["Deployment.apps/greet"].images,
         std::slice::from_ref(&v1)
     );
     world.write_manifest(

@@ -179,7 +179,7 @@ fn the_demo_walks_the_whole_chain_and_the_boundary_holds() {
         .iter()
         .find(|n| n["environment"] == "production")
         .unwrap();
-    let greet = &prod["health"]["Deployment/greet"];
+    let greet = &prod["health"]["Deployment.apps/greet"];
     assert_eq!(greet["health"]["state"], "healthy", "{prod:#}");
     assert_eq!(greet["images"][0], image.as_str());
     assert!(
@@ -207,7 +207,7 @@ fn the_demo_walks_the_whole_chain_and_the_boundary_holds() {
     let trace = std::fs::read_to_string(d.join("trace.txt")).unwrap();
     for needle in [
         format!("trace of {image}"),
-        "production/greet-prod Deployment/greet: healthy".into(),
+        "production/greet-prod Deployment.apps/greet: healthy".into(),
         "promoted by Rita Release <rita@example.org>".into(),
         "signature: valid".into(),
         "reproduced: true".into(),

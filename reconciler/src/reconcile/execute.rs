@@ -29,11 +29,11 @@ pub async fn execute_namespace<T: Target>(
     let mut seen_health = BTreeMap::new();
     for (m, health) in plan.unchanged {
         result.unchanged.push(m.key.to_string());
-        seen_health.insert(m.key.to_string(), health);
-        inventory.members.insert(m.key.to_string(), m);
+        seen_health.insert(m.key.id(), health);
+        inventory.members.insert(m.key.id(), m);
     }
     for m in plan.kept {
-        inventory.members.insert(m.key.to_string(), m);
+        inventory.members.insert(m.key.id(), m);
     }
     // Nothing is created without a record of it: the inventory is written ahead with every
     // object about to be applied, so a crash mid-sync leaves no object that prune forgets.
@@ -45,11 +45,11 @@ pub async fn execute_namespace<T: Target>(
         } else {
             let mut ahead = inventory.clone();
             for m in &plan.prune {
-                ahead.members.insert(m.key.to_string(), m.clone());
+                ahead.members.insert(m.key.id(), m.clone());
             }
             for step in &apply {
                 let m = member(&step.object, &step.hash, commit);
-                ahead.members.insert(m.key.to_string(), m);
+                ahead.members.insert(m.key.id(), m);
             }
             target
                 .write_inventory(&ahead)
@@ -64,13 +64,13 @@ pub async fn execute_namespace<T: Target>(
                     error: why.clone(),
                 });
                 if let Some(m) = step.previous {
-                    inventory.members.insert(m.key.to_string(), m);
+                    inventory.members.insert(m.key.id(), m);
                 }
             }
         }
     }
     let mut keep = |m: Member| {
-        inventory.members.insert(m.key.to_string(), m);
+        inventory.members.insert(m.key.id(), m);
     };
     for step in apply {
         let key = step.object.key.clone();
@@ -164,7 +164,7 @@ pub async fn execute_namespace<T: Target>(
             MemberHealth {
                 health,
                 images: m.images.clone(),
-                settled: !touched.contains(name),
+                settled: !touched.contains(&m.key.to_string()),
             },
         );
     }

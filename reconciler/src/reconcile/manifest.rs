@@ -28,6 +28,25 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// The API group (`apps` for `apps/v1`; empty for the core group's `v1`).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .split_once('/')
+            .map_or("", |(group, _)| group)
+    }
+
+    /// The object's identity as inventories and health reports key it: `Kind.group/name`, as
+    /// `kubectl` names a resource (`Deployment.apps/web`), or `Kind/name` in the core group
+    /// (`ConfigMap/settings`). Two kinds of the same name in different groups never collide.
+    pub fn id(&self) -> String {
+        match self.group() {
+            "" => format!("{}/{}", self.kind, self.name),
+            group => format!("{}.{group}/{}", self.kind, self.name),
+        }
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.kind, self.name)

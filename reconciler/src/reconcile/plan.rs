@@ -219,8 +219,8 @@ async fn plan_namespace<T: Target, V: ImageVerifier>(
         .unwrap_or(&empty);
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     for object in objects {
-        wanted.insert(object.key.to_string());
-        let old = inventory.members.get(&object.key.to_string());
+        wanted.insert(object.key.id());
+        let old = inventory.members.get(&object.key.id());
         let mut input = gather(
             object,
             ns_config,

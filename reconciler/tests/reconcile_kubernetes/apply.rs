@@ -33,12 +33,12 @@ async fn first_sync_applies_each_object_and_the_inventory_then_a_second_sync_onl
         shop.refused.is_empty() && shop.failed.is_empty(),
         "{shop:#?}"
     );
-    assert_eq!(shop.health["Deployment/web"].health, Health::Healthy);
+    assert_eq!(shop.health["Deployment.apps/web"].health, Health::Healthy);
     assert_eq!(
-        shop.health["Deployment/web"].images,
+        shop.health["Deployment.apps/web"].images,
         std::slice::from_ref(&web)
     );
-    assert_eq!(shop.health["Deployment/api"].health, Health::Healthy);
+    assert_eq!(shop.health["Deployment.apps/api"].health, Health::Healthy);
 
     // Read the inventory, observe each object, write the inventory AHEAD of the applies (a
     // crash mid-sync leaves nothing unrecorded), apply each, read health. The final inventory
@@ -88,17 +88,20 @@ async fn first_sync_applies_each_object_and_the_inventory_then_a_second_sync_onl
     assert_eq!(inventory["environment"], ENV);
     assert_eq!(inventory["namespace"], NS);
     assert_eq!(
-        inventory["members"]["Deployment/web"]["images"],
+        inventory["members"]["Deployment.apps/web"]["images"],
         json!([web])
     );
-    assert_eq!(inventory["members"]["Deployment/web"]["commit"], commit);
     assert_eq!(
-        inventory["members"]["Deployment/api"]["images"],
+        inventory["members"]["Deployment.apps/web"]["commit"],
+        commit
+    );
+    assert_eq!(
+        inventory["members"]["Deployment.apps/api"]["images"],
         json!([api_image])
     );
     assert_eq!(
         api.inventory_members(NS),
-        ["Deployment/api", "Deployment/web"]
+        ["Deployment.apps/api", "Deployment.apps/web"]
     );
     let web_live = api.get(&web_path).expect("web is live");
     let rv = web_live["metadata"]["resourceVersion"].clone();
@@ -178,7 +181,7 @@ async fn drift_is_repaired_and_a_git_change_is_an_update() {
     );
     let live = api.get(&web_path).expect("web");
     assert_eq!(live["spec"]["replicas"], 1);
-    assert_eq!(shop.health["Deployment/web"].health, Health::Healthy);
+    assert_eq!(shop.health["Deployment.apps/web"].health, Health::Healthy);
     assert!(
         airlock_reconciler::reconcile::run::describe(&record)
             .contains("repair Deployment/web (drift: /spec/replicas differs from Git)")
@@ -209,7 +212,7 @@ async fn drift_is_repaired_and_a_git_change_is_an_update() {
         web2.as_str()
     );
     assert_eq!(
-        api.inventory(NS).expect("inventory")["members"]["Deployment/web"]["commit"],
+        api.inventory(NS).expect("inventory")["members"]["Deployment.apps/web"]["commit"],
         commit
     );
 }
@@ -245,14 +248,14 @@ async fn a_failed_apply_is_reported_kept_in_the_inventory_and_retried() {
         "{shop:#?}"
     );
     assert!(matches!(
-        shop.health["Deployment/web"].health,
+        shop.health["Deployment.apps/web"].health,
         Health::Degraded(_)
     ));
     // Still Airlock's responsibility: in the inventory, so it is retried (not "created" again
     // from scratch, and prunable if Git drops it).
     assert_eq!(
         api.inventory_members(NS),
-        ["Deployment/api", "Deployment/web"]
+        ["Deployment.apps/api", "Deployment.apps/web"]
     );
     let record = reconciler.sync_once("test").await.expect("sync");
     let shop = ns_result(&record, NS);

@@ -102,7 +102,7 @@ async fn prune_deletes_only_inventory_members_and_never_touches_foreign_objects(
         lines(&requests)
     );
     // The refused object is not adopted into the inventory.
-    assert_eq!(api.inventory_members(NS), ["Deployment/web"]);
+    assert_eq!(api.inventory_members(NS), ["Deployment.apps/web"]);
 
     // A member whose live object lost Airlock's label is not deleted when Git drops it.
     api.modify(&web_path, |o| {
@@ -185,7 +185,7 @@ async fn an_unreadable_inventory_holds_prune_back_and_is_never_overwritten() {
     let record = reconciler.sync_once("test").await.expect("sync");
     assert_eq!(ns_result(&record, NS).pruned, ["Deployment/api"]);
     assert_eq!(api.get(&api_path), None);
-    assert_eq!(api.inventory_members(NS), ["Deployment/web"]);
+    assert_eq!(api.inventory_members(NS), ["Deployment.apps/web"]);
 
     // Another environment's inventory in this namespace is not taken over either.
     let mut theirs = api.get(&inv).expect("inventory");
@@ -264,7 +264,7 @@ async fn prune_never_deletes_an_object_replaced_after_it_was_checked() {
     // more, leaves it alone and drops it from the inventory.
     assert_eq!(
         api.inventory_members(NS),
-        ["Deployment/api", "Deployment/web"]
+        ["Deployment.apps/api", "Deployment.apps/web"]
     );
     let record = reconciler.sync_once("test").await.expect("sync");
     let shop = ns_result(&record, NS);
@@ -279,5 +279,5 @@ async fn prune_never_deletes_an_object_replaced_after_it_was_checked() {
         "a second attempt deleted"
     );
     assert!(api.get(&api_path).is_some());
-    assert_eq!(api.inventory_members(NS), ["Deployment/web"]);
+    assert_eq!(api.inventory_members(NS), ["Deployment.apps/web"]);
 }

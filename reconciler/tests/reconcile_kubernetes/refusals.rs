@@ -160,7 +160,7 @@ async fn refused_objects_are_never_sent_while_the_rest_of_the_namespace_syncs() 
             .into_iter()
             .collect::<Vec<_>>()
     );
-    assert_eq!(api.inventory_members(NS), ["Deployment/good"]);
+    assert_eq!(api.inventory_members(NS), ["Deployment.apps/good"]);
     let (_, _, refused, failed) = record.counts();
     assert_eq!((refused, failed), (8, 0));
 }

@@ -69,7 +69,7 @@ impl FakeApiServer {
         serde_json::from_str(&text).ok()
     }
 
-    /// Member names (`Kind/name`) of a namespace's stored inventory.
+    /// Member keys (`Kind.group/name`) of a namespace's stored inventory.
     pub fn inventory_members(&self, namespace: &str) -> Vec<String> {
         self.inventory(namespace)
             .and_then(|i| i.get("members").and_then(Value::as_object).cloned())
