@@ -12,6 +12,7 @@ pub mod jsonl;
 pub mod log;
 pub mod outputs;
 pub mod record;
+pub mod secret;
 pub mod source;
 pub mod spec;
 pub mod tree;

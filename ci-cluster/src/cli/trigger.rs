@@ -28,7 +28,7 @@ pub fn main(args: TriggerArgs) -> ExitCode {
         Some(f) => SecretSource::File(f.clone()),
         None => SecretSource::Env("AIRLOCK_ADMIN_TOKEN".into()),
     };
-    let token = match source.load() {
+    let token = match source.load_non_empty() {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: admin token: {e}");

@@ -448,7 +448,7 @@ impl Config {
             }
         }
         let secret = |s: &SecretSource| {
-            s.load().map_err(|source| ConfigError::Secret {
+            s.load_non_empty().map_err(|source| ConfigError::Secret {
                 path: path.to_path_buf(),
                 source,
             })
@@ -661,7 +661,7 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
         )
         .expect_err("unset");
         assert!(
-            e.to_string().contains("AIRLOCK_TEST_UNSET_VAR is not set"),
+            e.to_string().contains("environment variable AIRLOCK_TEST_UNSET_VAR"),
             "{e}"
         );
     }

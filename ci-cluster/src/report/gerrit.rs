@@ -31,7 +31,7 @@ pub struct GerritClient {
 impl fmt::Debug for GerritClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Written out so the reqwest client's internals stay out of logs; the password prints
-        // as `Secret([redacted])`.
+        // as `[redacted]`.
         f.debug_struct("GerritClient")
             .field("base", &self.base.as_str())
             .field("user", &self.user)

@@ -29,7 +29,7 @@ pub struct GithubClient {
 
 impl fmt::Debug for GithubClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token prints as `Secret([redacted])`.
+        // The token prints as `[redacted]`.
         f.debug_struct("GithubClient")
             .field("base", &self.base.as_str())
             .field("token", &self.token)

@@ -25,7 +25,7 @@ pub struct GitlabClient {
 
 impl fmt::Debug for GitlabClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The token prints as `Secret([redacted])`.
+        // The token prints as `[redacted]`.
         f.debug_struct("GitlabClient")
             .field("base", &self.base.as_str())
             .field("token", &self.token)
