@@ -41,13 +41,7 @@ enum Command {
 fn main() -> ExitCode {
     // rustls with aws-lc-rs is the only TLS stack; install it before anything dials out.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    airlock_pipeline::logging::init_stderr("AIRLOCK_LOG");
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => cli::run::main(args),

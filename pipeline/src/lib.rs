@@ -10,6 +10,7 @@ pub mod executor;
 pub mod image;
 pub mod jsonl;
 pub mod log;
+pub mod logging;
 pub mod outputs;
 pub mod record;
 pub mod secret;

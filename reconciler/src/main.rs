@@ -235,7 +235,7 @@ fn reconcile(
 ) -> anyhow::Result<()> {
     use airlock_reconciler::reconcile::config::ReconcilerConfig;
     use airlock_reconciler::reconcile::run;
-    init_tracing();
+    airlock_pipeline::logging::init_stderr("RUST_LOG");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -260,29 +260,14 @@ fn reconcile(
     }
 }
 
-/// Structured logs on stderr, filtered by `RUST_LOG` (default `warn`: the
-/// per-record progress lines are printed anyway).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 fn verify(image: &str, key: &std::path::Path, insecure: Vec<String>) -> anyhow::Result<()> {
-    use airlock_verify::oci::{Registry, RegistryConfig};
-    use airlock_verify::signature::{PublicKey, verify_image};
-    let pem = std::fs::read(key)
-        .map_err(|e| anyhow::anyhow!("could not read the public key {}: {e}", key.display()))?;
-    let key = PublicKey::from_pem(&pem)?;
-    let registry = Registry::new(&RegistryConfig { insecure })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let summary = runtime
-        .block_on(verify_image(&registry, image, &key))
+        .block_on(airlock_verify::signature::verify_with_key_file(
+            image, key, insecure,
+        ))
         .map_err(|e| anyhow::anyhow!("verification FAILED for {image}: {e}"))?;
     println!("{summary}");
     Ok(())

@@ -363,6 +363,25 @@ pub async fn verify_image(
     verify_fetched(&fetched, key)
 }
 
+/// `verify IMAGE --key PUB`: reads the public key file, fetches from the image's registry
+/// (plain HTTP for `insecure`) and verifies signature and provenance. Both binaries' `verify`
+/// commands are this.
+pub async fn verify_with_key_file(
+    image: &str,
+    key_file: &std::path::Path,
+    insecure: Vec<String>,
+) -> Result<Summary, VerifyError> {
+    let pem = std::fs::read(key_file).map_err(|e| {
+        VerifyError::Key(format!(
+            "could not read the public key {}: {e}",
+            key_file.display()
+        ))
+    })?;
+    let key = PublicKey::from_pem(&pem)?;
+    let registry = Registry::new(&crate::oci::RegistryConfig { insecure })?;
+    verify_image(&registry, image, &key).await
+}
+
 /// The identifier of a public key given as DER (SubjectPublicKeyInfo): `sha256:<hex>` of it,
 /// the DSSE `keyid` hint the builder writes.
 pub fn key_id_of_der(spki_der: &[u8]) -> String {

@@ -661,7 +661,8 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
         )
         .expect_err("unset");
         assert!(
-            e.to_string().contains("environment variable AIRLOCK_TEST_UNSET_VAR"),
+            e.to_string()
+                .contains("environment variable AIRLOCK_TEST_UNSET_VAR"),
             "{e}"
         );
     }
