@@ -152,15 +152,20 @@ async fn bench(runs: usize) {
         let (applied, pruned, refused, failed) = record.counts();
         assert_eq!((applied, pruned, refused, failed), (0, 0, 0, 0), "no-op");
         let requests = api.take_requests();
-        let methods = by_method(&requests);
-        assert_eq!(methods.len(), 1, "a no-op sync only reads: {methods:?}");
-        per_sync = Some(requests.len());
+        assert!(
+            !requests.iter().any(|r| r.writes()),
+            "a no-op sync writes nothing: {:?}",
+            by_method(&requests)
+        );
+        per_sync = Some(by_method(&requests));
     }
+    let per_sync = per_sync.unwrap_or_default();
     println!(
-        "reconcile no-op sync, {objects} objects / {NAMESPACES} namespaces: median {:.1} ms ({}; {} GETs, no writes, per sync)",
+        "reconcile no-op sync, {objects} objects / {NAMESPACES} namespaces: median {:.1} ms ({}; per sync {} GETs + {} server-side-apply dry runs, no writes)",
         ms(median(noop.clone())),
         summary(&noop),
-        per_sync.unwrap_or(0)
+        per_sync.get("GET").copied().unwrap_or(0),
+        per_sync.get("PATCH dry-run").copied().unwrap_or(0)
     );
 
     // Where a no-op sync's time goes: fetching and reading the repository is part of it.
@@ -190,9 +195,9 @@ async fn bench(runs: usize) {
                 .all(|p| p.apply.is_empty() && p.prune.is_empty())
         );
     }
-    let reads = api.take_requests().len() / runs;
+    let requests = api.take_requests().len() / runs;
     println!(
-        "  of which plan (fetch, admission of {objects} objects, {reads} GETs): median {:.1} ms ({})",
+        "  of which plan (fetch, admission of {objects} objects, {requests} read-only requests): median {:.1} ms ({})",
         ms(median(plans.clone())),
         summary(&plans)
     );
@@ -242,7 +247,7 @@ async fn bench(runs: usize) {
         world.write_manifest(ENV, &ns, "app-07.yaml", &deployment("app-07", image));
         world.commit("new digest for app-07");
         let path = target.clone();
-        let arrived = api.wait_for(move |r| r.method == "PATCH" && r.path == path);
+        let arrived = api.wait_for(move |r| r.writes() && r.method == "PATCH" && r.path == path);
         let t = Instant::now();
         let status = post_hook(addr).await;
         assert!(status.contains("202"), "hook answered {status:?}");
@@ -253,7 +258,10 @@ async fn bench(runs: usize) {
         assert_eq!(trigger, "hook");
         assert_eq!(counts, (1, 0, 0, 0), "exactly the changed object applied");
         let requests = api.take_requests();
-        let patches: Vec<_> = requests.iter().filter(|r| r.method == "PATCH").collect();
+        let patches: Vec<_> = requests
+            .iter()
+            .filter(|r| r.writes() && r.method == "PATCH")
+            .collect();
         // The Deployment and its namespace's inventory (new member hash and commit).
         assert_eq!(patches.len(), 2, "{patches:?}");
         let live = api.get(&target).expect("applied");
