@@ -14,6 +14,7 @@ pub mod logging;
 pub mod outputs;
 pub mod record;
 pub mod secret;
+pub mod shutdown;
 pub mod source;
 pub mod spec;
 pub mod tree;

@@ -6,8 +6,9 @@
 //! in [`sign`].
 #![forbid(unsafe_code)]
 
+pub use airlock_pipeline::shutdown;
 pub use airlock_verify::signature as verify;
-pub use airlock_verify::{audit, oci, provenance, rego, shutdown};
+pub use airlock_verify::{audit, oci, provenance, rego};
 
 pub mod attach;
 pub mod intake;

@@ -16,5 +16,4 @@ pub mod oci;
 pub mod provenance;
 pub mod rego;
 pub mod secret;
-pub mod shutdown;
 pub mod signature;

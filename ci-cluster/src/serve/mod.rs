@@ -173,21 +173,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     tasks.spawn(reports::report_loop(state.clone(), reporter));
     tasks.spawn(trigger::schedules(state.clone()));
 
-    let signals = stop.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-            _ = signals.cancelled() => return,
-        }
-        eprintln!("ci-cluster: shutting down");
-        signals.cancel();
-    });
+    let _signals = airlock_pipeline::shutdown::cancel_on_signal(stop.clone(), "ci-cluster");
 
     eprintln!(
         "ci-cluster: listening on http://{addr} (data in {})",

@@ -207,6 +207,31 @@ impl ImageCache {
         Ok(rootfs_of(image, &dir, &meta))
     }
 
+    /// The image's declared layers (twice: the blob and what it unpacks to) plus the host's
+    /// reserve must fit on the cache's filesystem.
+    fn check_free_space(&self, image: &ImageRef, declared: u64) -> Result<(), ImageError> {
+        let dir = &self.settings.cache_dir;
+        let free = crate::executor::HostReserve::free_bytes(dir).map_err(io_err(dir))?;
+        let needed = declared
+            .saturating_mul(2)
+            .saturating_add(self.settings.reserve_bytes);
+        if free < needed {
+            return Err(ImageError::io(
+                dir,
+                std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    format!(
+                        "{} free, image {image} needs about {} plus the host's reserve of {}",
+                        mib(free),
+                        mib(declared.saturating_mul(2)),
+                        mib(self.settings.reserve_bytes)
+                    ),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     async fn pull_into(
         &self,
         image: &ImageRef,
@@ -343,33 +368,6 @@ fn mib(bytes: u64) -> String {
 
 fn short(digest: &str) -> &str {
     &digest[..19.min(digest.len())]
-}
-
-impl ImageCache {
-    /// The image's declared layers (twice: the blob and what it unpacks to) plus the host's
-    /// reserve must fit on the cache's filesystem.
-    fn check_free_space(&self, image: &ImageRef, declared: u64) -> Result<(), ImageError> {
-        let dir = &self.settings.cache_dir;
-        let free = crate::executor::HostReserve::free_bytes(dir).map_err(io_err(dir))?;
-        let needed = declared
-            .saturating_mul(2)
-            .saturating_add(self.settings.reserve_bytes);
-        if free < needed {
-            return Err(ImageError::io(
-                dir,
-                std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    format!(
-                        "{} free, image {image} needs about {} plus the host's reserve of {}",
-                        mib(free),
-                        mib(declared.saturating_mul(2)),
-                        mib(self.settings.reserve_bytes)
-                    ),
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// `host[:port]`, nothing else: a mirror or insecure registry given with a scheme or a path

@@ -364,7 +364,7 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
     }
     // serve_loop returns only once `stop` is cancelled, when this task is done too.
     let _signals =
-        airlock_verify::shutdown::cancel_on_signal(stop.clone(), "airlock-reconciler reconcile");
+        airlock_pipeline::shutdown::cancel_on_signal(stop.clone(), "airlock-reconciler reconcile");
     serve_loop(&reconciler, &wake, &stop, |record| {
         println!("{}", describe(record))
     })

@@ -1,4 +1,5 @@
-//! Stopping the long-running loops (`serve`, `reconcile`) cleanly on SIGINT or SIGTERM.
+//! Stopping the long-running loops (`ci-cluster serve`, `trusted-builder serve`,
+//! `airlock-reconciler reconcile`) cleanly on SIGINT or SIGTERM.
 
 use tokio_util::sync::CancellationToken;
 
