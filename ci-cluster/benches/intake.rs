@@ -4,7 +4,7 @@
 //! The real `ci-cluster serve` binary runs with `concurrency = 0` (intake
 //! only: runs are queued, never executed) and `wrk` drives it over HTTP/1.1
 //! keep-alive. Every request carries the same recorded `push` payload
-//! (`shared/fixtures/github/go-scm/push.json`, 8.5 KB) and its precomputed
+//! (`tests/fixtures/github/go-scm/push.json`, 8.5 KB) and its precomputed
 //! `X-Hub-Signature-256` (the signature covers the body only), and a unique
 //! `X-GitHub-Delivery` (a counter in the Lua `request()`), so each request is
 //! a new event the server must authenticate, parse, commit, then answer 202.
@@ -265,10 +265,7 @@ fn main() {
         .tempdir_in("/var/tmp")
         .expect("tmp");
     let root = tmp.path();
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/github/go-scm/push.json");
-    let body = std::fs::read(&fixture)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", fixture.display()));
+    let body = airlock_tests::fixtures::read("github/go-scm/push.json");
     let body_file = root.join("push.json");
     std::fs::write(&body_file, &body).expect("body");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("hmac");

@@ -49,10 +49,10 @@ async fn generated_key_signs_and_independent_verifiers_agree() {
     assert_eq!(key.public_key_pem(), public_pem);
     assert_eq!(key.key_id(), pair.key_id);
 
-    let payload = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(
-        "../../shared/fixtures/supply-chain/cosign/simplesigning-payload.cosign-generated.json",
-    ))
-    .unwrap_or_else(|_| br#"{"critical":{"type":"cosign container image signature"}}"#.to_vec());
+    // The exact bytes cosign generates (recorded, not written by us).
+    let payload = airlock_tests::fixtures::read(
+        "supply-chain/cosign/simplesigning-payload.cosign-generated.json",
+    );
     let sig = key.sign(&payload).await.unwrap();
 
     assert!(sigstore_verifies(public_pem.as_bytes(), &sig, &payload));

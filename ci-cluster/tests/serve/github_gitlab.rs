@@ -69,10 +69,10 @@ fn gitlab_merge_request_gets_running_then_success() {
     let sha = world.repo.head();
     world.push(&sha, "refs/merge-requests/7/head");
     // GitLab's documented Merge Request Hook, pointed at our repository and commit.
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/gitlab/docs/merge_request.json");
-    let mut payload: Value =
-        serde_json::from_slice(&std::fs::read(fixture).expect("fixture")).expect("json");
+    let mut payload: Value = serde_json::from_slice(&airlock_tests::fixtures::read(
+        "gitlab/docs/merge_request.json",
+    ))
+    .expect("json");
     payload["project"]["path_with_namespace"] = json!("example/greet");
     payload["project"]["id"] = json!(42);
     payload["object_attributes"]["iid"] = json!(7);

@@ -1,7 +1,7 @@
 //! `ci-cluster serve` end to end: the real binary, a real `git daemon`, the
 //! real sandbox, and a stand-in forge that records the API calls Gerrit,
 //! GitHub and GitLab would receive (no forge server can be installed here;
-//! the stand-in follows the recorded formats in shared/fixtures).
+//! the stand-in follows the recorded formats in tests/fixtures).
 
 #[path = "../support/mod.rs"]
 mod support;

@@ -3,7 +3,7 @@
 //! real `git daemon` with the sample repository and the stand-in forge that
 //! records the API calls Gerrit, GitHub and GitLab would receive ([`world`];
 //! no forge server can be installed here, the stand-in follows the recorded
-//! formats in shared/fixtures), blocking HTTP requests ([`http`]) and the
+//! formats in tests/fixtures), blocking HTTP requests ([`http`]) and the
 //! forges' webhook deliveries ([`hooks`]).
 //!
 //! Each target includes it with `#[path = "support/mod.rs"] mod support;`.

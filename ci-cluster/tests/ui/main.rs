@@ -2,7 +2,7 @@
 //! running run, looked at in real headless Chromium (Debian's `chromium` and
 //! `chromium-driver`) and with plain HTTP requests.
 //!
-//! Screenshots of the run pages go to `target/ui-artifacts/`.
+//! Screenshots of the run pages go to `target/tmp/ui-artifacts/`.
 
 mod browser;
 mod scene;
@@ -140,7 +140,7 @@ fn reviewer_pages_render_in_chromium_and_a_running_log_follows_live() {
     });
 }
 
-/// Saves a full-page screenshot under `target/ui-artifacts/`.
+/// Saves a full-page screenshot under `target/tmp/ui-artifacts/`.
 async fn save(b: &Browser, name: &str) {
     let png = b.full_page_png().await;
     std::fs::write(artifacts_dir().join(name), png).expect("save screenshot");

@@ -185,9 +185,10 @@ fn wait_status(server: &Server, run: i64, want: &[&str]) -> String {
     })
 }
 
-/// Where screenshots go: `target/ui-artifacts/`.
+/// Where screenshots go: `ui-artifacts/` in cargo's scratch folder for tests (`target/tmp/`),
+/// which outlives the checkout the tests ran from (scripts/test.sh runs them in a clone).
 pub fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-artifacts");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-artifacts");
     std::fs::create_dir_all(&dir).expect("artifacts dir");
     dir
 }

@@ -1,4 +1,4 @@
-//! Intake tests: every recorded payload under `shared/fixtures/{github,gitlab,gerrit}`
+//! Intake tests: every recorded payload under `tests/fixtures/{github,gitlab,gerrit}`
 //! is parsed and its outcome checked, plus authentication, validation and
 //! delivery-key tests. Fixture payloads are unsigned, so the tests sign them
 //! (or present the token) with a test secret.
@@ -17,8 +17,6 @@ use airlock_pipeline::spec::EventKind;
 use super::{Intake, IntakeError};
 use crate::event::{ForgeEvent, Intent};
 
-/// The shared fixtures: `shared/` sits beside the repository (locally at
-/// /work/shared, in CI cloned next to it).
 /// A store in a temporary directory that can be closed and opened again
 /// (the replay and stale-event tests).
 struct Db {
@@ -54,17 +52,14 @@ impl Db {
     }
 }
 
+/// The recorded payloads, kept in the repository (`tests/fixtures`, see its README).
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures"
-    ))
+    airlock_tests::fixtures::dir()
 }
 
 /// A fixture's bytes, by path relative to the fixtures directory.
 fn fixture(rel: &str) -> Vec<u8> {
-    let path = fixtures_dir().join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    airlock_tests::fixtures::read(rel)
 }
 
 /// A fixture parsed as JSON, for tests that edit a real payload.

@@ -5,11 +5,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use crate::record::pae;
 
-/// `shared/fixtures` sits beside the repository (see DESIGN.md); these are recorded from the DSSE
-/// specification, not written by us.
+/// Recorded from the DSSE specification, not written by us; kept in the repository's
+/// `tests/fixtures` (origin and licence in its README). This crate cannot use the
+/// `airlock-tests` helper (that crate depends on this one), so the path is spelled here.
 const VECTOR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/supply-chain/dsse/protocol-test-vector.json"
+    "/../tests/fixtures/supply-chain/dsse/protocol-test-vector.json"
 );
 
 #[test]
