@@ -7,7 +7,6 @@ use std::path::Path;
 use futures_util::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
-use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -152,6 +151,7 @@ fn malformed(what: &str, reason: impl std::fmt::Display) -> ImageError {
 /// (so a typo'd name fails the TLS handshake instead of silently downgrading).
 pub struct RegistryClient {
     client: Client,
+    manifests: super::capped::ManifestClient,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -175,7 +175,9 @@ impl RegistryClient {
             registry: "(client setup)".into(),
             reason: e.to_string(),
         })?;
-        Ok(RegistryClient { client })
+        let manifests =
+            super::capped::ManifestClient::new(insecure, CONNECT_TIMEOUT, READ_TIMEOUT)?;
+        Ok(RegistryClient { client, manifests })
     }
 
     fn reference(image: &ImageRef, digest: &str) -> Reference {
@@ -210,20 +212,13 @@ impl RegistryClient {
         }
     }
 
-    /// The manifest `digest` of `image`'s repository, checked to hash to it.
+    /// The manifest `digest` of `image`'s repository, checked to hash to it. Read through a
+    /// capped stream: never more than [`MAX_MANIFEST_BYTES`] is held.
     async fn manifest(&self, image: &ImageRef, digest: &str) -> Result<Vec<u8>, ImageError> {
-        let reference = Self::reference(image, digest);
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &RegistryAuth::Anonymous, ACCEPTED_MANIFESTS)
-            .await
-            .map_err(|e| Self::registry_err(image, e))?;
-        if body.len() > MAX_MANIFEST_BYTES {
-            return Err(ImageError::TooLarge {
-                what: format!("manifest {digest}"),
-                max: MAX_MANIFEST_BYTES as u64,
-            });
-        }
+        let body = self
+            .manifests
+            .manifest(image, digest, ACCEPTED_MANIFESTS, MAX_MANIFEST_BYTES)
+            .await?;
         let actual = sha256_digest(&body);
         if actual != digest {
             return Err(ImageError::DigestMismatch {
@@ -232,7 +227,7 @@ impl RegistryClient {
                 actual,
             });
         }
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     /// Resolves the pinned image: its manifest (via an index to linux/amd64) and its config,

@@ -2,7 +2,8 @@
 //!
 //! - [`reference`]: `REPOSITORY@sha256:…`, the only form a job may name.
 //! - [`fetch`]: the registry client (oci-client): manifests and blobs by digest, each checked
-//!   against the digest that names it and size-limited before it is read or parsed.
+//!   against the digest that names it and size-limited while it is read, before it is parsed
+//!   (manifests through `capped`, since oci-client reads a manifest whole).
 //! - [`unpack`]: layers applied onto a root filesystem through [`crate::tree::TreeRoot`], so a
 //!   hostile layer cannot write outside it (no absolute or `..` paths, links never followed on
 //!   the way, no device nodes, no setuid bits; whiteouts and opaque directories honoured).
@@ -12,6 +13,7 @@
 //! builder only from its own registry (a mirror: same path, same digest).
 
 pub mod cache;
+mod capped;
 pub mod fetch;
 pub mod reference;
 pub mod unpack;

@@ -1,0 +1,267 @@
+//! Registry documents that are parsed whole (manifests, indexes, token answers), read through
+//! a capped stream.
+//!
+//! oci-client reads a manifest response whole into memory before the caller can look at its
+//! size, so a registry a job names could make the runner (not the job's cgroup) hold any
+//! amount of memory: a 1 GiB manifest took `ci-cluster serve` to 1.1 GB. Here the declared
+//! `Content-Length` is checked first and the body is counted while it arrives; reading stops
+//! at the cap. Anonymous pulls from registries that want a bearer token (Docker Hub's
+//! `WWW-Authenticate: Bearer realm=…` flow) are handled the same way.
+
+use std::time::Duration;
+
+use oci_client::Reference;
+
+use super::{ImageError, ImageRef};
+
+/// Largest token answer read (real ones are a few KiB).
+const MAX_TOKEN_BYTES: usize = 64 << 10;
+/// How much of a registry's error text is kept.
+const MAX_REASON_BYTES: usize = 300;
+
+/// An anonymous HTTP client for manifests: HTTPS except for the registries listed as insecure.
+#[derive(Debug, Clone)]
+pub(super) struct ManifestClient {
+    http: reqwest::Client,
+    insecure: Vec<String>,
+}
+
+fn registry_err(registry: &str, reason: impl std::fmt::Display) -> ImageError {
+    let mut reason = reason.to_string();
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    ImageError::Registry {
+        registry: registry.to_string(),
+        reason,
+    }
+}
+
+/// `err` and its sources on one line (the useful part is often several sources deep).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl ManifestClient {
+    pub(super) fn new(
+        insecure: &[String],
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Self, ImageError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            // A manifest is served by the registry itself; a short chain at most.
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .build()
+            .map_err(|e| registry_err("(client setup)", chain(&e)))?;
+        Ok(ManifestClient {
+            http,
+            insecure: insecure.to_vec(),
+        })
+    }
+
+    /// The manifest `digest` of `image`'s repository: at most `max` bytes, never more read.
+    pub(super) async fn manifest(
+        &self,
+        image: &ImageRef,
+        digest: &str,
+        accept: &[&str],
+        max: usize,
+    ) -> Result<Vec<u8>, ImageError> {
+        let reference = Reference::with_digest(
+            image.registry().to_string(),
+            image.path(),
+            digest.to_string(),
+        );
+        let host = reference.resolve_registry().to_string();
+        let scheme = if self.insecure.contains(&host) {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!(
+            "{scheme}://{host}/v2/{}/manifests/{digest}",
+            reference.repository()
+        );
+        let what = format!("manifest {digest}");
+        let mut response = self.get(&url, accept, None, &host).await?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED
+            && let Some(challenge) = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(BearerChallenge::parse)
+        {
+            let token = self.token(&challenge, &host).await?;
+            response = self.get(&url, accept, Some(&token), &host).await?;
+        }
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = read_capped(response, MAX_REASON_BYTES, &what, &host)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return Err(registry_err(
+                &host,
+                format!("{what}: {status} {}", text.trim()),
+            ));
+        }
+        read_capped(response, max, &what, &host).await
+    }
+
+    async fn get(
+        &self,
+        url: &str,
+        accept: &[&str],
+        token: Option<&str>,
+        host: &str,
+    ) -> Result<reqwest::Response, ImageError> {
+        let mut request = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, accept.join(", "));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| registry_err(host, chain(&e)))
+    }
+
+    /// An anonymous pull token from the challenge's realm.
+    async fn token(&self, challenge: &BearerChallenge, host: &str) -> Result<String, ImageError> {
+        let mut query = Vec::new();
+        if let Some(service) = &challenge.service {
+            query.push(("service", service.as_str()));
+        }
+        if let Some(scope) = &challenge.scope {
+            query.push(("scope", scope.as_str()));
+        }
+        let response = self
+            .http
+            .get(&challenge.realm)
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| registry_err(host, format!("token: {}", chain(&e))))?;
+        if !response.status().is_success() {
+            return Err(registry_err(
+                host,
+                format!("token from {}: {}", challenge.realm, response.status()),
+            ));
+        }
+        let body = read_capped(response, MAX_TOKEN_BYTES, "token answer", host).await?;
+        #[derive(serde::Deserialize)]
+        struct TokenAnswer {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            registry_err(host, format!("token answer from {}: {e}", challenge.realm))
+        })?;
+        answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                registry_err(
+                    host,
+                    format!("token answer from {} holds no token", challenge.realm),
+                )
+            })
+    }
+}
+
+/// Reads `response`'s body, refusing it as soon as it is known to exceed `max` bytes: by its
+/// declared length before reading, or by what arrived while reading.
+async fn read_capped(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+    host: &str,
+) -> Result<Vec<u8>, ImageError> {
+    let too_large = || ImageError::TooLarge {
+        what: what.to_string(),
+        max: max as u64,
+    };
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| registry_err(host, format!("{what}: {}", chain(&e))))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `WWW-Authenticate: Bearer realm="…",service="…",scope="…"`.
+#[derive(Debug, PartialEq, Eq)]
+struct BearerChallenge {
+    realm: String,
+    service: Option<String>,
+    scope: Option<String>,
+}
+
+impl BearerChallenge {
+    fn parse(header: &str) -> Option<Self> {
+        let (scheme, params) = header.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let (mut realm, mut service, mut scope) = (None, None, None);
+        let mut rest = params.trim();
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=')?;
+            let after = after.trim_start();
+            let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+                let end = quoted.find('"')?;
+                (&quoted[..end], &quoted[end + 1..])
+            } else {
+                let end = after.find(',').unwrap_or(after.len());
+                (after[..end].trim(), &after[end..])
+            };
+            match key.trim().to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(value.to_string()),
+                "service" => service = Some(value.to_string()),
+                "scope" => scope = Some(value.to_string()),
+                _ => {}
+            }
+            rest = next.trim_start().trim_start_matches(',').trim_start();
+        }
+        let realm = realm?;
+        // A token from anywhere but HTTP(S) is not a token.
+        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+            return None;
+        }
+        Some(BearerChallenge {
+            realm,
+            service,
+            scope,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "capped_tests.rs"]
+mod tests;
