@@ -348,3 +348,59 @@ async fn a_stalled_registry_runs_into_the_jobs_timeout() {
     assert!(left.is_empty(), "the cache holds {left:?}");
     stall.abort();
 }
+
+/// A job naming a registry that stalls for digest X cannot hold up another project's job
+/// pulling X from a registry that answers: pulls are serialised per (registry, digest), not
+/// per digest. (With one lock per digest the second job waited on the first until its own
+/// timeout, never contacting its registry.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_registry_does_not_hold_up_the_same_digest_from_another() {
+    let registry = TestRegistry::start();
+    let image = busybox_image(&registry, "busybox", "honest").await;
+    let digest = ImageRef::parse(&image.reference)
+        .unwrap()
+        .digest()
+        .to_string();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_host = listener.local_addr().unwrap().to_string();
+    let (contacted, stalled_pull_started) = tokio::sync::oneshot::channel::<()>();
+    let stall = tokio::spawn(async move {
+        let mut contacted = Some(contacted);
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+            if let Some(tx) = contacted.take() {
+                let _ = tx.send(());
+            }
+        }
+    });
+
+    let work = work_dir();
+    let exec = executor(&work.path().join("images"), |c| {
+        c.images.insecure = vec![registry.host.clone(), stalled_host.clone()];
+    });
+    let mut stalled = SandboxJob::new("echo never");
+    stalled.timeout = std::time::Duration::from_secs(120);
+    stalled.image = Some(ImageRef::parse(&format!("{stalled_host}/busybox@{digest}")).unwrap());
+    let mut honest = SandboxJob::new("cat /etc/airlock-image > marker");
+    honest.timeout = std::time::Duration::from_secs(20);
+    honest.image = Some(ImageRef::parse(&image.reference).unwrap());
+
+    let stalled_dir = work.path().join("stalled");
+    let stalled_run = stalled.run_in(&stalled_dir, &exec);
+    let honest_run = async {
+        stalled_pull_started.await.unwrap();
+        honest.run_in(&work.path().join("honest"), &exec).await
+    };
+    tokio::select! {
+        (done, log) = honest_run => {
+            let text = log.to_text();
+            assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
+            assert!(text.contains("pulling from"), "{text}");
+            assert_eq!(read(work.path().join("honest/ws/marker")), "honest\n");
+        }
+        _ = stalled_run => panic!("the stalled pull ended first"),
+    }
+    stall.abort();
+}

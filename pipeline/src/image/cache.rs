@@ -97,8 +97,10 @@ struct CachedImage {
 pub struct ImageCache {
     settings: ImageSettings,
     client: RegistryClient,
-    /// One pull per digest at a time within this process.
-    pulls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One pull per (registry, digest) at a time within this process. Keyed by the registry
+    /// too: a job naming a registry that stalls must not hold up another job pulling the same
+    /// digest from a registry that answers (the stalled pull ends with its own job's timeout).
+    pulls: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -167,9 +169,13 @@ impl ImageCache {
             log.system(format!("[airlock] image {image} (cached)"));
             return Ok(rootfs);
         }
+        let source = self.source_of(image)?;
         let lock = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
-            pulls.entry(image.digest().to_string()).or_default().clone()
+            pulls
+                .entry((source.registry().to_string(), image.digest().to_string()))
+                .or_default()
+                .clone()
         };
         let _held = lock.lock().await;
         if let Some(rootfs) = self.cached(image) {
@@ -191,7 +197,7 @@ impl ImageCache {
                 .tempdir_in(&self.settings.cache_dir)
                 .map_err(io_err(&self.settings.cache_dir))?,
         );
-        let meta = self.pull_into(image, &tmp, log).await?;
+        let meta = self.pull_into(image, &source, &tmp, log).await?;
         // Complete and flushed: jobs' bubblewrap may now read it.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(io_err(tmp.path()))?;
@@ -232,31 +238,35 @@ impl ImageCache {
         Ok(())
     }
 
+    /// Where `image` is pulled from: the mirror if one is set, else the registry it names
+    /// (unless only the mirror may be used).
+    fn source_of(&self, image: &ImageRef) -> Result<ImageRef, ImageError> {
+        match (&self.settings.mirror, self.settings.require_mirror) {
+            (Some(mirror), _) => Ok(image.in_registry(mirror)),
+            (None, false) => Ok(image.clone()),
+            (None, true) => Err(ImageError::Unsupported {
+                what: format!("image {image}"),
+                reason:
+                    "this runner pulls images only from its own registry and none is configured"
+                        .into(),
+            }),
+        }
+    }
+
     async fn pull_into(
         &self,
         image: &ImageRef,
+        source: &ImageRef,
         guard: &Arc<tempfile::TempDir>,
         log: &LogSink,
     ) -> Result<CachedImage, ImageError> {
         let tmp = guard.path();
         let started = Instant::now();
-        let source = match (&self.settings.mirror, self.settings.require_mirror) {
-            (Some(mirror), _) => image.in_registry(mirror),
-            (None, false) => image.clone(),
-            (None, true) => {
-                return Err(ImageError::Unsupported {
-                    what: format!("image {image}"),
-                    reason:
-                        "this runner pulls images only from its own registry and none is configured"
-                            .into(),
-                });
-            }
-        };
         log.system(format!(
             "[airlock] image {image}: pulling from {}",
             source.registry()
         ));
-        let resolved = self.client.resolve(&source).await?;
+        let resolved = self.client.resolve(source).await?;
         let total = resolved
             .layers
             .iter()
@@ -282,7 +292,7 @@ impl ImageCache {
             UnpackBudget::new(self.settings.max_unpacked_bytes, self.settings.max_entries);
         for (i, layer) in resolved.layers.iter().enumerate() {
             let fetch_started = Instant::now();
-            let blob = self.client.layer_to_file(&source, layer, tmp).await?;
+            let blob = self.client.layer_to_file(source, layer, tmp).await?;
             let fetched = fetch_started.elapsed();
             let layer_clone = layer.clone();
             let unpack_started = Instant::now();
