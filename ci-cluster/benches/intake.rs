@@ -336,9 +336,8 @@ report = false
     println!("intake: GitHub push deliveries, HMAC-checked, each committed before its 2xx");
     println!("  machine: {}", machine_state());
     println!(
-        "  payload: {} bytes ({}); wrk: 1 thread, {connections} connections, {seconds} s after a 3 s warm-up",
+        "  payload: {} bytes (github/go-scm/push.json); wrk: 1 thread, {connections} connections, {seconds} s after a 3 s warm-up",
         body.len(),
-        fixture.file_name().and_then(|n| n.to_str()).unwrap_or("")
     );
     let warmup = wrk(&script, &url, connections, 3, "warmup");
     let server_pid = server.child.id().to_string();

@@ -279,3 +279,46 @@ fn validate_and_schema() {
     let schema: serde_json::Value = serde_json::from_slice(&o.stdout).expect("schema is JSON");
     assert!(schema["properties"]["jobs"].is_object());
 }
+
+/// What a job writes cannot talk to the developer's terminal through `ci-cluster run`: escape
+/// sequences in a failed job's log tail are dropped (colours too, off a terminal), and an
+/// output whose name holds a newline cannot forge a row of the outputs table.
+#[test]
+fn job_text_cannot_drive_the_terminal_or_forge_output_rows() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = sample_repo(&tmp.path().join("repo"));
+    repo.write(
+        ".pipeline/config.yaml",
+        "version: 1\njobs:\n  outs:\n    run: |\n      mkdir -p dist\n      printf x > \"$(printf 'dist/a\\nforged  1  ffff  evil')\"\n    outputs: ['dist/*']\n  loud:\n    run: |\n      printf '\\033]0;pwned\\007\\033[2J\\033[1;1H\\033[31mred\\033[0m tail-line\\n'\n      exit 3\n",
+    );
+    repo.commit("a job that writes escape sequences and odd names");
+    let o = ci_cluster(&[
+        "run",
+        "--repo",
+        &repo.dir().display().to_string(),
+        "--event",
+        "push",
+    ]);
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}\n{stderr}");
+    // Control: the job's text itself arrives, and the odd output was collected.
+    assert!(stderr.contains("red tail-line"), "{stderr}");
+    assert!(
+        stdout.contains("dist/a\\nforged  1  ffff  evil"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("forged")),
+        "a row was forged:\n{stdout}"
+    );
+    for out in [&stdout, &stderr] {
+        assert!(
+            !out.contains('\u{1b}'),
+            "an escape reached the terminal: {out:?}"
+        );
+        assert!(
+            !out.contains('\u{7}'),
+            "a bell reached the terminal: {out:?}"
+        );
+    }
+}

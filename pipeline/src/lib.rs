@@ -17,4 +17,5 @@ pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod spec;
+pub mod terminal;
 pub mod tree;

@@ -6,6 +6,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use airlock_pipeline::events::{JobState, RunEvent};
+use airlock_pipeline::log::Stream;
+use airlock_pipeline::terminal;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::broadcast;
 
@@ -56,9 +58,12 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
                         format!("{}: {}", other.as_str(), detail.unwrap_or_default()),
                     ),
                 };
+                // A detail can quote what the job wrote (a refused output's path).
                 let line = format!(
-                    "{:>6.1}s {mark} {job:<width$} {what}",
-                    started.elapsed().as_secs_f64()
+                    "{:>6.1}s {mark} {:<width$} {}",
+                    started.elapsed().as_secs_f64(),
+                    terminal::field(&job),
+                    terminal::field(&what)
                 );
                 match &spinner {
                     Some(pb) => pb.println(line),
@@ -69,14 +74,17 @@ pub async fn follow(mut events: broadcast::Receiver<RunEvent>, total: usize) {
                 }
             }
             // Pulling an image can take a while: its progress, and host mode, are shown live.
+            // Only Airlock's own lines: a job printing "[airlock] image" is the job's text.
             RunEvent::Log { job, line }
-                if line.text.starts_with("[airlock] image ")
-                    || line.text.starts_with("[airlock] host mode") =>
+                if line.stream == Stream::System
+                    && (line.text.starts_with("[airlock] image ")
+                        || line.text.starts_with("[airlock] host mode")) =>
             {
                 let text = format!(
-                    "{:>6.1}s   {job:<width$} {}",
+                    "{:>6.1}s   {:<width$} {}",
                     started.elapsed().as_secs_f64(),
-                    line.text.trim_start_matches("[airlock] ")
+                    terminal::field(&job),
+                    terminal::field(line.text.trim_start_matches("[airlock] "))
                 );
                 match &spinner {
                     Some(pb) => pb.println(text),

@@ -12,6 +12,7 @@ use airlock_pipeline::executor::{HostMode, SandboxConfig, SandboxExecutor};
 use airlock_pipeline::image::ImageSettings;
 use airlock_pipeline::source::{CommitId, Mirror, SourceCache};
 use airlock_pipeline::spec::{self, EventKind};
+use airlock_pipeline::terminal;
 use airlock_pipeline::tree::TreeRoot;
 use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
@@ -306,7 +307,12 @@ fn work_dir(args: &RunArgs) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir
     Ok((path, Some(temp)))
 }
 
+/// The tails of failed jobs' logs, on stderr. Job logs are the job's text: escape sequences
+/// other than colours (and colours too when stderr is not a terminal) are dropped, and the
+/// job's detail is escaped (see `airlock_pipeline::terminal`).
 fn print_failures(report: &RunReport, tail: usize) {
+    use std::io::IsTerminal as _;
+    let colours = std::io::stderr().is_terminal();
     for job in &report.jobs {
         if matches!(
             job.state,
@@ -316,12 +322,12 @@ fn print_failures(report: &RunReport, tail: usize) {
         }
         eprintln!(
             "\n── {} {} ({}) ── last {tail} lines of its log:",
-            job.name,
+            terminal::field(&job.name),
             job.state.as_str(),
-            job.detail.as_deref().unwrap_or("")
+            terminal::field(job.detail.as_deref().unwrap_or(""))
         );
         for line in job.log.tail(tail) {
-            eprintln!("   │ {line}");
+            eprintln!("   │ {}", terminal::log_line(line, colours));
         }
     }
 }
@@ -336,8 +342,15 @@ fn print_outputs(report: &RunReport) {
         return;
     }
     println!("{:<12} {:>10}  {:<64}  path", "job", "bytes", "sha256");
+    // Paths are named by the job: a newline or an escape sequence in one must not forge a row.
     for (job, o) in outputs {
-        println!("{:<12} {:>10}  {}  {}", job.name, o.size, o.sha256, o.path);
+        println!(
+            "{:<12} {:>10}  {}  {}",
+            terminal::field(&job.name),
+            o.size,
+            o.sha256,
+            terminal::field(&o.path)
+        );
     }
 }
 

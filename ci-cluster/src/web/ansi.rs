@@ -5,13 +5,16 @@
 //! (`style-src 'self'`, no `'unsafe-inline'`) blocks. This emits classes
 //! (`a-fg1`, `a-bg4`, `a-b`...) that `app.css` colours instead.
 //!
-//! A log line is untrusted text: every character that is not part of an
-//! escape sequence is HTML-escaped, escape sequences other than colours
-//! (cursor movement, window titles, hyperlinks) are dropped, and other
-//! control characters are removed. Each line starts from the default style,
-//! so a line renders the same live and on reload.
+//! A log line is untrusted text: it is split into pieces by the one tokenizer
+//! every printer uses ([`airlock_pipeline::terminal::pieces`]), so escape
+//! sequences other than colours (cursor movement, window titles, hyperlinks)
+//! and other control characters are dropped exactly as on a terminal; every
+//! remaining character is HTML-escaped. Each line starts from the default
+//! style, so a line renders the same live and on reload.
 
 use std::fmt::Write;
+
+use airlock_pipeline::terminal::Piece;
 
 /// Colours and attributes in effect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,7 +168,6 @@ pub fn line_to_html(line: &str) -> String {
     let mut out = String::with_capacity(line.len() + 16);
     let mut style = Style::default();
     let mut run = String::new();
-    let mut chars = line.chars().peekable();
     let flush = |out: &mut String, run: &mut String, style: &Style| {
         if run.is_empty() {
             return;
@@ -179,45 +181,17 @@ pub fn line_to_html(line: &str) -> String {
         }
         run.clear();
     };
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => match chars.next() {
-                Some('[') => {
-                    // CSI: parameter and intermediate bytes, then one final byte.
-                    let mut params = String::new();
-                    let mut last = None;
-                    for p in chars.by_ref() {
-                        if ('\x40'..='\x7e').contains(&p) {
-                            last = Some(p);
-                            break;
-                        }
-                        params.push(p);
-                    }
-                    if last == Some('m') {
-                        let mut next = style;
-                        next.apply(&params);
-                        if next != style {
-                            flush(&mut out, &mut run, &style);
-                            style = next;
-                        }
-                    }
+    for piece in airlock_pipeline::terminal::pieces(line) {
+        match piece {
+            Piece::Sgr(params) => {
+                let mut next = style;
+                next.apply(params);
+                if next != style {
+                    flush(&mut out, &mut run, &style);
+                    style = next;
                 }
-                Some(']') => {
-                    // OSC (titles, hyperlinks): dropped up to BEL or ST (ESC \).
-                    while let Some(p) = chars.next() {
-                        if p == '\x07' || (p == '\x1b' && chars.peek() == Some(&'\\')) {
-                            if p == '\x1b' {
-                                chars.next();
-                            }
-                            break;
-                        }
-                    }
-                }
-                _ => {}
-            },
-            '\t' => run.push(c),
-            c if c.is_control() => {}
-            c => run.push(c),
+            }
+            Piece::Char(c) => run.push(c),
         }
     }
     flush(&mut out, &mut run, &style);

@@ -92,6 +92,9 @@ struct CachedImage {
     unpacked_bytes: u64,
 }
 
+/// (registry pulled from, digest).
+type PullKey = (String, String);
+
 /// The cache of unpacked images.
 #[derive(Debug)]
 pub struct ImageCache {
@@ -100,7 +103,7 @@ pub struct ImageCache {
     /// One pull per (registry, digest) at a time within this process. Keyed by the registry
     /// too: a job naming a registry that stalls must not hold up another job pulling the same
     /// digest from a registry that answers (the stalled pull ends with its own job's timeout).
-    pulls: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    pulls: Mutex<HashMap<PullKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {

@@ -216,7 +216,7 @@ async fn the_registry_client_reads_manifests_through_the_cap() {
     // What a job's image pull does: before the cap was applied while reading, this read all
     // 256 MiB into the runner's memory and only then refused it.
     let registry = serve(Answer::Endless { limit: 256 << 20 }).await;
-    let client = crate::image::RegistryClient::new(&[registry.host.clone()]).unwrap();
+    let client = crate::image::RegistryClient::new(std::slice::from_ref(&registry.host)).unwrap();
     let err = client.resolve(&image(&registry.host)).await.unwrap_err();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = registry.sent.load(Ordering::Relaxed);

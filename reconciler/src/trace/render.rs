@@ -12,15 +12,7 @@ fn short(s: &str) -> &str {
 /// Strings from the CI's API, pass records, commits and manifests are foreign: control
 /// characters (newlines, escape sequences) are shown escaped so none can fake a line.
 fn clean(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
+    airlock_pipeline::terminal::field(s)
 }
 
 /// Renders a gathered trace.
@@ -30,7 +22,7 @@ pub fn render(t: &Trace) -> String {
 
     let _ = writeln!(o, "\n1. running (reconciler sync history)");
     if let Some(e) = &t.running_error {
-        let _ = writeln!(o, "   unknown: {e}");
+        let _ = writeln!(o, "   unknown: {}", clean(&e.to_string()));
     } else if t.running.is_empty() {
         let _ = writeln!(o, "   not running anywhere at the last sync");
     }
@@ -60,10 +52,10 @@ pub fn render(t: &Trace) -> String {
     let _ = writeln!(o, "\n2. image (registry, verified with the trusted keys)");
     match &t.signature {
         Ok(k) => {
-            let _ = writeln!(o, "   signature: valid, key {k}");
+            let _ = writeln!(o, "   signature: valid, key {}", clean(&k.to_string()));
         }
         Err(e) => {
-            let _ = writeln!(o, "   signature: NONE VALID: {e}");
+            let _ = writeln!(o, "   signature: NONE VALID: {}", clean(&e.to_string()));
         }
     }
     match &t.provenance {
@@ -72,12 +64,12 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(
                 o,
                 "   provenance: SLSA v1 by {}\n     source {} commit {} ({}), job {}\n     invocation {}, reproduced: {}",
-                s.predicate.run_details.builder.id,
-                ext.repository,
-                ext.commit,
-                ext.git_ref,
-                ext.job,
-                s.predicate.run_details.metadata.invocation_id,
+                clean(&s.predicate.run_details.builder.id),
+                clean(&ext.repository),
+                clean(&ext.commit),
+                clean(&ext.git_ref),
+                clean(&ext.job),
+                clean(&s.predicate.run_details.metadata.invocation_id),
                 s.reproduced().map_or("unknown".into(), |r| r.to_string())
             );
             let deps = &s.predicate.build_definition.resolved_dependencies;
@@ -101,7 +93,7 @@ pub fn render(t: &Trace) -> String {
             }
         }
         Err(e) => {
-            let _ = writeln!(o, "   provenance: NONE VALID: {e}");
+            let _ = writeln!(o, "   provenance: NONE VALID: {}", clean(&e.to_string()));
         }
     }
 
@@ -111,7 +103,7 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(o, "   hash chain intact ({n} entries)");
         }
         Err(e) => {
-            let _ = writeln!(o, "   HASH CHAIN BROKEN: {e}");
+            let _ = writeln!(o, "   HASH CHAIN BROKEN: {}", clean(&e.to_string()));
         }
     }
     match &t.record_name {
@@ -132,20 +124,21 @@ pub fn render(t: &Trace) -> String {
                         } else {
                             format!(
                                 "rebuilt: outputs differ from CI's: {}",
-                                differing.join(", ")
+                                clean(&differing.join(", "))
                             )
                         }
                     }
                     Decision::Pushed { image, digest, .. } => {
                         format!(
-                            "pushed {image} ({})",
+                            "pushed {} ({})",
+                            clean(image),
                             short(digest.trim_start_matches("sha256:"))
                         )
                     }
                     Decision::Signed { .. } => "signed and attested".to_owned(),
-                    Decision::Refused { reason, .. } => format!("REFUSED: {reason}"),
+                    Decision::Refused { reason, .. } => format!("REFUSED: {}", clean(reason)),
                 };
-                let _ = writeln!(o, "   #{} {} {name}: {what}", e.seq, e.at);
+                let _ = writeln!(o, "   #{} {} {}: {what}", e.seq, e.at, clean(name));
             }
         }
     }
@@ -156,7 +149,7 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(o, "   unknown (no record is named in the decision log)");
         }
         Some(Err(e)) => {
-            let _ = writeln!(o, "   INVALID: {e}");
+            let _ = writeln!(o, "   INVALID: {}", clean(&e.to_string()));
         }
         Some(Ok(r)) => {
             let _ = writeln!(
@@ -180,7 +173,7 @@ pub fn render(t: &Trace) -> String {
                 let _ = writeln!(
                     o,
                     "   OUTPUTS DIFFER from the provenance: {}",
-                    t.record_mismatch.join(", ")
+                    clean(&t.record_mismatch.join(", "))
                 );
             }
         }
@@ -192,20 +185,20 @@ pub fn render(t: &Trace) -> String {
             let _ = writeln!(o, "   not looked up (pass --ci-url)");
         }
         Some(Err(e)) => {
-            let _ = writeln!(o, "   unknown: {e}");
+            let _ = writeln!(o, "   unknown: {}", clean(&e.to_string()));
         }
         Some(Ok(run)) => {
             let _ = writeln!(
                 o,
                 "   run {} {}: {} {} at {} ({}, {}), {}",
                 run.id,
-                run.status,
-                run.kind,
-                run.git_ref,
-                short(&run.commit),
-                run.forge,
-                run.event,
-                run.url
+                clean(&run.status),
+                clean(&run.kind),
+                clean(&run.git_ref),
+                clean(short(&run.commit)),
+                clean(&run.forge.to_string()),
+                clean(&run.event.to_string()),
+                clean(&run.url.to_string())
             );
         }
     }
@@ -213,17 +206,17 @@ pub fn render(t: &Trace) -> String {
         let _ = writeln!(
             o,
             "   review: change {} patchset {} \"{}\" by {}: run {} {} {}; reported {}",
-            r.change.as_deref().unwrap_or("?"),
+            clean(r.change.as_deref().unwrap_or("?")),
             r.patchset.unwrap_or(0),
-            r.title,
-            r.author,
+            clean(&r.title),
+            clean(&r.author),
             r.id,
-            r.status,
-            r.event,
+            clean(&r.status),
+            clean(&r.event.to_string()),
             if r.reports.is_empty() {
                 "nothing yet".to_owned()
             } else {
-                r.reports.join("; ")
+                clean(&r.reports.join("; "))
             }
         );
     }

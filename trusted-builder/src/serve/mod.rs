@@ -30,6 +30,8 @@ use std::time::Duration;
 use airlock_pipeline::executor::SandboxExecutor;
 use airlock_pipeline::record::{DirOutbox, OutputDigest, RecordSource, parse_public_key_hex};
 use airlock_pipeline::source::SourceCache;
+// What the builder prints quotes pass records and rebuild errors: untrusted text, escaped.
+use airlock_pipeline::terminal::field;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -226,7 +228,11 @@ impl Server {
         subject: Option<Subject>,
         reason: String,
     ) -> anyhow::Result<Outcome> {
-        eprintln!("trusted-builder: {name}: REFUSED: {reason}");
+        eprintln!(
+            "trusted-builder: {}: REFUSED: {}",
+            field(name),
+            field(&reason)
+        );
         tracing::warn!(record = name, %reason, "refused");
         self.log(name, Decision::Refused { subject, reason })?;
         Ok(Outcome::Refused)
@@ -248,8 +254,12 @@ impl Server {
         };
         let subject = Subject::of(&accepted.record);
         eprintln!(
-            "trusted-builder: {name}: accepted {} {} {} {}",
-            subject.project, subject.git_ref, subject.commit, subject.job
+            "trusted-builder: {}: accepted {} {} {} {}",
+            field(name),
+            field(&subject.project),
+            field(&subject.git_ref),
+            field(&subject.commit),
+            field(&subject.job)
         );
         tracing::info!(record = name, project = %subject.project, commit = %subject.commit, job = %subject.job, "accepted");
         self.log(
@@ -264,7 +274,8 @@ impl Server {
             Err(e) => return self.refuse(name, Some(subject), e.to_string()),
         };
         eprintln!(
-            "trusted-builder: {name}: rebuilt, reproduced: {}",
+            "trusted-builder: {}: rebuilt, reproduced: {}",
+            field(name),
             rebuilt.reproduced
         );
         tracing::info!(record = name, reproduced = rebuilt.reproduced, differing = ?rebuilt.differing, "built");
@@ -284,12 +295,12 @@ impl Server {
         match published {
             Ok(()) => {
                 self.intake.built().insert(&accepted.built_key())?;
-                eprintln!("trusted-builder: {name}: done");
+                eprintln!("trusted-builder: {}: done", field(name));
                 Ok(Outcome::Built)
             }
             Err(e) => {
                 let reason = format!("publishing failed (will retry): {e:#}");
-                eprintln!("trusted-builder: {name}: {reason}");
+                eprintln!("trusted-builder: {}: {}", field(name), field(&reason));
                 tracing::error!(record = name, %reason, "publish failed");
                 self.log(
                     name,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use airlock_pipeline::spec::model::{BaseImage, PublishSpec};
+use airlock_pipeline::terminal::field;
 use anyhow::Context as _;
 
 use super::Server;
@@ -29,7 +30,11 @@ impl Server {
             .push(&reference, manifest)
             .await
             .with_context(|| format!("pushing {reference}"))?;
-        eprintln!("trusted-builder: {name}: pushed {reference} {digest}");
+        eprintln!(
+            "trusted-builder: {}: pushed {} {digest}",
+            field(name),
+            field(&reference.to_string())
+        );
         tracing::info!(record = name, image = %reference, %digest, "pushed");
         self.log(
             name,
@@ -91,7 +96,11 @@ impl Server {
         attest_image(&self.registry, &self.signer, repository, digest, &statement)
             .await
             .with_context(|| format!("attaching the provenance of {repository}@{digest}"))?;
-        eprintln!("trusted-builder: {name}: signed and attested {repository}@{digest}");
+        eprintln!(
+            "trusted-builder: {}: signed and attested {}@{digest}",
+            field(name),
+            field(repository)
+        );
         tracing::info!(record = name, image = %repository, %digest, "signed");
         self.log(
             name,

@@ -83,59 +83,29 @@ pub fn subject(run: &Run) -> String {
     match (&run.change_number, run.patchset) {
         (Some(change), Some(ps)) if ps > 0 => format!("change {change},{ps}"),
         (Some(change), _) => format!("change {change}"),
-        _ => run.git_ref.clone(),
+        _ => cell(&run.git_ref, 200),
     }
 }
 
 /// Text from payloads (titles, names, reasons) for a table cell: control
-/// characters (escape sequences could rewrite the terminal) become `?`,
-/// and long text is cut.
+/// characters (escape sequences could rewrite the terminal, newlines forge
+/// rows) are escaped visibly, and long text is cut.
 pub fn cell(text: &str, max_chars: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .take(max_chars)
-        .collect();
-    if text.chars().count() > max_chars {
+    let escaped = airlock_pipeline::terminal::field(text);
+    let mut out: String = escaped.chars().take(max_chars).collect();
+    if escaped.chars().count() > max_chars {
         out.pop();
         out.push('…');
     }
     out
 }
 
-/// A log line for the terminal: colour escapes (SGR, `ESC [ … m`) are kept
-/// because job logs use them; every other control character is dropped, so
-/// a log cannot move the cursor, set the title or talk to the terminal.
-pub fn log_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                // CSI: parameter bytes, intermediate bytes, one final byte (ECMA-48).
-                let mut params = String::new();
-                while let Some(&p) = chars.peek() {
-                    if ('\u{20}'..='\u{3f}').contains(&p) {
-                        params.push(p);
-                        chars.next();
-                    } else {
-                        break;
-                    }
-                }
-                let last = chars.next_if(|f| ('\u{40}'..='\u{7e}').contains(f));
-                if last == Some('m') && params.chars().all(|p| p.is_ascii_digit() || p == ';') {
-                    out.push_str("\u{1b}[");
-                    out.push_str(&params);
-                    out.push('m');
-                }
-                // Any other CSI sequence is dropped whole.
-            }
-        } else if c == '\t' || !c.is_control() {
-            out.push(c);
-        }
-    }
-    out
+/// A log line for the terminal: colour escapes (SGR, `ESC [ … m`) are kept when
+/// `colours` (stdout is a terminal) because job logs use them; every other
+/// escape sequence and control character is dropped, so a log cannot move the
+/// cursor, set the title or talk to the terminal.
+pub fn log_text(text: &str, colours: bool) -> String {
+    airlock_pipeline::terminal::log_line(text, colours)
 }
 
 #[cfg(test)]
@@ -165,12 +135,14 @@ mod tests {
 
     #[test]
     fn terminal_controls_are_neutralised() {
-        assert_eq!(cell("a\u{1b}]0;pwned\u{7}b", 80), "a?]0;pwned?b");
+        assert_eq!(cell("a\u{1b}]0;pwned\u{7}b", 80), "a\\x1b]0;pwned\\x07b");
+        assert_eq!(cell("row\nforged", 80), "row\\nforged");
         assert_eq!(cell("abcdef", 4), "abc…");
         assert_eq!(
-            log_text("\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}"),
-            "\u{1b}[31mred\u{1b}[0m clear]0;t"
+            log_text("\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}", true),
+            "\u{1b}[31mred\u{1b}[0m clear\u{1b}[0m"
         );
-        assert_eq!(log_text("tab\there\r"), "tab\there");
+        assert_eq!(log_text("\u{1b}[31mred", false), "red");
+        assert_eq!(log_text("tab\there\r", true), "tab\there");
     }
 }

@@ -55,7 +55,10 @@ pub async fn logs(client: &Client, args: &LogsArgs, output: Output) -> Result<()
                         encode(job)
                     ))
                     .await?;
-                let prefix = args.job.is_none().then(|| format!("{job:<width$} | "));
+                let prefix = args
+                    .job
+                    .is_none()
+                    .then(|| format!("{:<width$} | ", super::format::cell(job, 40)));
                 if !print_lines(&mut out, job, prefix.as_deref(), &page.lines, output) {
                     // stdout was closed (`| head`): nothing more to do.
                     return Ok(());
@@ -81,6 +84,8 @@ fn print_lines(
     lines: &[LogLine],
     output: Output,
 ) -> bool {
+    use std::io::IsTerminal as _;
+    let colours = out.is_terminal();
     let mut lock = out.lock();
     for line in lines {
         let written = match output {
@@ -90,7 +95,12 @@ fn print_lines(
                 });
                 writeln!(lock, "{value}")
             }
-            Output::Table => writeln!(lock, "{}{}", prefix.unwrap_or(""), log_text(&line.text)),
+            Output::Table => writeln!(
+                lock,
+                "{}{}",
+                prefix.unwrap_or(""),
+                log_text(&line.text, colours)
+            ),
         };
         if written.is_err() {
             return false;
