@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use airlock_pipeline::outputs::{
-    DEFAULT_MAX_JOB_OUTPUTS_SIZE, DEFAULT_MAX_OUTPUT_SIZE, OutputLimits, SizeLimit,
+    CountLimit, DEFAULT_MAX_JOB_OUTPUTS, DEFAULT_MAX_JOB_OUTPUTS_SIZE, DEFAULT_MAX_OUTPUT_SIZE,
+    OutputLimits, SizeLimit,
 };
 use serde::{Deserialize, Deserializer};
 
@@ -78,6 +79,9 @@ pub struct ArtifactsFile {
     /// Largest total of one job's outputs. Default 4Gi.
     #[serde(default = "default_max_job_outputs_size")]
     pub max_job_outputs_size: ByteSize,
+    /// Most output files of one job (default 1000, what a pass record can carry).
+    #[serde(default = "default_max_job_outputs")]
+    pub max_job_outputs: usize,
     /// Outputs not referenced by any run that finished within this long are deleted.
     /// Default 30 days; `"off"`: no age limit (only `max_total_size` deletes).
     #[serde(default = "default_retention")]
@@ -96,6 +100,7 @@ impl Default for ArtifactsFile {
         ArtifactsFile {
             max_output_size: default_max_output_size(),
             max_job_outputs_size: default_max_job_outputs_size(),
+            max_job_outputs: default_max_job_outputs(),
             retention: default_retention(),
             max_total_size: default_max_total_size(),
             sweep_interval: default_sweep_interval(),
@@ -115,12 +120,19 @@ impl ArtifactsFile {
                 self.max_job_outputs_size.0,
                 "artifacts.max_job_outputs_size",
             )),
+            max_files: Some(CountLimit::new(
+                self.max_job_outputs,
+                "artifacts.max_job_outputs",
+            )),
         }
     }
 }
 
 fn default_max_output_size() -> ByteSize {
     ByteSize(DEFAULT_MAX_OUTPUT_SIZE)
+}
+fn default_max_job_outputs() -> usize {
+    DEFAULT_MAX_JOB_OUTPUTS
 }
 fn default_max_job_outputs_size() -> ByteSize {
     ByteSize(DEFAULT_MAX_JOB_OUTPUTS_SIZE)

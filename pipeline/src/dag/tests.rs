@@ -420,6 +420,7 @@ fn limits(file: u64, total: u64) -> crate::outputs::OutputLimits {
     OutputLimits {
         max_file: Some(SizeLimit::new(file, "artifacts.max_output_size")),
         max_total: Some(SizeLimit::new(total, "artifacts.max_job_outputs_size")),
+        max_files: None,
     }
 }
 
