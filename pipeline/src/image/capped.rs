@@ -26,7 +26,8 @@ pub(super) struct ManifestClient {
     insecure: Vec<String>,
 }
 
-fn registry_err(registry: &str, reason: impl std::fmt::Display) -> ImageError {
+/// A registry error whose reason is cut to [`MAX_REASON_BYTES`] (it may quote a response body).
+pub(super) fn registry_err(registry: &str, reason: impl std::fmt::Display) -> ImageError {
     let mut reason = reason.to_string();
     if reason.len() > MAX_REASON_BYTES {
         let mut end = MAX_REASON_BYTES;
@@ -43,7 +44,7 @@ fn registry_err(registry: &str, reason: impl std::fmt::Display) -> ImageError {
 }
 
 /// `err` and its sources on one line (the useful part is often several sources deep).
-fn chain(err: &dyn std::error::Error) -> String {
+pub(super) fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

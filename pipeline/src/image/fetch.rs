@@ -19,8 +19,6 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// How much of a registry's error text is kept.
-const MAX_REASON_BYTES: usize = 300;
 
 const MEDIA_TYPE_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -189,27 +187,9 @@ impl RegistryClient {
     }
 
     fn registry_err(image: &ImageRef, err: impl std::error::Error) -> ImageError {
-        // The useful part (a TLS failure, a refused connection) is often several sources deep.
-        let mut reason = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            source = s.source();
-        }
-        // The text may quote the registry's response body: keep the log line a line.
-        if reason.len() > MAX_REASON_BYTES {
-            let mut end = MAX_REASON_BYTES;
-            while !reason.is_char_boundary(end) {
-                end -= 1;
-            }
-            reason.truncate(end);
-            reason.push('…');
-        }
-        ImageError::Registry {
-            registry: image.registry().to_string(),
-            reason,
-        }
+        // The useful part (a TLS failure, a refused connection) is often several sources deep;
+        // the text may quote the registry's response body, so it is cut to one short line.
+        super::capped::registry_err(image.registry(), super::capped::chain(&err))
     }
 
     /// The manifest `digest` of `image`'s repository, checked to hash to it. Read through a
