@@ -93,3 +93,33 @@ fn admin_cancel_and_rerun_need_the_admin_token() {
         "the admin token leaked into the log"
     );
 }
+
+/// A server killed while a job runs leaves nothing mounted once its world is gone: the job's
+/// workspace filesystem (a loop-mounted ext4 as root) is detached with the temporary tree.
+/// Before the world cleaned up after itself, every such test left a loop device mounted.
+#[test]
+fn a_server_killed_mid_job_leaves_no_workspace_mounted() {
+    use airlock_pipeline::executor::{DiskSupport, mounts_beneath};
+    let world = World::new();
+    let root = world.root.clone();
+    let mut server = Server::start(&config(&world));
+    let sleeping = world.change_with_pipeline(&server, 1, "greet: waits", SLEEPING);
+    server.wait_running(sleeping);
+    // Control: the running job's workspace is a mounted filesystem where disk limits exist.
+    if matches!(DiskSupport::detect(), DiskSupport::LoopMount) {
+        server.wait_until(Duration::from_secs(30), || {
+            let mounted = mounts_beneath(&root).map_err(|e| e.to_string())?;
+            if mounted.is_empty() {
+                Err(format!("no workspace mounted under {}", root.display()))
+            } else {
+                Ok(())
+            }
+        });
+    }
+    server.kill9();
+    drop(server);
+    drop(world);
+    let after = mounts_beneath(&root).expect("mountinfo");
+    assert!(after.is_empty(), "left mounted: {after:?}");
+    assert!(!root.exists(), "{} was not removed", root.display());
+}

@@ -25,6 +25,15 @@ pub struct World {
     _tmp: tempfile::TempDir,
 }
 
+/// A server that was killed (or panicked) mid-job leaves its jobs' workspace filesystems
+/// mounted under the data directory, where the temporary directory's own removal cannot reach
+/// them: detach them and remove the tree the way `serve` does for a crashed predecessor.
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = airlock_pipeline::executor::remove_work_dir(&self.root);
+    }
+}
+
 impl World {
     /// The sample repository's head is pushed as `refs/heads/main`.
     pub fn new() -> World {

@@ -197,7 +197,7 @@ impl Drop for DiskLease {
 
 /// Mount points at or beneath `root`, deepest first, from the kernel's table of this process's
 /// mount namespace (octal escapes such as `\040` decoded).
-fn mounts_beneath(root: &Path) -> io::Result<Vec<PathBuf>> {
+pub fn mounts_beneath(root: &Path) -> io::Result<Vec<PathBuf>> {
     let table = std::fs::read_to_string("/proc/self/mountinfo")?;
     let mut found: Vec<PathBuf> = table
         .lines()

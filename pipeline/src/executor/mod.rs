@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 pub use cgroup::CgroupSupport;
-pub use disk::{DiskLease, DiskSupport, HostReserve, remove_work_dir};
+pub use disk::{DiskLease, DiskSupport, HostReserve, mounts_beneath, remove_work_dir};
 pub use root::{HOST_MODE_NOTICE, HostMode};
 pub use sandbox::{SandboxConfig, SandboxExecutor};
 
