@@ -5,6 +5,7 @@
 
 pub mod dag;
 pub mod env;
+pub mod error_chain;
 pub mod events;
 pub mod executor;
 pub mod image;

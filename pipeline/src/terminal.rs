@@ -124,13 +124,19 @@ impl<'a> Iterator for Pieces<'a> {
     }
 }
 
+/// What a terminal shows of a line with carriage returns in it ("overwrite from the start",
+/// as progress bars write): the text after the last one; a trailing one (DOS line ends) first
+/// removed.
+pub fn after_carriage_returns(line: &str) -> &str {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    line.rsplit('\r').next().unwrap_or(line)
+}
+
 /// A log line for a terminal: printable text and tabs; colour sequences only when `colours`
 /// (a terminal that shows them), every other escape sequence and control character dropped.
-/// A carriage return means "overwrite from the start" (progress bars): the text after the
-/// last one is what a terminal would have shown.
+/// Carriage returns are taken as a terminal takes them ([`after_carriage_returns`]).
 pub fn log_line(line: &str, colours: bool) -> String {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let line = line.rsplit('\r').next().unwrap_or(line);
+    let line = after_carriage_returns(line);
     let mut out = String::with_capacity(line.len());
     let mut coloured = false;
     for piece in pieces(line) {
@@ -174,12 +180,6 @@ pub fn field(text: &str) -> String {
         }
     }
     out
-}
-
-/// Whether [`field`] would change `text`.
-pub fn needs_escaping(text: &str) -> bool {
-    text.chars()
-        .any(|c| c == '\\' || c.is_control() || is_bidi_control(c))
 }
 
 #[cfg(test)]
@@ -232,7 +232,5 @@ mod tests {
         assert_ne!(field("a\\nb"), field("a\nb"));
         // Control: an ordinary path is unchanged.
         assert_eq!(field("dist/greet-1.0.tar.gz"), "dist/greet-1.0.tar.gz");
-        assert!(!needs_escaping("dist/greet"));
-        assert!(needs_escaping("dist/\u{1b}"));
     }
 }

@@ -581,12 +581,10 @@ async fn send(forge: &str, request: reqwest::RequestBuilder) -> Result<Answer, R
 /// reqwest's messages name the URL (which carries no secret: credentials are refused in base
 /// URLs and travel in headers only) and the cause.
 fn transport_error(forge: &str, err: &reqwest::Error) -> ReportError {
-    let mut message = format!("{forge}: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        let _ = write!(message, ": {cause}");
-        source = cause.source();
-    }
+    let message = format!(
+        "{forge}: {}",
+        airlock_pipeline::error_chain::error_chain(err)
+    );
     if err.is_builder() || err.is_redirect() {
         ReportError::Permanent(message)
     } else {

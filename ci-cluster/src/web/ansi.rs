@@ -160,10 +160,7 @@ pub fn escape_into(out: &mut String, text: &str) {
 
 /// One log line as HTML: escaped text, colours as `<span class>`.
 pub fn line_to_html(line: &str) -> String {
-    // A carriage return in a line means "overwrite from the start" (progress
-    // bars): what a terminal would show is the text after the last one.
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let line = line.rsplit('\r').next().unwrap_or(line);
+    let line = airlock_pipeline::terminal::after_carriage_returns(line);
 
     let mut out = String::with_capacity(line.len() + 16);
     let mut style = Style::default();

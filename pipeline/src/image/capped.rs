@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use oci_client::Reference;
 
+use crate::error_chain::error_chain;
+
 use super::{ImageError, ImageRef};
 
 /// Largest token answer read (real ones are a few KiB).
@@ -43,18 +45,6 @@ pub(super) fn registry_err(registry: &str, reason: impl std::fmt::Display) -> Im
     }
 }
 
-/// `err` and its sources on one line (the useful part is often several sources deep).
-pub(super) fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 impl ManifestClient {
     pub(super) fn new(
         insecure: &[String],
@@ -67,7 +57,7 @@ impl ManifestClient {
             // A manifest is served by the registry itself; a short chain at most.
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()
-            .map_err(|e| registry_err("(client setup)", chain(&e)))?;
+            .map_err(|e| registry_err("(client setup)", error_chain(&e)))?;
         Ok(ManifestClient {
             http,
             insecure: insecure.to_vec(),
@@ -140,7 +130,7 @@ impl ManifestClient {
         request
             .send()
             .await
-            .map_err(|e| registry_err(host, chain(&e)))
+            .map_err(|e| registry_err(host, error_chain(&e)))
     }
 
     /// An anonymous pull token from the challenge's realm.
@@ -158,7 +148,7 @@ impl ManifestClient {
             .query(&query)
             .send()
             .await
-            .map_err(|e| registry_err(host, format!("token: {}", chain(&e))))?;
+            .map_err(|e| registry_err(host, format!("token: {}", error_chain(&e))))?;
         if !response.status().is_success() {
             return Err(registry_err(
                 host,
@@ -206,7 +196,7 @@ async fn read_capped(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| registry_err(host, format!("{what}: {}", chain(&e))))?
+        .map_err(|e| registry_err(host, format!("{what}: {}", error_chain(&e))))?
     {
         if body.len() + chunk.len() > max {
             return Err(too_large());

@@ -189,7 +189,7 @@ impl RegistryClient {
     fn registry_err(image: &ImageRef, err: impl std::error::Error) -> ImageError {
         // The useful part (a TLS failure, a refused connection) is often several sources deep;
         // the text may quote the registry's response body, so it is cut to one short line.
-        super::capped::registry_err(image.registry(), super::capped::chain(&err))
+        super::capped::registry_err(image.registry(), crate::error_chain::error_chain(&err))
     }
 
     /// The manifest `digest` of `image`'s repository, checked to hash to it. Read through a

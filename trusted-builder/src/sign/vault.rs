@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use airlock_pipeline::error_chain::error_chain;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use vaultrs::api::transit::requests::SignDataRequestBuilder;
@@ -93,17 +94,6 @@ fn vault_err(address: &str, operation: String, e: ClientError) -> SignError {
             reason: error_chain(&other),
         },
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 impl VaultTransit {

@@ -66,16 +66,9 @@ fn registry_err(reference: &Reference, err: OciDistributionError) -> OciError {
     }
     // Keep the source chain: for the HTTPS-to-HTTP case the useful part
     // (the TLS failure) is several sources deep.
-    let mut reason = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
     OciError::Registry {
         registry: reference.resolve_registry().to_owned(),
-        reason,
+        reason: airlock_pipeline::error_chain::error_chain(&err),
     }
 }
 

@@ -100,14 +100,6 @@ pub fn cell(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// A log line for the terminal: colour escapes (SGR, `ESC [ … m`) are kept when
-/// `colours` (stdout is a terminal) because job logs use them; every other
-/// escape sequence and control character is dropped, so a log cannot move the
-/// cursor, set the title or talk to the terminal.
-pub fn log_text(text: &str, colours: bool) -> String {
-    airlock_pipeline::terminal::log_line(text, colours)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,10 +131,19 @@ mod tests {
         assert_eq!(cell("row\nforged", 80), "row\\nforged");
         assert_eq!(cell("abcdef", 4), "abc…");
         assert_eq!(
-            log_text("\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}", true),
+            airlock_pipeline::terminal::log_line(
+                "\u{1b}[31mred\u{1b}[0m \u{1b}[2Jclear\u{1b}]0;t\u{7}",
+                true
+            ),
             "\u{1b}[31mred\u{1b}[0m clear\u{1b}[0m"
         );
-        assert_eq!(log_text("\u{1b}[31mred", false), "red");
-        assert_eq!(log_text("tab\there\r", true), "tab\there");
+        assert_eq!(
+            airlock_pipeline::terminal::log_line("\u{1b}[31mred", false),
+            "red"
+        );
+        assert_eq!(
+            airlock_pipeline::terminal::log_line("tab\there\r", true),
+            "tab\there"
+        );
     }
 }

@@ -10,9 +10,9 @@ use clap::Args;
 
 use super::Output;
 use super::client::{Client, ClientError, encode};
-use super::format::log_text;
 use crate::api::model::LogLine;
 use crate::api::responses::{LogPage, RunDetail};
+use airlock_pipeline::terminal::log_line;
 
 /// How often a followed log is polled: fast enough to feel live, slow
 /// enough to cost the server one cheap read per job per poll.
@@ -99,7 +99,7 @@ fn print_lines(
                 lock,
                 "{}{}",
                 prefix.unwrap_or(""),
-                log_text(&line.text, colours)
+                log_line(&line.text, colours)
             ),
         };
         if written.is_err() {
