@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use airlock_pipeline::executor::{ExitReason, HostMode, SandboxConfig, SandboxExecutor};
+use airlock_pipeline::executor::{
+    ExitReason, HostMode, HostReserve, SandboxConfig, SandboxExecutor,
+};
 use airlock_pipeline::image::{ImageRef, ImageSettings};
 use airlock_tests::images::{IMAGE_PATH, PushedImage, busybox_rootfs, push_rootfs};
 use airlock_tests::registry::TestRegistry;
@@ -403,4 +405,104 @@ async fn a_stalled_registry_does_not_hold_up_the_same_digest_from_another() {
         _ = stalled_run => panic!("the stalled pull ended first"),
     }
     stall.abort();
+}
+
+/// A busybox image with a file of `zeros_mib` MiB of zeros: a few hundred KiB compressed,
+/// its real size only known once unpacked.
+async fn image_with_zeros(registry: &TestRegistry, marker: &str, zeros_mib: u64) -> PushedImage {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs, marker).unwrap();
+    let zeros = std::fs::File::create(rootfs.join("zeros")).unwrap();
+    zeros.set_len(zeros_mib << 20).unwrap(); // sparse here; real bytes once unpacked
+    push_rootfs(&registry.host, marker, marker, &rootfs)
+        .await
+        .unwrap()
+}
+
+fn cache_entries(cache: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn entry_name(image: &PushedImage) -> String {
+    format!(
+        "sha256-{}",
+        ImageRef::parse(&image.reference).unwrap().digest_hex()
+    )
+}
+
+/// Issue 19: a layer that inflates far beyond its compressed size is stopped at the entry that
+/// would take the host below its disk reserve (on a real ext4 filesystem), nothing of it is
+/// cached, and jobs go on: the cache makes room by removing unused images, never one in use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decompression_bomb_stops_at_the_hosts_reserve_and_the_cache_makes_room() {
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let registry = TestRegistry::start();
+    // 256 MiB of host disk, 96 MiB of it the reserve.
+    let disk = airlock_tests::sandbox::SmallHostDisk::ext4(256);
+    let cache = disk.dir.path().join("images");
+    let exec = &executor(&cache, |c| {
+        c.images.insecure = vec![registry.host.clone()];
+        c.host_reserve.bytes = 96 << 20;
+    });
+    let run = |image: &PushedImage, name: &str| {
+        let mut job = SandboxJob::new("test -e /zeros && cat /etc/airlock-image");
+        job.image = Some(ImageRef::parse(&image.reference).unwrap());
+        let at = disk.dir.path().join(name);
+        async move {
+            let (done, log) = job.run_in(&at, exec).await;
+            (done, log.to_text())
+        }
+    };
+
+    // Control: 40 MiB unpacked fits beside the reserve.
+    let small = image_with_zeros(&registry, "small", 40).await;
+    let (done, log) = run(&small, "small").await;
+    assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{log}");
+    assert_eq!(cache_entries(&cache), [entry_name(&small)]);
+
+    // 200 MiB from a layer of about 2 MiB: the declared sizes pass every first check.
+    let bomb = image_with_zeros(&registry, "bomb", 200).await;
+    assert!(bomb.layer_bytes < 4 << 20, "{} bytes", bomb.layer_bytes); // busybox, mostly
+    let (done, log) = run(&bomb, "bomb").await;
+    let err = done.expect_err("the bomb is refused");
+    assert!(
+        err.to_string().contains("below its reserve of 96.0 MiB")
+            && err.to_string().contains("'zeros'"),
+        "{err}\n{log}"
+    );
+    // The small image was not in use: it went first, to make room, before the bomb was refused.
+    assert_eq!(cache_entries(&cache), Vec::<String>::new(), "{log}");
+    let free = HostReserve::free_bytes(disk.dir.path()).unwrap();
+    assert!(
+        free >= 96 << 20,
+        "the reserve held: {} MiB free",
+        free >> 20
+    );
+
+    // The host is not wedged: the next job pulls and runs.
+    let (done, log) = run(&small, "again").await;
+    assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{log}");
+
+    // An image in use is never what goes: with `small` pinned by a running job, the bomb is
+    // refused without touching it.
+    let mut holder = SandboxJob::new("sleep 5");
+    holder.image = Some(ImageRef::parse(&small.reference).unwrap());
+    let at = disk.dir.path().join("holder");
+    let holding = holder.run_in(&at, exec);
+    let bombing = async {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        run(&bomb, "bomb-again").await
+    };
+    let ((held, _), (done, log)) = tokio::join!(holding, bombing);
+    assert_eq!(held.unwrap().reason, ExitReason::Exited(0));
+    assert!(done.is_err(), "{log}");
+    assert_eq!(cache_entries(&cache), [entry_name(&small)], "{log}");
 }

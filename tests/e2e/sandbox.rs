@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use airlock_pipeline::executor::ExitReason;
 use airlock_pipeline::spec::ResourceLimits;
-use airlock_tests::sandbox::{SandboxJob, host_processes_matching, rss_and_peak, work_dir};
+use airlock_tests::sandbox::{
+    SandboxJob, SmallHostDisk, host_processes_matching, rss_and_peak, work_dir,
+};
 
 /// What the job itself wrote (Airlock's own lines, such as the host-mode notice, left out).
 fn text(log: &airlock_pipeline::log::JobLog) -> String {
@@ -328,33 +330,6 @@ async fn control_the_probes_do_escape_without_the_sandbox() {
     assert_eq!(s, "x\n");
 }
 
-/// A 256 MiB tmpfs as the host's work filesystem, unmounted on drop.
-struct SmallHostDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallHostDisk {
-    fn mount() -> SmallHostDisk {
-        let dir = work_dir();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m,mode=0711", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("mount");
-        assert!(ok.success(), "mount tmpfs");
-        SmallHostDisk { dir }
-    }
-}
-
-impl Drop for SmallHostDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 async fn run_on_small_host(
     disk: &SmallHostDisk,
     reserve: u64,
@@ -402,7 +377,7 @@ async fn a_job_is_stopped_before_it_takes_the_hosts_disk_reserve() {
     if !nix::unistd::geteuid().is_root() {
         return;
     }
-    let disk = SmallHostDisk::mount();
+    let disk = SmallHostDisk::mount(256);
     // Control: writing well within the reserve passes.
     let (exec, log) = run_on_small_host(&disk, 128 << 20, "head -c 20M /dev/zero > small")
         .await

@@ -20,6 +20,73 @@ pub fn work_dir() -> tempfile::TempDir {
     dir
 }
 
+/// A small tmpfs standing in for the host's disk (work directories, the image cache), so
+/// tests can fill it; unmounted on drop, even when the test fails.
+pub struct SmallHostDisk {
+    /// The mount point (mode 0711, under /var/tmp).
+    pub dir: tempfile::TempDir,
+    /// The ext4 image file behind a loop mount.
+    image: Option<tempfile::NamedTempFile>,
+}
+
+impl SmallHostDisk {
+    /// Mounts a tmpfs of `mib` MiB. Needs root.
+    pub fn mount(mib: u64) -> SmallHostDisk {
+        let dir = work_dir();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={mib}m,mode=0711"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount tmpfs");
+        SmallHostDisk { dir, image: None }
+    }
+
+    /// Loop-mounts an ext4 filesystem of `mib` MiB (no blocks reserved for root), as a real
+    /// host's disk would be. Needs root, `mkfs.ext4` and loop devices.
+    pub fn ext4(mib: u64) -> SmallHostDisk {
+        let image = tempfile::Builder::new()
+            .prefix("airlock-disk-")
+            .tempfile_in("/var/tmp")
+            .expect("image file");
+        image.as_file().set_len(mib << 20).expect("size the image");
+        let ok = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .arg(image.path())
+            .status()
+            .expect("mkfs.ext4");
+        assert!(ok.success(), "mkfs.ext4");
+        let dir = work_dir();
+        let ok = std::process::Command::new("mount")
+            .args(["-o", "loop,nosuid,nodev"])
+            .arg(image.path())
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount the ext4 image");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        SmallHostDisk {
+            dir,
+            image: Some(image),
+        }
+    }
+}
+
+impl Drop for SmallHostDisk {
+    fn drop(&mut self) {
+        // Lazily: a test that failed may still hold files open there. The loop device goes
+        // with the last reference (mount's autoclear); the image file goes after.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+        drop(self.image.take());
+    }
+}
+
 /// One job to run in the sandbox.
 pub struct SandboxJob {
     /// Shell script (run with /bin/sh -eu -c).

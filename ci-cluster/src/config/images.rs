@@ -6,7 +6,7 @@ use airlock_pipeline::executor::HostMode;
 use airlock_pipeline::image::{ImageSettings, cache::DEFAULT_IMAGE_CACHE};
 use serde::Deserialize;
 
-use super::ByteSize;
+use super::{ByteSize, HumanDuration};
 
 /// `[images]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -27,9 +27,15 @@ pub struct ImagesFile {
     /// Default true; its log says "host mode".
     #[serde(default = "default_host_mode")]
     pub host_mode: bool,
-    /// Largest unpacked image. Default 16Gi.
+    /// Largest unpacked image. Default 4Gi.
     #[serde(default = "default_max_unpacked_size")]
     pub max_unpacked_size: ByteSize,
+    /// Unpacked images the cache keeps; the least recently used not in use go first. Default 32Gi.
+    #[serde(default = "default_max_cache_size")]
+    pub max_cache_size: ByteSize,
+    /// Images no job used for this long are removed. Default 7d.
+    #[serde(default = "default_max_unused")]
+    pub max_unused: HumanDuration,
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -41,6 +47,12 @@ fn default_host_mode() -> bool {
 fn default_max_unpacked_size() -> ByteSize {
     ByteSize(ImageSettings::default().max_unpacked_bytes)
 }
+fn default_max_cache_size() -> ByteSize {
+    ByteSize(ImageSettings::default().max_cache_bytes)
+}
+fn default_max_unused() -> HumanDuration {
+    HumanDuration(ImageSettings::default().max_unused)
+}
 
 impl Default for ImagesFile {
     fn default() -> Self {
@@ -50,6 +62,8 @@ impl Default for ImagesFile {
             mirror: None,
             host_mode: default_host_mode(),
             max_unpacked_size: default_max_unpacked_size(),
+            max_cache_size: default_max_cache_size(),
+            max_unused: default_max_unused(),
         }
     }
 }
@@ -62,6 +76,8 @@ impl ImagesFile {
             mirror: self.mirror.clone(),
             insecure: self.insecure.clone(),
             max_unpacked_bytes: self.max_unpacked_size.0,
+            max_cache_bytes: self.max_cache_size.0,
+            max_unused: self.max_unused.0,
             ..ImageSettings::default()
         }
     }

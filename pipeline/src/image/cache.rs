@@ -10,11 +10,13 @@ use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::fetch::RegistryClient;
+use super::retention::{self, CacheLimits, EntryPin};
+use super::space::{Reclaim, SpaceLedger, mib};
 use super::unpack::{UnpackBudget, apply_layer};
 use super::{ImageError, ImageRef};
 use crate::log::LogSink;
@@ -42,9 +44,13 @@ pub struct ImageSettings {
     pub max_unpacked_bytes: u64,
     /// Most entries in one image (all layers).
     pub max_entries: u64,
-    /// Free space the host keeps on the cache's filesystem: a pull that would go below it is
-    /// refused before it starts.
+    /// Free space the host keeps on the cache's filesystem: every write of a pull (blob or
+    /// unpacked entry) that would go below it stops the pull.
     pub reserve_bytes: u64,
+    /// Total unpacked bytes the cache keeps; least recently used entries not in use go first.
+    pub max_cache_bytes: u64,
+    /// Entries not used for this long are removed.
+    pub max_unused: Duration,
 }
 
 /// The default image cache: under /var/tmp, which the sandbox user can traverse.
@@ -55,6 +61,15 @@ pub const DEFAULT_IMAGE_CACHE: &str = "/var/tmp/airlock/images";
 /// different machines in a deployment; on one test host they must still not share).
 pub const DEFAULT_BUILDER_IMAGE_CACHE: &str = "/var/tmp/airlock/builder-images";
 
+/// Largest unpacked image by default: 4 GiB (toolchain images are one to two).
+pub const DEFAULT_MAX_UNPACKED_BYTES: u64 = 4 << 30;
+
+/// What the cache keeps by default: 32 GiB of unpacked images.
+pub const DEFAULT_MAX_CACHE_BYTES: u64 = 32 << 30;
+
+/// Entries unused for a week are removed by default.
+pub const DEFAULT_MAX_UNUSED: Duration = Duration::from_secs(7 * 86_400);
+
 impl Default for ImageSettings {
     fn default() -> Self {
         ImageSettings {
@@ -62,15 +77,18 @@ impl Default for ImageSettings {
             mirror: None,
             require_mirror: false,
             insecure: Vec::new(),
-            max_unpacked_bytes: 16 << 30,
+            max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
             max_entries: 1_000_000,
             reserve_bytes: 0,
+            max_cache_bytes: DEFAULT_MAX_CACHE_BYTES,
+            max_unused: DEFAULT_MAX_UNUSED,
         }
     }
 }
 
-/// An image ready to be a job's root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An image ready to be a job's root; its cache entry is not pruned while this (or a clone)
+/// lives.
+#[derive(Debug, Clone)]
 pub struct Rootfs {
     /// The image as the job named it.
     pub image: ImageRef,
@@ -80,6 +98,7 @@ pub struct Rootfs {
     pub env: Vec<(String, String)>,
     /// The linux/amd64 manifest the layers came from.
     pub manifest_digest: String,
+    _pin: Arc<EntryPin>,
 }
 
 /// What `image.json` records about an unpacked entry.
@@ -90,6 +109,20 @@ struct CachedImage {
     env: Vec<String>,
     layers: Vec<String>,
     unpacked_bytes: u64,
+}
+
+fn cache_limits(settings: &ImageSettings) -> CacheLimits {
+    CacheLimits {
+        max_bytes: settings.max_cache_bytes,
+        max_unused: settings.max_unused,
+    }
+}
+
+/// What an entry's `image.json` says it unpacked to.
+fn unpacked_size(json: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<CachedImage>(json)
+        .ok()
+        .map(|m| m.unpacked_bytes)
 }
 
 /// (registry pulled from, digest).
@@ -104,6 +137,8 @@ pub struct ImageCache {
     /// too: a job naming a registry that stalls must not hold up another job pulling the same
     /// digest from a registry that answers (the stalled pull ends with its own job's timeout).
     pulls: Mutex<HashMap<PullKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Every write a pull makes claims its bytes here first.
+    space: Arc<SpaceLedger>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ImageError + '_ {
@@ -140,11 +175,71 @@ impl ImageCache {
             }
         }
         let client = RegistryClient::new(&settings.insecure)?;
-        Ok(ImageCache {
+        // A write that does not fit first prunes unused entries (never one in use): a full
+        // cache must not refuse every later pull.
+        let (dir, limits) = (settings.cache_dir.clone(), cache_limits(&settings));
+        let reclaim: Reclaim = Box::new(move |room: &dyn Fn() -> bool| {
+            let pruned = retention::prune(&dir, limits, unpacked_size, room);
+            if pruned.entries > 0 {
+                tracing::info!(
+                    entries = pruned.entries,
+                    bytes = pruned.bytes,
+                    "image cache pruned to make room"
+                );
+            }
+        });
+        let space = SpaceLedger::new(&settings.cache_dir, settings.reserve_bytes, Some(reclaim));
+        let cache = ImageCache {
             settings,
             client,
             pulls: Mutex::new(HashMap::new()),
+            space,
+        };
+        let pruned = cache.prune_now(|| true);
+        if pruned.entries > 0 {
+            tracing::info!(
+                entries = pruned.entries,
+                bytes = pruned.bytes,
+                "image cache pruned at start"
+            );
+        }
+        Ok(cache)
+    }
+
+    fn limits(&self) -> CacheLimits {
+        cache_limits(&self.settings)
+    }
+
+    /// Prunes stale entries and the least recently used over the cache's size, and more while
+    /// `room()` says no. Entries in use (here or in another process) stay.
+    fn prune_now(&self, room: impl Fn() -> bool) -> retention::Pruned {
+        retention::prune(&self.settings.cache_dir, self.limits(), unpacked_size, room)
+    }
+
+    /// [`Self::prune_now`] on a blocking thread (removing an image is many unlinks), logged.
+    async fn prune(&self, image: &ImageRef, need: Option<u64>, log: &LogSink) {
+        let dir = self.settings.cache_dir.clone();
+        let limits = self.limits();
+        let space = Arc::clone(&self.space);
+        let pruned = tokio::task::spawn_blocking(move || {
+            retention::prune(&dir, limits, unpacked_size, || {
+                need.is_none_or(|bytes| space.check(bytes, "").is_ok())
+            })
         })
+        .await
+        .unwrap_or_default();
+        if pruned.entries > 0 || pruned.pinned > 0 {
+            log.system(format!(
+                "[airlock] image {image}: the cache removed {} unused image(s) ({}){}",
+                pruned.entries,
+                mib(pruned.bytes),
+                if pruned.pinned > 0 {
+                    format!("; {} more in use stay", pruned.pinned)
+                } else {
+                    String::new()
+                }
+            ));
+        }
     }
 
     /// The settings in use.
@@ -158,11 +253,12 @@ impl ImageCache {
             .join(format!("sha256-{}", image.digest_hex()))
     }
 
+    /// The cached entry, pinned and marked used.
     fn cached(&self, image: &ImageRef) -> Option<Rootfs> {
         let dir = self.entry_dir(image);
-        let meta = std::fs::read(dir.join("image.json")).ok()?;
+        let (pin, meta) = retention::pin_entry(&dir)?;
         let meta: CachedImage = serde_json::from_slice(&meta).ok()?;
-        Some(rootfs_of(image, &dir, &meta))
+        Some(rootfs_of(image, &dir, &meta, pin))
     }
 
     /// The image's root filesystem, pulled (from the mirror, if one is set), verified and
@@ -200,7 +296,7 @@ impl ImageCache {
                 .tempdir_in(&self.settings.cache_dir)
                 .map_err(io_err(&self.settings.cache_dir))?,
         );
-        let meta = self.pull_into(image, &source, &tmp, log).await?;
+        self.pull_into(image, &source, &tmp, log).await?;
         // Complete and flushed: jobs' bubblewrap may now read it.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(io_err(tmp.path()))?;
@@ -213,32 +309,33 @@ impl ImageCache {
         if let Ok(tmp) = Arc::try_unwrap(tmp) {
             let _ = tmp.keep();
         }
-        Ok(rootfs_of(image, &dir, &meta))
+        // Pinned before pruning, so the new entry is never what goes.
+        let rootfs = self.cached(image).ok_or_else(|| {
+            ImageError::io(
+                &dir,
+                std::io::Error::other("the entry just unpacked could not be opened"),
+            )
+        })?;
+        self.prune(image, None, log).await;
+        Ok(rootfs)
     }
 
-    /// The image's declared layers (twice: the blob and what it unpacks to) plus the host's
-    /// reserve must fit on the cache's filesystem.
-    fn check_free_space(&self, image: &ImageRef, declared: u64) -> Result<(), ImageError> {
-        let dir = &self.settings.cache_dir;
-        let free = crate::executor::HostReserve::free_bytes(dir).map_err(io_err(dir))?;
-        let needed = declared
-            .saturating_mul(2)
-            .saturating_add(self.settings.reserve_bytes);
-        if free < needed {
-            return Err(ImageError::io(
-                dir,
-                std::io::Error::new(
-                    std::io::ErrorKind::StorageFull,
-                    format!(
-                        "{} free, image {image} needs about {} plus the host's reserve of {}",
-                        mib(free),
-                        mib(declared.saturating_mul(2)),
-                        mib(self.settings.reserve_bytes)
-                    ),
-                ),
-            ));
+    /// Room for the image's declared layers (twice: the blob and what it unpacks to) beside
+    /// the host's reserve, pruning unused entries if that makes it. Only a first look: the
+    /// unpack claims every entry's real size as it writes it.
+    async fn make_room(
+        &self,
+        image: &ImageRef,
+        declared: u64,
+        log: &LogSink,
+    ) -> Result<(), ImageError> {
+        let need = declared.saturating_mul(2);
+        let what = format!("image {image} (layers declared {})", mib(declared));
+        if self.space.check(need, &what).is_err() {
+            self.prune(image, Some(need), log).await;
         }
-        Ok(())
+        let dir = &self.settings.cache_dir;
+        self.space.check(need, &what).map_err(io_err(dir))
     }
 
     /// Where `image` is pulled from: the mirror if one is set, else the registry it names
@@ -287,15 +384,22 @@ impl ImageCache {
                 max: self.settings.max_unpacked_bytes,
             });
         }
-        self.check_free_space(image, total)?;
+        self.make_room(image, total, log).await?;
         let rootfs_path = tmp.join("rootfs");
         let mut root = TreeRoot::create(&rootfs_path, 0o755)
             .map_err(|e| ImageError::io(&rootfs_path, e.into()))?;
         let mut budget =
-            UnpackBudget::new(self.settings.max_unpacked_bytes, self.settings.max_entries);
+            UnpackBudget::new(self.settings.max_unpacked_bytes, self.settings.max_entries)
+                .with_space(Arc::clone(&self.space));
         for (i, layer) in resolved.layers.iter().enumerate() {
             let fetch_started = Instant::now();
-            let blob = self.client.layer_to_file(source, layer, tmp).await?;
+            let blob = {
+                let _claim = self
+                    .space
+                    .claim(layer.size, &format!("layer {}", short(&layer.digest)))
+                    .map_err(io_err(&self.settings.cache_dir))?;
+                self.client.layer_to_file(source, layer, tmp).await?
+            };
             let fetched = fetch_started.elapsed();
             let layer_clone = layer.clone();
             let unpack_started = Instant::now();
@@ -359,7 +463,7 @@ impl ImageCache {
     }
 }
 
-fn rootfs_of(image: &ImageRef, dir: &Path, meta: &CachedImage) -> Rootfs {
+fn rootfs_of(image: &ImageRef, dir: &Path, meta: &CachedImage, pin: EntryPin) -> Rootfs {
     Rootfs {
         image: image.clone(),
         path: dir.join("rootfs"),
@@ -372,11 +476,8 @@ fn rootfs_of(image: &ImageRef, dir: &Path, meta: &CachedImage) -> Rootfs {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         manifest_digest: meta.manifest_digest.clone(),
+        _pin: Arc::new(pin),
     }
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 fn short(digest: &str) -> &str {

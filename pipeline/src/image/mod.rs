@@ -7,7 +7,9 @@
 //! - [`unpack`]: layers applied onto a root filesystem through [`crate::tree::TreeRoot`], so a
 //!   hostile layer cannot write outside it (no absolute or `..` paths, links never followed on
 //!   the way, no device nodes, no setuid bits; whiteouts and opaque directories honoured).
-//! - [`cache`]: unpacked root filesystems kept by digest, shared by every job that names it.
+//! - [`cache`]: unpacked root filesystems kept by digest, shared by every job that names it;
+//!   [`space`] claims every write of a pull against the host's free space and reserve while it
+//!   happens, [`retention`] prunes entries by age and size, never one a job is using.
 //!
 //! Both planes use this: the CI cluster pulls from the registry the job names, the trusted
 //! builder only from its own registry (a mirror: same path, same digest).
@@ -16,6 +18,8 @@ pub mod cache;
 mod capped;
 pub mod fetch;
 pub mod reference;
+mod retention;
+mod space;
 pub mod unpack;
 
 use std::path::PathBuf;

@@ -16,12 +16,14 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 
 use super::ImageError;
 use super::fetch::{Compression, LayerBlob};
+use super::space::{SpaceLedger, entry_cost};
 use crate::tree::{EntryKind, TreeError, TreeRoot};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -34,7 +36,7 @@ pub const MAX_EXTENSION_BYTES: u64 = 64 << 10;
 const MAX_TRAILING_BYTES: u64 = 1 << 20;
 
 /// Limits on what one image may unpack to (a small gzip can inflate enormously).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UnpackBudget {
     /// Bytes of entry bodies (files, and whatever other entries declare) over all layers.
     pub max_bytes: u64,
@@ -42,6 +44,8 @@ pub struct UnpackBudget {
     pub max_entries: u64,
     bytes: u64,
     entries: u64,
+    /// The host's disk: each entry claims its size here before it is written.
+    space: Option<Arc<SpaceLedger>>,
 }
 
 impl UnpackBudget {
@@ -52,7 +56,15 @@ impl UnpackBudget {
             max_entries,
             bytes: 0,
             entries: 0,
+            space: None,
         }
+    }
+
+    /// The same budget, with every entry also claiming its size on the host's disk first (so
+    /// an unpack stops at the entry that would take the host below its reserve).
+    pub fn with_space(mut self, space: Arc<SpaceLedger>) -> Self {
+        self.space = Some(space);
+        self
     }
 
     /// Bytes of regular files written so far.
@@ -181,6 +193,16 @@ pub fn apply_layer(
                 .map_err(|why| applier.refuse(&shown, why))?;
             continue;
         }
+        // Claimed before a byte is written, released once written (the filesystem then
+        // counts it): a bomb stops at the entry that would cross the host's reserve.
+        let _claim = match &budget.space {
+            Some(space) => Some(
+                space
+                    .claim(entry_cost(size), &format!("entry '{}'", shown.display()))
+                    .map_err(|e| ImageError::io(format!("layer {}", layer.digest), e))?,
+            ),
+            None => None,
+        };
         let path = pending
             .path
             .take()
