@@ -8,6 +8,9 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -73,6 +76,52 @@ impl CountLimit {
     }
 }
 
+/// Most output files of one run when nothing else is configured.
+pub const DEFAULT_MAX_RUN_OUTPUTS: usize = 10_000;
+
+/// Most entries an output pattern may look at in a workspace (a job can make hundreds of
+/// thousands of files; naming a directory or `**` must not mean listing them all).
+pub const MAX_WALK_ENTRIES: usize = 200_000;
+
+/// The output files the jobs of one run have collected so far, against the run's cap. Clones
+/// share the count; [`OutputLimits::for_run`] starts a new one.
+#[derive(Debug, Clone)]
+pub struct RunOutputCount {
+    limit: CountLimit,
+    used: Arc<AtomicUsize>,
+}
+
+impl PartialEq for RunOutputCount {
+    fn eq(&self, other: &Self) -> bool {
+        self.limit == other.limit
+    }
+}
+impl Eq for RunOutputCount {}
+
+impl RunOutputCount {
+    /// A fresh count under `limit`.
+    pub fn new(limit: CountLimit) -> Self {
+        RunOutputCount {
+            limit,
+            used: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes `files` from what the run may still collect, or says why not (taking nothing).
+    fn take(&self, files: usize) -> Result<(), OutputError> {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(files).filter(|n| *n <= self.limit.count)
+            })
+            .map(|_| ())
+            .map_err(|used| OutputError::RunTooMany {
+                files,
+                used,
+                limit: self.limit.clone(),
+            })
+    }
+}
+
 /// Caps on what one job may leave as outputs. Checked while collecting, before anything is
 /// hashed in full or copied into a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +133,10 @@ pub struct OutputLimits {
     /// Most output files of one job: checked before any file is hashed or stored, since each
     /// costs a hash, a copy and an fsync however small it is.
     pub max_files: Option<CountLimit>,
+    /// Most output files of all the jobs of one run together, checked the same way.
+    pub max_run_files: Option<RunOutputCount>,
+    /// When collecting must be done: the job's own deadline (its timeout covers its outputs).
+    pub deadline: Option<Instant>,
 }
 
 impl OutputLimits {
@@ -93,6 +146,29 @@ impl OutputLimits {
             max_file: None,
             max_total: None,
             max_files: None,
+            max_run_files: None,
+            deadline: None,
+        }
+    }
+
+    /// The same limits with a fresh run count: one per run, shared by its jobs.
+    pub fn for_run(&self) -> Self {
+        OutputLimits {
+            max_run_files: self
+                .max_run_files
+                .as_ref()
+                .map(|run| RunOutputCount::new(run.limit.clone())),
+            ..self.clone()
+        }
+    }
+
+    /// An error once the deadline has passed; `done` of `total` files were handled.
+    pub fn check_deadline(&self, done: usize, total: usize) -> Result<(), OutputError> {
+        match self.deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                Err(OutputError::OutOfTime { done, total })
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -113,6 +189,11 @@ impl Default for OutputLimits {
                 DEFAULT_MAX_JOB_OUTPUTS,
                 "the default per-job output count",
             )),
+            max_run_files: Some(RunOutputCount::new(CountLimit::new(
+                DEFAULT_MAX_RUN_OUTPUTS,
+                "the default per-run output count",
+            ))),
+            deadline: None,
         }
     }
 }
@@ -213,6 +294,41 @@ pub enum OutputError {
         /// The limit it broke.
         limit: CountLimit,
     },
+    /// This job's outputs would take the run past [`OutputLimits::max_run_files`].
+    #[error(
+        "the job's {files} output files would bring the run's to {}, over the limit of {} files ({})",
+        .used + .files,
+        .limit.count,
+        .limit.setting
+    )]
+    RunTooMany {
+        /// This job's output files.
+        files: usize,
+        /// Output files the run's other jobs collected before.
+        used: usize,
+        /// The limit it broke.
+        limit: CountLimit,
+    },
+    /// The job's timeout ran out while its outputs were being hashed or stored.
+    #[error(
+        "the job's timeout ran out while its outputs were collected ({done} of {total} files done)"
+    )]
+    OutOfTime {
+        /// Files hashed or stored before the deadline.
+        done: usize,
+        /// Files to do.
+        total: usize,
+    },
+    /// An output pattern covers more of the workspace than is ever listed.
+    #[error(
+        "output '{pattern}' covers more than {max} entries of the workspace; name a narrower directory or pattern"
+    )]
+    WalkTooLarge {
+        /// The pattern.
+        pattern: String,
+        /// [`MAX_WALK_ENTRIES`].
+        max: usize,
+    },
     /// A file grew past its limit after it was first looked at.
     #[error(
         "output '{path}' grew past the limit of {} ({}) while it was being collected",
@@ -282,11 +398,15 @@ pub fn collect_limited(
         found.iter().map(|(rel, size)| (rel.as_str(), *size)),
         limits,
     )?;
+    if let Some(run) = &limits.max_run_files {
+        run.take(found.len())?;
+    }
     let max = limits.max_file.as_ref();
-    let files = found
-        .iter()
-        .map(|(rel, _)| digest_file(root, rel, max))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut files = Vec::with_capacity(found.len());
+    for (done, (rel, _)) in found.iter().enumerate() {
+        limits.check_deadline(done, found.len())?;
+        files.push(digest_file(root, rel, max)?);
+    }
     // Again with the sizes actually read: a file may have grown since its metadata was read.
     check_sizes(files.iter().map(|f| (f.path.as_str(), f.size)), limits)?;
     Ok(files)
@@ -349,7 +469,13 @@ fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, Outp
                 })?
                 .compile_matcher();
             let mut any = false;
-            for (rel, size) in walk_files(root, Path::new(""), Some(&matcher), pattern)? {
+            for (rel, size) in walk_files(
+                root,
+                Path::new(""),
+                Some(&matcher),
+                pattern,
+                MAX_WALK_ENTRIES,
+            )? {
                 if matcher.is_match(&rel) {
                     any = true;
                     found.push((rel, size));
@@ -368,7 +494,9 @@ fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, Outp
                 Err(e) => return Err(OutputError::from_tree(pattern, e)),
             };
             match meta.kind {
-                EntryKind::Dir => found.extend(walk_files(root, &rel, None, pattern)?),
+                EntryKind::Dir => {
+                    found.extend(walk_files(root, &rel, None, pattern, MAX_WALK_ENTRIES)?)
+                }
                 EntryKind::File => found.push((rel.display().to_string(), meta.size)),
                 EntryKind::Symlink => return Err(OutputError::Symlink(pattern.into())),
                 EntryKind::Other => return Err(OutputError::NotAFile(pattern.into())),
@@ -398,11 +526,16 @@ fn walk_files(
     sub: &Path,
     glob: Option<&globset::GlobMatcher>,
     pattern: &str,
+    max_entries: usize,
 ) -> Result<Vec<(String, u64)>, OutputError> {
     let mut out = Vec::new();
-    let entries = root
-        .walk(sub)
-        .map_err(|e| OutputError::from_tree(pattern, e))?;
+    let entries = root.walk_at_most(sub, max_entries).map_err(|e| match e {
+        TreeError::TooManyEntries { max, .. } => OutputError::WalkTooLarge {
+            pattern: pattern.into(),
+            max,
+        },
+        e => OutputError::from_tree(pattern, e),
+    })?;
     for entry in entries {
         let rel_text = entry.rel.display().to_string();
         match entry.meta.kind {
@@ -728,6 +861,55 @@ mod tests {
         store.put(&root, &files[0]).expect("stored");
     }
 
+    /// Issue 19: naming a directory or `**` must not mean listing a workspace of any size.
+    #[test]
+    fn a_pattern_over_a_huge_tree_is_refused_after_a_bounded_walk() {
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(d.path().join("many/deep")).expect("mkdir");
+        for i in 0..50 {
+            fs::write(d.path().join(format!("many/deep/{i}")), b"x").expect("write");
+        }
+        let root = TreeRoot::open(d.path()).expect("open");
+        // Control: within the bound the walk is whole.
+        assert_eq!(
+            root.walk_at_most(Path::new("many"), 51)
+                .expect("walk")
+                .len(),
+            51
+        );
+        let err = root
+            .walk_at_most(Path::new("many"), 50)
+            .expect_err("over the bound");
+        assert!(
+            matches!(err, TreeError::TooManyEntries { max: 50, .. }),
+            "{err}"
+        );
+        // Outputs use the bound and name the pattern.
+        let files = collect_limited(&root, &["many/**".into()], &OutputLimits::unlimited())
+            .expect("50 files");
+        assert_eq!(files.len(), 50);
+        let err = super::walk_files(&root, Path::new(""), None, "many/**", 10).expect_err("bound");
+        assert_eq!(
+            err.to_string(),
+            "output 'many/**' covers more than 10 entries of the workspace; name a narrower directory or pattern"
+        );
+    }
+
+    #[test]
+    fn past_the_deadline_nothing_more_is_hashed() {
+        let d = ws();
+        let root = TreeRoot::open(d.path()).expect("open");
+        let mut limits = OutputLimits::unlimited();
+        limits.deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
+        assert!(collect_limited(&root, &["dist".into()], &limits).is_ok());
+        limits.deadline = Some(Instant::now());
+        let err = collect_limited(&root, &["dist".into()], &limits).expect_err("late");
+        assert!(
+            matches!(err, OutputError::OutOfTime { done: 0, .. }),
+            "{err}"
+        );
+    }
+
     #[test]
     fn limits_are_checked_from_metadata_before_anything_is_hashed() {
         let d = ws();
@@ -735,7 +917,7 @@ mod tests {
         let limits = |file, total| OutputLimits {
             max_file: Some(SizeLimit::new(file, "max_output_size")),
             max_total: Some(SizeLimit::new(total, "max_job_outputs_size")),
-            max_files: None,
+            ..OutputLimits::unlimited()
         };
         let err = collect_limited(&root, &["dist".into()], &limits(5, 100)).expect_err("over");
         assert_eq!(

@@ -3,7 +3,9 @@
 //!
 //! 1. **Age.** A blob that no queued or running run references, and no final
 //!    run that finished within `retention` references, is deleted.
-//! 2. **Size.** If the store is still over `max_total_size`, the blobs whose
+//! 2. **Size.** If the store is still over `max_total_size` or holds more than
+//!    `max_total_files` blobs (each is a file, an inode and a directory entry,
+//!    however small), the blobs whose
 //!    newest referencing run finished longest ago go first (unreferenced ones
 //!    before all), until it is under. Blobs of queued or running runs and
 //!    blobs within `retention` are never deleted for size: the sweep logs a
@@ -36,6 +38,8 @@ pub struct Policy {
     pub retention: Option<Duration>,
     /// The size the store should stay under.
     pub max_total_size: u64,
+    /// The number of blobs the store should stay under.
+    pub max_total_files: usize,
 }
 
 impl From<&ArtifactsFile> for Policy {
@@ -43,6 +47,7 @@ impl From<&ArtifactsFile> for Policy {
         Policy {
             retention: file.retention.0,
             max_total_size: file.max_total_size.0,
+            max_total_files: file.max_total_files,
         }
     }
 }
@@ -74,7 +79,8 @@ pub struct Outcome {
     pub kept_blobs: usize,
     /// Its bytes.
     pub kept_bytes: u64,
-    /// The store is still over `max_total_size` (everything left is protected).
+    /// The store is still over `max_total_size` or `max_total_files` (everything left is
+    /// protected).
     pub over_limit: bool,
     /// Deletions that failed (logged; tried again at the next sweep).
     pub failed: usize,
@@ -133,13 +139,20 @@ pub fn sweep(
             .collect(),
         None => Vec::new(),
     };
-    let mut total = outcome.scanned_bytes;
-    let delete = |digest: &str, tally: &mut Tally, total: &mut u64| match artifacts.remove(digest) {
+    // (bytes, blobs) still in the store.
+    let mut total = (outcome.scanned_bytes, outcome.scanned_blobs);
+    let over = |(bytes, blobs): (u64, usize)| {
+        bytes > policy.max_total_size || blobs > policy.max_total_files
+    };
+    let delete = |digest: &str, tally: &mut Tally, total: &mut (u64, usize)| match artifacts
+        .remove(digest)
+    {
         Ok(()) => {
             let size = sizes.get(digest).copied().unwrap_or(0);
             tally.blobs += 1;
             tally.bytes += size;
-            *total = total.saturating_sub(size);
+            total.0 = total.0.saturating_sub(size);
+            total.1 = total.1.saturating_sub(1);
         }
         Err(e) => {
             tracing::warn!(sha256 = digest, error = %e, "artifact sweep: cannot delete a blob");
@@ -154,7 +167,7 @@ pub fn sweep(
 
     // 2. Size: the oldest newest-reference first, never a protected blob.
     let mut evicted = Tally::default();
-    if total > policy.max_total_size {
+    if over(total) {
         let tried: HashSet<&str> = expired.iter().map(String::as_str).collect();
         let mut candidates: Vec<(&StoredBlob, BlobRefs)> = blobs
             .iter()
@@ -166,10 +179,9 @@ pub fn sweep(
             (ra.newest_finished_ms, &a.sha256).cmp(&(rb.newest_finished_ms, &b.sha256))
         });
         let order: Vec<String> = candidates.iter().map(|(b, _)| b.sha256.clone()).collect();
-        let limit = policy.max_total_size;
         store.remove_unreferenced(&order, keep_since, &mut |digest| {
             delete(digest, &mut evicted, &mut total);
-            if total <= limit {
+            if !over(total) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -181,7 +193,7 @@ pub fn sweep(
     outcome.failed = aged.failed + evicted.failed;
     outcome.kept_blobs = outcome.scanned_blobs - outcome.expired_blobs - outcome.evicted_blobs;
     outcome.kept_bytes = outcome.scanned_bytes - outcome.expired_bytes - outcome.evicted_bytes;
-    outcome.over_limit = outcome.kept_bytes > policy.max_total_size;
+    outcome.over_limit = over((outcome.kept_bytes, outcome.kept_blobs));
     Ok(outcome)
 }
 
@@ -356,9 +368,19 @@ mod tests {
         }
 
         fn sweep(&self, retention_days: Option<u64>, max_total_size: u64) -> Outcome {
+            self.sweep_files(retention_days, max_total_size, usize::MAX)
+        }
+
+        fn sweep_files(
+            &self,
+            retention_days: Option<u64>,
+            max_total_size: u64,
+            max_total_files: usize,
+        ) -> Outcome {
             let policy = Policy {
                 retention: retention_days.map(|d| Duration::from_millis(d * DAY)),
                 max_total_size,
+                max_total_files,
             };
             sweep(&self.store, &self.artifacts, &policy, NOW).expect("sweep")
         }
@@ -490,6 +512,27 @@ mod tests {
             outcome.over_limit,
             "still over: only a protected blob is left"
         );
+    }
+
+    /// Issue 19: many tiny blobs cost files, inodes and directory entries whatever their bytes.
+    #[test]
+    fn over_max_total_files_the_oldest_go_first_though_the_bytes_are_few() {
+        let w = World::new();
+        let blobs: Vec<String> = (0..5).map(|i| w.blob(&format!("{i}tiny"), 1)).collect();
+        for (day, blob) in blobs.iter().enumerate() {
+            w.run(&[blob], Some((day as u64 + 1) * DAY));
+        }
+        // Control: 5 bytes is far under the size limit, and 5 files within a limit of 5.
+        assert_eq!(w.sweep_files(None, 1 << 30, 5).evicted_blobs, 0);
+        // A limit of 3 files: the two whose runs are oldest go.
+        let outcome = w.sweep_files(None, 1 << 30, 3);
+        assert_eq!(
+            (outcome.evicted_blobs, outcome.kept_blobs),
+            (2, 3),
+            "{outcome:?}"
+        );
+        assert!(!w.stored(&blobs[0]) && !w.stored(&blobs[1]) && w.stored(&blobs[2]));
+        assert!(!outcome.over_limit);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use airlock_pipeline::outputs::{
     CountLimit, DEFAULT_MAX_JOB_OUTPUTS, DEFAULT_MAX_JOB_OUTPUTS_SIZE, DEFAULT_MAX_OUTPUT_SIZE,
-    OutputLimits, SizeLimit,
+    DEFAULT_MAX_RUN_OUTPUTS, OutputLimits, RunOutputCount, SizeLimit,
 };
 use serde::{Deserialize, Deserializer};
 
@@ -82,6 +82,9 @@ pub struct ArtifactsFile {
     /// Most output files of one job (default 1000, what a pass record can carry).
     #[serde(default = "default_max_job_outputs")]
     pub max_job_outputs: usize,
+    /// Most output files of all the jobs of one run together. Default 10000.
+    #[serde(default = "default_max_run_outputs")]
+    pub max_run_outputs: usize,
     /// Outputs not referenced by any run that finished within this long are deleted.
     /// Default 30 days; `"off"`: no age limit (only `max_total_size` deletes).
     #[serde(default = "default_retention")]
@@ -90,6 +93,9 @@ pub struct ArtifactsFile {
     /// one of a queued or running run, nor one within `retention`. Default 50Gi.
     #[serde(default = "default_max_total_size")]
     pub max_total_size: ByteSize,
+    /// The same for the number of stored files. Default 1000000.
+    #[serde(default = "default_max_total_files")]
+    pub max_total_files: usize,
     /// How often `serve` sweeps the store (and once at start). Default 1 hour.
     #[serde(default = "default_sweep_interval")]
     pub sweep_interval: HumanDuration,
@@ -101,8 +107,10 @@ impl Default for ArtifactsFile {
             max_output_size: default_max_output_size(),
             max_job_outputs_size: default_max_job_outputs_size(),
             max_job_outputs: default_max_job_outputs(),
+            max_run_outputs: default_max_run_outputs(),
             retention: default_retention(),
             max_total_size: default_max_total_size(),
+            max_total_files: default_max_total_files(),
             sweep_interval: default_sweep_interval(),
         }
     }
@@ -124,12 +132,23 @@ impl ArtifactsFile {
                 self.max_job_outputs,
                 "artifacts.max_job_outputs",
             )),
+            max_run_files: Some(RunOutputCount::new(CountLimit::new(
+                self.max_run_outputs,
+                "artifacts.max_run_outputs",
+            ))),
+            deadline: None,
         }
     }
 }
 
 fn default_max_output_size() -> ByteSize {
     ByteSize(DEFAULT_MAX_OUTPUT_SIZE)
+}
+fn default_max_run_outputs() -> usize {
+    DEFAULT_MAX_RUN_OUTPUTS
+}
+fn default_max_total_files() -> usize {
+    1_000_000
 }
 fn default_max_job_outputs() -> usize {
     DEFAULT_MAX_JOB_OUTPUTS

@@ -158,6 +158,8 @@ impl<E: Executor> Engine<E> {
     /// Runs every job of `plan` on a copy of the `source` tree.
     pub async fn run(&self, plan: &Plan, source: &Path, cancel: CancellationToken) -> RunReport {
         let store = ContentStore::new(self.config.work_root.join("outputs"));
+        // One output count for the whole run, shared by its jobs.
+        let output_limits = self.config.outputs.for_run();
         let n = plan.jobs.len();
         let mut reports: Vec<Option<JobReport>> = vec![None; n];
         let mut started = vec![false; n];
@@ -203,7 +205,7 @@ impl<E: Executor> Engine<E> {
                             Some(self.events.clone()),
                         ),
                         env: self.config.env.clone(),
-                        output_limits: self.config.outputs.clone(),
+                        output_limits: output_limits.clone(),
                         events: self.events.clone(),
                         cancel: cancel.child_token(),
                     };
@@ -420,6 +422,8 @@ impl<E: Executor> JobTask<E> {
         attempt: u32,
         report: &mut JobReport,
     ) -> (JobState, Option<String>, Option<i32>) {
+        // The executor's deadline (image pull and script) and then collecting the outputs.
+        let deadline = std::time::Instant::now() + self.job.timeout;
         let mut env = self.env.clone();
         env.insert("AIRLOCK_JOB".into(), self.job.name.clone());
         env.extend(self.job.env.clone());
@@ -467,41 +471,59 @@ impl<E: Executor> JobTask<E> {
         if state != JobState::Passed {
             return (state, Some(execution.reason.to_string()), exit_code);
         }
-        match self.collect().await {
+        match self.collect(deadline).await {
             Ok(files) => {
                 report.outputs = files;
                 (JobState::Passed, None, exit_code)
             }
-            Err(e) => {
+            Err((state, e)) => {
                 self.log.system(format!("[airlock] {e}"));
-                (JobState::Failed, Some(e), exit_code)
+                (state, Some(e), exit_code)
             }
         }
     }
 
-    async fn collect(&self) -> Result<Vec<OutputFile>, String> {
-        let (workspace, patterns, store, limits) = (
+    /// Collects and stores the outputs by `deadline`; a job whose outputs take longer times
+    /// out like one whose script does.
+    async fn collect(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<Vec<OutputFile>, (JobState, String)> {
+        let (workspace, patterns, store) = (
             self.workspace.clone(),
             self.job.outputs.clone(),
             self.store.clone(),
-            self.output_limits.clone(),
         );
+        let limits = OutputLimits {
+            deadline: Some(deadline),
+            ..self.output_limits.clone()
+        };
+        let failed = |e: outputs::OutputError| {
+            let state = match e {
+                outputs::OutputError::OutOfTime { .. } => JobState::TimedOut,
+                _ => JobState::Failed,
+            };
+            (state, e.to_string())
+        };
         tokio::task::spawn_blocking(move || {
             // One handle on the workspace for collecting and storing: everything beneath it is
             // the job's, so nothing is looked up by host path. Every size is checked before
             // the first file is stored.
-            let root = TreeRoot::open(&workspace).map_err(|e| e.to_string())?;
-            let files =
-                outputs::collect_limited(&root, &patterns, &limits).map_err(|e| e.to_string())?;
-            for f in &files {
-                store
-                    .put(&root, f)
-                    .map_err(|e| format!("storing output '{}': {e}", f.path))?;
+            let root = TreeRoot::open(&workspace).map_err(|e| (JobState::Failed, e.to_string()))?;
+            let files = outputs::collect_limited(&root, &patterns, &limits).map_err(failed)?;
+            for (done, f) in files.iter().enumerate() {
+                limits.check_deadline(done, files.len()).map_err(failed)?;
+                store.put(&root, f).map_err(|e| {
+                    (
+                        JobState::Failed,
+                        format!("storing output '{}': {e}", f.path),
+                    )
+                })?;
             }
             Ok(files)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| (JobState::Error, e.to_string()))?
     }
 }
 

@@ -420,7 +420,7 @@ fn limits(file: u64, total: u64) -> crate::outputs::OutputLimits {
     OutputLimits {
         max_file: Some(SizeLimit::new(file, "artifacts.max_output_size")),
         max_total: Some(SizeLimit::new(total, "artifacts.max_job_outputs_size")),
-        max_files: None,
+        ..OutputLimits::unlimited()
     }
 }
 
@@ -544,4 +544,92 @@ async fn the_default_limits_are_one_gib_per_file_and_four_per_job() {
         )
     );
     assert!(stored_blobs(&work).is_empty());
+}
+
+fn job<'a>(report: &'a RunReport, name: &str) -> &'a JobReport {
+    report
+        .jobs
+        .iter()
+        .find(|j| j.name == name)
+        .expect("job in report")
+}
+
+/// Issue 19: the run as a whole has a cap on output files, taken before any is hashed.
+#[tokio::test]
+async fn the_runs_output_count_is_capped_across_its_jobs() {
+    use crate::outputs::{CountLimit, OutputLimits, RunOutputCount};
+    const TWO: &str = "version: 1\njobs:\n  a: {run: x, outputs: [a.out, dist]}\n  b: {run: x, outputs: [b.out, dist]}\n";
+    let script = Script {
+        files: &[("dist/1", 1), ("dist/2", 1)],
+        ..Default::default()
+    };
+    // Each job has 3 outputs: 6 fit, 5 do not.
+    for (limit, passes) in [(6, true), (5, false)] {
+        let (plan, exec, dir) = setup(TWO, &[("a", script), ("b", script)]);
+        let work = dir.path().join("work");
+        let mut config = EngineConfig::new(&work);
+        config.outputs = OutputLimits {
+            max_run_files: Some(RunOutputCount::new(CountLimit::new(
+                limit,
+                "artifacts.max_run_outputs",
+            ))),
+            ..OutputLimits::unlimited()
+        };
+        let engine = Engine::new(exec, config);
+        // Two runs of the same engine: each run has a count of its own.
+        for _ in 0..2 {
+            let report = engine
+                .run(&plan, &dir.path().join("src"), CancellationToken::new())
+                .await;
+            if passes {
+                assert!(report.passed(), "{report:?}");
+                continue;
+            }
+            let failed: Vec<&JobReport> = report
+                .jobs
+                .iter()
+                .filter(|j| j.state == JobState::Failed)
+                .collect();
+            assert_eq!(failed.len(), 1, "{report:?}");
+            assert_eq!(
+                failed[0].detail.as_deref(),
+                Some(
+                    "the job's 3 output files would bring the run's to 6, over the limit of 5 files (artifacts.max_run_outputs)"
+                )
+            );
+            assert!(failed[0].outputs.is_empty());
+        }
+    }
+}
+
+/// Issue 19: collecting and storing outputs is part of the job's time; a job whose timeout
+/// has run out by then times out instead of hashing on after it.
+#[tokio::test]
+async fn outputs_are_collected_within_the_jobs_timeout() {
+    const SLOW: &str = "version: 1\njobs:\n  slow: {run: x, timeout: 300ms, outputs: [dist]}\n";
+    // The scripted executor does not enforce timeouts: the script "passes" after its delay.
+    for (delay_ms, passes) in [(0, true), (500, false)] {
+        let script = Script {
+            delay_ms,
+            files: &[("dist/1", 1), ("dist/2", 1)],
+            ..Default::default()
+        };
+        let (plan, exec, dir) = setup(SLOW, &[("slow", script)]);
+        let work = dir.path().join("work");
+        let report = Engine::new(exec, EngineConfig::new(&work))
+            .run(&plan, &dir.path().join("src"), CancellationToken::new())
+            .await;
+        let slow = job(&report, "slow");
+        if passes {
+            assert_eq!(slow.state, JobState::Passed, "{:?}", slow.detail);
+            assert_eq!(slow.outputs.len(), 2);
+            continue;
+        }
+        assert_eq!(slow.state, JobState::TimedOut, "{:?}", slow.detail);
+        assert_eq!(
+            slow.detail.as_deref(),
+            Some("the job's timeout ran out while its outputs were collected (0 of 2 files done)")
+        );
+        assert!(stored_blobs(&work).is_empty(), "{:?}", stored_blobs(&work));
+    }
 }

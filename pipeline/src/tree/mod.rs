@@ -66,6 +66,14 @@ pub enum TreeError {
         /// What was expected ("regular file", "directory").
         expected: &'static str,
     },
+    /// A listing went past its limit on entries.
+    #[error("more than {max} entries under '{path}'")]
+    TooManyEntries {
+        /// The directory being listed when the limit was reached.
+        path: String,
+        /// The limit.
+        max: usize,
+    },
     /// Any other failure of the system call.
     #[error("{action} '{path}' in {root}: {source}")]
     Io {
@@ -97,6 +105,7 @@ impl From<TreeError> for io::Error {
             TreeError::Io { source, .. } => source.kind(),
             TreeError::Link { .. } | TreeError::BadPath { .. } => io::ErrorKind::PermissionDenied,
             TreeError::WrongKind { .. } => io::ErrorKind::InvalidInput,
+            TreeError::TooManyEntries { .. } => io::ErrorKind::QuotaExceeded,
         };
         io::Error::new(kind, err)
     }

@@ -26,6 +26,12 @@ impl TreeRoot {
     /// its contents, names in byte order. Links are listed, never entered. An explicit stack,
     /// not recursion: a hostile, deeply nested tree cannot overflow the thread's stack.
     pub fn walk(&self, rel_dir: &Path) -> Result<Vec<TreeEntry>, TreeError> {
+        self.walk_at_most(rel_dir, usize::MAX)
+    }
+
+    /// [`Self::walk`], refused with [`TreeError::TooManyEntries`] as soon as more than `max`
+    /// entries are seen (before they are all listed, so a huge tree costs `max` entries).
+    pub fn walk_at_most(&self, rel_dir: &Path, max: usize) -> Result<Vec<TreeEntry>, TreeError> {
         let mut out = Vec::new();
         let mut pending = vec![rel_dir.to_path_buf()];
         while let Some(dir_rel) = pending.pop() {
@@ -41,6 +47,12 @@ impl TreeRoot {
                 let entry = entry.map_err(|e| self.io("list directory", &dir_rel, e))?;
                 let name = entry.file_name().to_bytes();
                 if name != b"." && name != b".." {
+                    if out.len() + names.len() >= max {
+                        return Err(TreeError::TooManyEntries {
+                            path: dir_rel.display().to_string(),
+                            max,
+                        });
+                    }
                     names.push(name.to_vec());
                 }
             }
