@@ -63,7 +63,8 @@ fn insert_run(conn: &Connection, run: &NewRun<'_>, now_ms: u64) -> Result<RunId,
 /// of events the forge dated strictly before it are touched, so an event can
 /// never cancel the run of a newer one, whatever order they arrived in. Runs
 /// of events without a forge time (stored before times were kept, or sent
-/// without one) can only be ordered by arrival and stay in scope.
+/// without one) can only be ordered by arrival and stay in scope; an event
+/// without a time passes 0, which reaches only those.
 #[allow(clippy::too_many_arguments)]
 fn cancel_change_runs(
     conn: &Connection,
@@ -388,9 +389,12 @@ fn accept_in(
                         )
                     } else {
                         let short = short_commit(&event.commit);
+                        // An undated event cannot be ordered against dated ones: it
+                        // supersedes only runs of other undated events (0 admits exactly
+                        // those, whose time counts as -1), never a newer head's run.
                         (
                             Scope::OtherCommit(&event.commit),
-                            change.event_ms,
+                            Some(change.event_ms.unwrap_or(0)),
                             format!("superseded by {short}"),
                         )
                     };

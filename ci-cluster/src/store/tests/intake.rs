@@ -245,20 +245,38 @@ fn an_event_never_supersedes_the_run_of_a_newer_or_same_second_event() {
     let accepted = store
         .accept_event("app", &pull_at("h-4", "5", 4, 3_000), 5)
         .expect("accept");
-    let Accepted::New { cancel_running, .. } = accepted else {
+    let Accepted::New {
+        run: Some(fourth),
+        cancel_running,
+        ..
+    } = accepted
+    else {
         panic!("{accepted:?}")
     };
     assert_eq!(cancel_running, vec![first]);
     assert_eq!(status(&store, second).0, RunStatus::Cancelled);
-    // An event the forge sent without a time can only be taken in arrival
-    // order: it supersedes what is there, as before times were kept.
+    // Issue 19: an event the forge sent without a time cannot be ordered against dated ones,
+    // so it supersedes none of them (it once cancelled the newer head's run): only runs of
+    // other undated events, by arrival.
     let accepted = store
         .accept_event("app", &pull("h-5", "5", 5), 6)
         .expect("accept");
     assert!(
-        matches!(&accepted, Accepted::New { cancel_running, .. } if cancel_running == &vec![first]),
+        matches!(&accepted, Accepted::New { cancel_running, .. } if cancel_running.is_empty()),
         "{accepted:?}"
     );
+    assert_eq!(status(&store, fourth).0, RunStatus::Queued);
+    let Accepted::New {
+        run: Some(fifth), ..
+    } = accepted
+    else {
+        panic!("{accepted:?}")
+    };
+    store
+        .accept_event("app", &pull("h-6", "5", 6), 7)
+        .expect("accept");
+    assert_eq!(status(&store, fifth).0, RunStatus::Cancelled);
+    assert_eq!(status(&store, fourth).0, RunStatus::Queued);
 }
 
 #[test]
