@@ -163,7 +163,11 @@ jobs:
       assert libc.syscall(39) == os.getpid(), "control: getpid"
       denied = {"keyctl": (250, 0), "bpf": (321, 0), "ptrace": (101, 0, 0, 0, 0), "unshare(NEWUSER)": (272, 0x10000000),
                 "perf_event_open": (298, 0), "userfaultfd": (323, 0), "io_uring_setup": (425, 1, 0),
-                "mount": (165, 0), "setns": (308, 0, 0), "add_key": (248, 0), "x32 keyctl": (0x40000000 | 250, 0)}
+                "mount": (165, 0), "setns": (308, 0, 0), "add_key": (248, 0), "x32 keyctl": (0x40000000 | 250, 0),
+                "personality(ADDR_NO_RANDOMIZE)": (135, 0x0040000), "personality(READ_IMPLIES_EXEC)": (135, 0x0400000)}
+      # Controls: querying and setting the ordinary personality still work.
+      assert libc.syscall(135, 0xffffffff) == 0, "control: personality query"
+      assert libc.syscall(135, 0) == 0, "control: personality(PER_LINUX)"
       bad = []
       for name, call in denied.items():
           r = libc.syscall(*call)
@@ -194,6 +198,8 @@ jobs:
       # mount would show its host path in mountinfo.
       if cat /proc/1/cmdline 2>/dev/null | tr '\0' ' ' | grep -q airlock-run-; then echo 'host path in /proc/1/cmdline'; exit 1; fi
       if grep airlock-run- /proc/self/mountinfo /proc/1/mountinfo; then echo 'host path in mountinfo'; exit 1; fi
+      # Its environment would name the runner's working directory (PWD).
+      if [ -n "$(tr '\0' '\n' < /proc/1/environ 2>/dev/null)" ]; then echo "/proc/1/environ: $(tr '\0' ' ' < /proc/1/environ)"; exit 1; fi
 "#,
     );
     assert_job_passes(&repo, "look");

@@ -211,10 +211,14 @@ impl SandboxExecutor {
             [
                 "--proc",
                 "/proc",
-                // PID 1 is bubblewrap itself: its command line names host paths and every setting.
+                // PID 1 is bubblewrap itself: its command line names host paths and every
+                // setting, its environment is the launcher's.
                 "--ro-bind",
                 "/dev/null",
                 "/proc/1/cmdline",
+                "--ro-bind",
+                "/dev/null",
+                "/proc/1/environ",
                 "--dev",
                 "/dev",
                 "--tmpfs",
@@ -275,6 +279,8 @@ impl SandboxExecutor {
         cmd.args(self.bwrap_args(request, rootfs))
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            // Not the runner's own directory: the shell would export it as PWD.
+            .current_dir("/")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

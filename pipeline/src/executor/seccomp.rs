@@ -91,7 +91,27 @@ fn condition(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, 
     SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
 }
 
-/// The `EPERM` program: the denylist, `clone` with any namespace flag, `ioctl(TIOCSTI)`.
+/// Personalities a job may set (as Docker's default profile allows): Linux, 32-bit Linux, each
+/// with `UNAME26`, and the query `0xffffffff`. Everything else is denied: `ADDR_NO_RANDOMIZE`
+/// turns off address-space randomisation, `READ_IMPLIES_EXEC` makes every readable mapping
+/// executable, both for whatever the job executes next.
+const ALLOWED_PERSONALITIES: [u64; 5] = [0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// Matches `personality(p)` for every `p` not in [`ALLOWED_PERSONALITIES`] (the kernel reads the
+/// argument as 32 bits).
+fn personality_rule() -> Result<SeccompRule, String> {
+    let conditions = ALLOWED_PERSONALITIES
+        .iter()
+        .map(|&p| {
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, p)
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    SeccompRule::new(conditions).map_err(|e| e.to_string())
+}
+
+/// The `EPERM` program: the denylist, `clone` with any namespace flag, `ioctl(TIOCSTI)`,
+/// `personality` other than the ordinary ones.
 fn deny_program(arch: TargetArch) -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for call in denied() {
@@ -129,6 +149,7 @@ fn deny_program(arch: TargetArch) -> Result<BpfProgram, String> {
         })
         .collect::<Result<Vec<_>, String>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+    rules.insert(libc::SYS_personality, vec![personality_rule()?]);
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
