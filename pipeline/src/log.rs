@@ -16,6 +16,9 @@ use crate::events::RunEvent;
 pub const DEFAULT_LOG_CAP: usize = 4 * 1024 * 1024;
 /// Longest line kept; longer lines are split, so one newline-free stream cannot grow a line forever.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// What keeping one line costs beyond its text (timestamp, stream, allocation; one row and one
+/// event downstream), counted against the cap: a stream of empty lines is not free.
+pub const LINE_OVERHEAD: usize = 64;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,14 +112,17 @@ impl LogSink {
             log.dropped_bytes += text.len() as u64 + 1;
             return;
         }
-        if log.kept_bytes + text.len() > self.cap {
+        let cost = (log.lines.len() + 1)
+            .saturating_mul(LINE_OVERHEAD)
+            .saturating_add(log.kept_bytes + text.len());
+        if cost > self.cap {
             log.truncated = true;
             log.dropped_bytes += text.len() as u64 + 1;
             let marker = LogLine {
                 at_ms: now_ms(),
                 stream: Stream::System,
                 text: format!(
-                    "[airlock] log truncated: more than {} bytes; the rest is dropped",
+                    "[airlock] log truncated: more than {} bytes (each line counts {LINE_OVERHEAD} more than its text); the rest is dropped",
                     self.cap
                 ),
             };
@@ -244,9 +250,23 @@ mod tests {
         );
     }
 
+    /// Issue 19: empty lines cost a line each, not nothing.
+    #[test]
+    fn empty_lines_count_against_the_cap() {
+        let sink = LogSink::new("j", 10 * LINE_OVERHEAD, None);
+        for _ in 0..1000 {
+            sink.push(Stream::Stdout, String::new());
+        }
+        let log = sink.finish();
+        assert!(log.truncated);
+        // Ten lines, the marker and the dropped-bytes notice.
+        assert_eq!(log.lines.len(), 12, "{:?}", log.lines.len());
+        assert_eq!(log.dropped_bytes, 990);
+    }
+
     #[test]
     fn cap_truncates_with_a_marker_and_counts_the_rest() {
-        let sink = LogSink::new("j", 10, None);
+        let sink = LogSink::new("j", 10 + 2 * LINE_OVERHEAD, None);
         for _ in 0..5 {
             sink.push(Stream::Stdout, "abcd".into());
         }

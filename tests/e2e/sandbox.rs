@@ -253,6 +253,29 @@ async fn endless_output_is_truncated_and_runner_memory_stays_bounded() {
     );
 }
 
+/// Issue 19: a stream of empty lines once cost nothing against the cap (`yes ''` kept millions
+/// of lines in the runner's memory); each line now counts what keeping it costs.
+#[tokio::test]
+async fn a_flood_of_empty_lines_is_held_to_the_log_cap() {
+    use airlock_pipeline::log::LINE_OVERHEAD;
+    let work = work_dir();
+    let mut job = SandboxJob::new("yes '' | head -n 3000000; echo finished >&2");
+    job.log_cap = 1 << 20;
+    let (exec, log) = job.run(work.path()).await;
+    assert_eq!(exec.reason, ExitReason::Exited(0));
+    assert!(log.truncated);
+    assert!(
+        log.lines.len() <= (1 << 20) / LINE_OVERHEAD + 2,
+        "{} lines kept",
+        log.lines.len()
+    );
+    assert!(
+        log.dropped_bytes > 2_000_000,
+        "dropped {}",
+        log.dropped_bytes
+    );
+}
+
 #[tokio::test]
 async fn job_ignoring_sigterm_is_killed_at_timeout_with_its_children() {
     let work = work_dir();
