@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use cgroup::CgroupSupport;
 pub use disk::{DiskLease, DiskSupport, HostReserve, mounts_beneath, remove_work_dir};
 pub use root::{HOST_MODE_NOTICE, HostMode};
-pub use sandbox::{SandboxConfig, SandboxExecutor};
+pub use sandbox::{DEFAULT_HOST_RESERVE_BYTES, SandboxConfig, SandboxExecutor};
 
 use crate::log::LogSink;
 use crate::spec::ResourceLimits;

@@ -140,6 +140,14 @@ pub enum SourceError {
         /// The limit.
         max: u64,
     },
+    /// The commit's tree is larger than a checkout may be; nothing was written.
+    #[error("refusing to write commit {commit}: {what}; nothing was written")]
+    TreeTooLarge {
+        /// The commit being written.
+        commit: CommitId,
+        /// Which limit, where, and its setting.
+        what: String,
+    },
     /// A tree entry would escape or corrupt the destination directory; nothing was written.
     #[error(
         "refusing to write commit {commit}: tree entry {entry:?} is unsafe ({reason}); nothing was written"

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use gix::objs::tree::EntryKind;
 
-use super::{CommitId, MaterialiseStats, Mirror, SourceError};
+use super::{CommitId, MaterialiseStats, Mirror, SourceError, TreeLimits};
 use crate::tree::{TreeError, TreeRoot};
 
 impl Mirror {
@@ -31,9 +31,22 @@ impl Mirror {
         commit: &CommitId,
         dest: &Path,
     ) -> Result<MaterialiseStats, SourceError> {
+        self.materialise_limited(commit, dest, &TreeLimits::default())
+    }
+
+    /// [`Self::materialise`] within `limits`: entries and sizes (from the object headers) are
+    /// counted while the tree is planned, and the whole checkout must fit above the host's
+    /// reserve, all before anything is written.
+    pub fn materialise_limited(
+        &self,
+        commit: &CommitId,
+        dest: &Path,
+        limits: &TreeLimits,
+    ) -> Result<MaterialiseStats, SourceError> {
         let repo = self.repo.to_thread_local();
-        let plan = self.plan_tree(&repo, commit)?;
+        let (plan, planned_bytes) = self.plan_tree(&repo, commit, limits)?;
         prepare_destination(dest)?;
+        check_room(commit, dest, planned_bytes, limits.reserve_bytes)?;
 
         let root = TreeRoot::open(dest).map_err(|e| tree_io("open", dest, e))?;
         let mut stats = MaterialiseStats::default();
@@ -51,6 +64,18 @@ impl Mirror {
                         self.repo_error(format!("read blob {id} for {}", rel.display()), &err)
                     })?;
                     let data = blob.take_data();
+                    // The header was checked while planning; the loaded object is the truth.
+                    if data.len() as u64 > limits.max_file_bytes {
+                        return Err(too_large(
+                            commit,
+                            format!(
+                                "'{}' is {} bytes, over the limit of {} bytes per file",
+                                rel.display(),
+                                data.len(),
+                                limits.max_file_bytes
+                            ),
+                        ));
+                    }
                     let mode = if executable { 0o755 } else { 0o644 };
                     // A new file (O_EXCL) beneath the root: nothing already there is followed.
                     let mut file = root
@@ -88,9 +113,42 @@ impl Mirror {
         &self,
         repo: &gix::Repository,
         commit: &CommitId,
-    ) -> Result<Vec<Step>, SourceError> {
+        limits: &TreeLimits,
+    ) -> Result<(Vec<Step>, u64), SourceError> {
         let root = self.commit_tree(repo, commit)?.id;
         let mut plan = Vec::new();
+        let mut total_bytes: u64 = 0;
+        // A file's size from its object header (no blob is loaded to plan).
+        let mut add_file = |rel: &Path, id: gix::ObjectId| -> Result<(), SourceError> {
+            let size = repo
+                .find_header(id)
+                .map_err(|err| {
+                    self.repo_error(format!("read the header of {} ({id})", rel.display()), &err)
+                })?
+                .size();
+            if size > limits.max_file_bytes {
+                return Err(too_large(
+                    commit,
+                    format!(
+                        "'{}' is {size} bytes, over the limit of {} bytes per file",
+                        rel.display(),
+                        limits.max_file_bytes
+                    ),
+                ));
+            }
+            total_bytes = total_bytes.saturating_add(size);
+            if total_bytes > limits.max_total_bytes {
+                return Err(too_large(
+                    commit,
+                    format!(
+                        "its files come to more than {} bytes (at '{}')",
+                        limits.max_total_bytes,
+                        rel.display()
+                    ),
+                ));
+            }
+            Ok(())
+        };
         // An explicit stack rather than recursion: a hostile, deeply nested tree must not be able
         // to overflow the thread's stack.
         let mut pending = vec![(root, PathBuf::new())];
@@ -104,6 +162,16 @@ impl Mirror {
             let mut seen = HashSet::new();
             for entry in &decoded.entries {
                 let name: &[u8] = entry.filename;
+                if plan.len() as u64 >= limits.max_entries {
+                    return Err(too_large(
+                        commit,
+                        format!(
+                            "its tree has more than {} entries (at '{}')",
+                            limits.max_entries,
+                            dir.join(std::ffi::OsStr::from_bytes(name)).display()
+                        ),
+                    ));
+                }
                 let display = || {
                     dir.join(std::ffi::OsStr::from_bytes(name))
                         .display()
@@ -130,16 +198,14 @@ impl Mirror {
                         plan.push(Step::Dir { rel: rel.clone() });
                         pending.push((id, rel));
                     }
-                    EntryKind::Blob => plan.push(Step::File {
-                        rel,
-                        id,
-                        executable: false,
-                    }),
-                    EntryKind::BlobExecutable => plan.push(Step::File {
-                        rel,
-                        id,
-                        executable: true,
-                    }),
+                    EntryKind::Blob | EntryKind::BlobExecutable => {
+                        add_file(&rel, id)?;
+                        plan.push(Step::File {
+                            rel,
+                            id,
+                            executable: entry.mode.kind() == EntryKind::BlobExecutable,
+                        });
+                    }
                     EntryKind::Link => {
                         let mut blob = repo.find_blob(id).map_err(|err| {
                             self.repo_error(format!("read blob {id} for {}", rel.display()), &err)
@@ -165,8 +231,43 @@ impl Mirror {
                 }
             }
         }
-        Ok(plan)
+        Ok((plan, total_bytes))
     }
+}
+
+fn too_large(commit: &CommitId, what: String) -> SourceError {
+    SourceError::TreeTooLarge {
+        commit: *commit,
+        what,
+    }
+}
+
+/// The checkout's files, at most one block more each, must fit above the host's reserve.
+fn check_room(
+    commit: &CommitId,
+    dest: &Path,
+    planned_bytes: u64,
+    reserve: u64,
+) -> Result<(), SourceError> {
+    let free =
+        crate::executor::HostReserve::free_bytes(dest).map_err(|source| SourceError::Io {
+            action: "measure free space",
+            path: dest.to_path_buf(),
+            source,
+        })?;
+    let needed = planned_bytes.saturating_add(reserve);
+    if free < needed {
+        return Err(too_large(
+            commit,
+            format!(
+                "its files ({} MiB) would take the host below its reserve of {} MiB ({} MiB free)",
+                planned_bytes >> 20,
+                reserve >> 20,
+                free >> 20
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// One thing [`Mirror::materialise`] creates, relative to the destination. Directories always

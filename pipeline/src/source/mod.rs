@@ -58,6 +58,39 @@ impl From<gix::ObjectId> for CommitId {
     }
 }
 
+/// What one checkout may take: a commit is as untrusted as its author, and its tree is written
+/// on the host (outside any job's disk limit), so its size is bounded before a byte is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeLimits {
+    /// Entries (files, directories, links) in the whole tree.
+    pub max_entries: u64,
+    /// Bytes of one file (each is loaded whole to be written).
+    pub max_file_bytes: u64,
+    /// Bytes of all files together.
+    pub max_total_bytes: u64,
+    /// Free space the host keeps where the tree is written: the checkout must fit above it.
+    pub reserve_bytes: u64,
+}
+
+/// Entries of one checkout by default (the largest public monorepos have a few hundred
+/// thousand).
+pub const DEFAULT_MAX_TREE_ENTRIES: u64 = 500_000;
+/// One file of a checkout by default: 256 MiB (forges refuse files over 100 MB).
+pub const DEFAULT_MAX_TREE_FILE_BYTES: u64 = 256 << 20;
+/// A whole checkout by default: 4 GiB.
+pub const DEFAULT_MAX_TREE_BYTES: u64 = 4 << 30;
+
+impl Default for TreeLimits {
+    fn default() -> Self {
+        TreeLimits {
+            max_entries: DEFAULT_MAX_TREE_ENTRIES,
+            max_file_bytes: DEFAULT_MAX_TREE_FILE_BYTES,
+            max_total_bytes: DEFAULT_MAX_TREE_BYTES,
+            reserve_bytes: crate::executor::DEFAULT_HOST_RESERVE_BYTES,
+        }
+    }
+}
+
 /// Counts reported by [`Mirror::materialise`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MaterialiseStats {

@@ -153,3 +153,67 @@ fn source_materialise_refuses_hostile_trees() {
         .unwrap_err();
     assert!(matches!(err, SourceError::UnsafePath { .. }), "{err:?}");
 }
+
+/// Issue 19: a checkout is bounded in entries, bytes per file, bytes in all and by the host's
+/// reserve, all checked while the tree is planned, before anything is written. The main tree
+/// has 6 entries and files of 6, 14 and 18 bytes (38 in all).
+#[test]
+fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
+    use crate::source::TreeLimits;
+    let up = Upstream::new();
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let fits = TreeLimits {
+        max_entries: 6,
+        max_file_bytes: 18,
+        max_total_bytes: 38,
+        reserve_bytes: 0,
+    };
+    let cases = [
+        (
+            TreeLimits {
+                max_entries: 5,
+                ..fits
+            },
+            "more than 5 entries",
+        ),
+        (
+            TreeLimits {
+                max_file_bytes: 17,
+                ..fits
+            },
+            "'src/bin/run.sh' is 18 bytes, over the limit of 17 bytes per file",
+        ),
+        (
+            TreeLimits {
+                max_total_bytes: 37,
+                ..fits
+            },
+            "its files come to more than 37 bytes",
+        ),
+        (
+            TreeLimits {
+                reserve_bytes: u64::MAX / 2,
+                ..fits
+            },
+            "would take the host below its reserve",
+        ),
+    ];
+    for (limits, expected) in cases {
+        let tmp = TempDir::new().unwrap();
+        let dest = tmp.path().join("dest");
+        let err = mirror
+            .materialise_limited(&id(&up.main), &dest, &limits)
+            .unwrap_err();
+        assert!(matches!(err, SourceError::TreeTooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        let written = fs::read_dir(&dest).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(written, 0, "{expected}");
+    }
+    // Control: exactly at every limit the tree is written.
+    let tmp = TempDir::new().unwrap();
+    let stats = mirror
+        .materialise_limited(&id(&up.main), tmp.path(), &fits)
+        .unwrap();
+    assert_eq!((stats.files, stats.bytes), (4, 48));
+}
