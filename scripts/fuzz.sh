@@ -1,8 +1,9 @@
 #!/bin/sh
 # Fuzzes the host-side code that handles trees a commit or a job controls (issue 11): tree
 # materialisation (Mirror::materialise), output collection (outputs::collect,
-# ContentStore::put/copy_out, TreeRoot::copy_into) and image layer unpacking
-# (image::unpack::apply_layer). Targets are in fuzz/fuzz_targets/.
+# ContentStore::put/copy_out, TreeRoot::copy_into), image manifest and config parsing
+# (image::manifest, issue 19) and image layer unpacking (image::unpack::apply_layer).
+# Targets are in fuzz/fuzz_targets/.
 #
 #   sh scripts/fuzz.sh [SECONDS]     # SECONDS per target, default 20
 #
@@ -16,7 +17,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 SECONDS_PER_TARGET="${1:-20}"
-TARGETS="collect_outputs materialise_tree unpack_layer"
+TARGETS="collect_outputs materialise_tree image_manifest unpack_layer"
 
 case "$SECONDS_PER_TARGET" in
     '' | *[!0-9]*) echo "usage: sh scripts/fuzz.sh [SECONDS]" >&2; exit 2 ;;

@@ -17,6 +17,7 @@
 pub mod cache;
 mod capped;
 pub mod fetch;
+pub mod manifest;
 pub mod reference;
 mod retention;
 mod space;
