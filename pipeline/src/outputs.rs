@@ -319,6 +319,15 @@ pub enum OutputError {
         /// Files to do.
         total: usize,
     },
+    /// An output's name is not UTF-8: it could not be carried in the pass record or provenance
+    /// (JSON), and a lossy copy would name another file.
+    #[error(
+        "output '{path}' has a name that is not UTF-8 (shown escaped); output names must be UTF-8, since they are recorded in the pass record and provenance"
+    )]
+    NotUtf8 {
+        /// The path, non-UTF-8 bytes escaped as `\xNN`.
+        path: String,
+    },
     /// An output pattern covers more of the workspace than is ever listed.
     #[error(
         "output '{pattern}' covers more than {max} entries of the workspace; name a narrower directory or pattern"
@@ -537,7 +546,21 @@ fn walk_files(
         e => OutputError::from_tree(pattern, e),
     })?;
     for entry in entries {
-        let rel_text = entry.rel.display().to_string();
+        let Some(rel_text) = entry.rel.to_str().map(str::to_string) else {
+            // Only an entry that would be collected (or refused) matters; under a glob the
+            // lossy form decides whether it would match.
+            let lossy = entry.rel.to_string_lossy();
+            if glob.is_some_and(|g| !g.is_match(lossy.as_ref())) {
+                continue;
+            }
+            if matches!(entry.meta.kind, EntryKind::Dir) {
+                continue;
+            }
+            use std::os::unix::ffi::OsStrExt as _;
+            return Err(OutputError::NotUtf8 {
+                path: entry.rel.as_os_str().as_bytes().escape_ascii().to_string(),
+            });
+        };
         match entry.meta.kind {
             EntryKind::Symlink => {
                 if glob.is_some_and(|g| !g.is_match(&rel_text)) {
@@ -859,6 +882,36 @@ mod tests {
         // Control: the same file at its collected size is stored.
         fs::write(d.path().join("dist/app"), b"binary").expect("write");
         store.put(&root, &files[0]).expect("stored");
+    }
+
+    /// Issue 19: a non-UTF-8 output name once became a lossy copy that named no file ("No such
+    /// file or directory"); it is refused by its escaped name.
+    #[test]
+    fn a_non_utf8_output_name_is_refused_by_its_escaped_name() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(d.path().join("dist")).expect("mkdir");
+        // Control: a UTF-8 name beyond ASCII is collected as it is.
+        fs::write(d.path().join("dist/café"), b"x").expect("write");
+        let root = TreeRoot::open(d.path()).expect("open");
+        let files = collect_limited(&root, &["dist".into()], &OutputLimits::unlimited())
+            .expect("utf-8 names");
+        assert_eq!(files[0].path, "dist/café");
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        fs::write(d.path().join("dist").join(name), b"y").expect("write");
+        for pattern in ["dist", "dist/*", "**/caf*"] {
+            let err = collect_limited(&root, &[pattern.into()], &OutputLimits::unlimited())
+                .expect_err("non-UTF-8 name");
+            assert_eq!(
+                err.to_string(),
+                "output 'dist/caf\\xe9' has a name that is not UTF-8 (shown escaped); output names must be UTF-8, since they are recorded in the pass record and provenance",
+                "{pattern}"
+            );
+        }
+        // A glob that would not collect it leaves it alone.
+        let files = collect_limited(&root, &["dist/*é".into()], &OutputLimits::unlimited())
+            .expect("not matched");
+        assert_eq!(files.len(), 1);
     }
 
     /// Issue 19: naming a directory or `**` must not mean listing a workspace of any size.

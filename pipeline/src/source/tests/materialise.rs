@@ -217,3 +217,30 @@ fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
         .unwrap();
     assert_eq!((stats.files, stats.bytes), (4, 48));
 }
+
+/// Issue 19: names in a commit are carried as bytes (Git stores bytes): a non-UTF-8 name is
+/// written as committed, not as a lossy copy that would name another file.
+#[test]
+fn source_materialise_carries_non_utf8_names_as_bytes() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let up = Upstream::new();
+    let blob = git(&up.dir, &["rev-parse", "HEAD:README.md"]);
+    let tree = hostile_tree(
+        &up.dir,
+        &[
+            ("100644", b"caf\xe9", &blob),
+            ("100644", "café".as_bytes(), &blob),
+        ],
+    );
+    let commit = git(&up.dir, &["commit-tree", "-m", "latin-1 name", &tree]);
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let tmp = TempDir::new().unwrap();
+    let stats = mirror.materialise(&id(&commit), tmp.path()).unwrap();
+    assert_eq!(stats.files, 2);
+    let latin1 = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    assert_eq!(fs::read_to_string(latin1).unwrap(), "hello\n");
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("café")).unwrap(),
+        "hello\n"
+    );
+}
