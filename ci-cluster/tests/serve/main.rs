@@ -7,6 +7,7 @@
 mod support;
 
 mod artifacts;
+mod attacks;
 mod gerrit;
 mod github_gitlab;
 mod recovery;
