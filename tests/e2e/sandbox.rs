@@ -433,3 +433,49 @@ async fn a_job_is_stopped_before_it_takes_the_hosts_disk_reserve() {
         "{err}"
     );
 }
+
+/// Issue 19: a pipeline file's requests replace the runner's defaults, so each has a ceiling: a
+/// job asking for more memory (a terabyte would mean no cgroup limit in effect), processes or
+/// time than the runner allows is refused before it starts.
+#[tokio::test]
+async fn requests_over_the_runners_ceilings_are_refused_before_the_job_starts() {
+    use airlock_pipeline::executor::{SandboxConfig, SandboxExecutor};
+    let executor = SandboxExecutor::new(SandboxConfig::default()).expect("bubblewrap");
+    let work = work_dir();
+    let script = "touch ran";
+    // Control: at the ceilings the job runs.
+    let mut job = SandboxJob::new(script);
+    job.limits.memory_bytes = Some(16 << 30);
+    let (done, log) = job.run_in(&work.path().join("control"), &executor).await;
+    assert_eq!(
+        done.expect("runs").reason,
+        ExitReason::Exited(0),
+        "{}",
+        log.to_text()
+    );
+    assert!(work.path().join("control/ws/ran").exists());
+
+    let mut memory = SandboxJob::new(script);
+    memory.limits.memory_bytes = Some(1 << 40);
+    let mut pids = SandboxJob::new(script);
+    pids.limits.pids = Some(1 << 30);
+    let mut timeout = SandboxJob::new(script);
+    timeout.timeout = Duration::from_secs(30 * 86_400);
+    for (name, job, says) in [
+        (
+            "memory",
+            memory,
+            "1 TiB of memory; this runner allows at most 16 GiB (limits.max_memory)",
+        ),
+        ("pids", pids, "limits.max_pids"),
+        ("timeout", timeout, "limits.max_timeout"),
+    ] {
+        let (done, _) = job.run_in(&work.path().join(name), &executor).await;
+        let err = done.expect_err(name).to_string();
+        assert!(err.contains(says), "{name}: {err}");
+        assert!(
+            !work.path().join(name).join("ws/ran").exists(),
+            "{name} ran"
+        );
+    }
+}

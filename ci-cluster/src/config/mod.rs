@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use airlock_pipeline::executor::{JobCeilings, ceiling};
 use airlock_pipeline::outputs::{
     CountLimit, DEFAULT_MAX_JOB_OUTPUTS, DEFAULT_MAX_JOB_OUTPUTS_SIZE, DEFAULT_MAX_OUTPUT_SIZE,
     DEFAULT_MAX_RUN_OUTPUTS, OutputLimits, RunOutputCount, SizeLimit,
@@ -60,6 +61,9 @@ pub struct ConfigFile {
     /// Job images: cache, registries, host mode.
     #[serde(default)]
     pub images: ImagesFile,
+    /// The most one job may ask for in its pipeline file.
+    #[serde(default)]
+    pub limits: LimitsFile,
     /// Projects served.
     #[serde(default)]
     pub projects: Vec<ProjectFile>,
@@ -67,6 +71,61 @@ pub struct ConfigFile {
 
 fn default_concurrency() -> usize {
     2
+}
+
+/// `[limits]`: the most one job may ask for (a pipeline file is written by whoever opens a
+/// change); a job over one is refused before it starts, with the setting named.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Longest `timeout`. Default 6h.
+    #[serde(default = "default_max_timeout")]
+    pub max_timeout: HumanDuration,
+    /// Largest `resources.memory`. Default 16Gi.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: ByteSize,
+    /// Most `resources.pids`. Default 32768.
+    #[serde(default = "default_max_pids")]
+    pub max_pids: u32,
+    /// Largest `resources.disk`. Default 100Gi.
+    #[serde(default = "default_max_disk")]
+    pub max_disk: ByteSize,
+}
+
+fn default_max_timeout() -> HumanDuration {
+    HumanDuration(ceiling::DEFAULT_MAX_TIMEOUT)
+}
+fn default_max_memory() -> ByteSize {
+    ByteSize(ceiling::DEFAULT_MAX_MEMORY_BYTES)
+}
+fn default_max_pids() -> u32 {
+    ceiling::DEFAULT_MAX_PIDS
+}
+fn default_max_disk() -> ByteSize {
+    ByteSize(ceiling::DEFAULT_MAX_DISK_BYTES)
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_timeout: default_max_timeout(),
+            max_memory: default_max_memory(),
+            max_pids: default_max_pids(),
+            max_disk: default_max_disk(),
+        }
+    }
+}
+
+impl LimitsFile {
+    /// The executor's ceilings.
+    pub fn ceilings(&self) -> JobCeilings {
+        JobCeilings {
+            max_timeout: self.max_timeout.0,
+            max_memory_bytes: self.max_memory.0,
+            max_pids: self.max_pids,
+            max_disk_bytes: self.max_disk.0,
+        }
+    }
 }
 
 /// `[artifacts]`: what a job may leave as outputs, and how long the artifact store keeps them.

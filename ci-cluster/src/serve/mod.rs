@@ -115,6 +115,7 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     let executor = Arc::new(SandboxExecutor::new(SandboxConfig {
         host_mode: config.file.images.host_mode(),
         images: config.file.images.settings(),
+        ceilings: config.file.limits.ceilings(),
         ..SandboxConfig::default()
     })?);
     let reporter = reporter(&config)?;

@@ -4,6 +4,7 @@
 //! over a prepared workspace and a [`LogSink`], and gets back how the process
 //! ended. The sandbox executor is the embedded default.
 
+pub mod ceiling;
 mod cgroup;
 mod disk;
 mod root;
@@ -18,6 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+pub use ceiling::JobCeilings;
 pub use cgroup::CgroupSupport;
 pub use disk::{DiskLease, DiskSupport, HostReserve, mounts_beneath, remove_work_dir};
 pub use root::{HOST_MODE_NOTICE, HostMode};

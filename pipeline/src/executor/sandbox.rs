@@ -22,6 +22,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use tracing::instrument;
 
+use super::ceiling::JobCeilings;
 use super::cgroup::{Cgroup, CgroupSupport};
 use super::disk::{DiskLease, DiskSupport, HostReserve};
 use super::root::{HostMode, JobRoot, check_reachable, job_env, job_root, root_args};
@@ -75,6 +76,8 @@ pub struct SandboxConfig {
     /// Free space the host keeps where work directories live: no attempt starts below it, and
     /// a running job whose writes bring the host below it is stopped.
     pub host_reserve: HostReserve,
+    /// The most a job may ask for (timeout, memory, processes, disk).
+    pub ceilings: JobCeilings,
 }
 
 impl Default for SandboxConfig {
@@ -104,6 +107,7 @@ impl Default for SandboxConfig {
             host_reserve: HostReserve {
                 bytes: DEFAULT_HOST_RESERVE_BYTES,
             },
+            ceilings: JobCeilings::default(),
         }
     }
 }
@@ -362,6 +366,10 @@ impl Executor for SandboxExecutor {
             path: path.to_path_buf(),
             reason,
         };
+        self.config
+            .ceilings
+            .check_resources(limits)
+            .map_err(|e| err(format!("not started: {e}")))?;
         let bytes = self.limits(limits).disk_bytes;
         if let Some(parent) = path.parent() {
             self.config
@@ -396,6 +404,11 @@ impl Executor for SandboxExecutor {
         log: LogSink,
         cancel: CancellationToken,
     ) -> Result<Execution, ExecutorError> {
+        let ceilings = &self.config.ceilings;
+        ceilings
+            .check_resources(&request.resources)
+            .and_then(|()| ceilings.check_timeout(request.timeout))
+            .map_err(ExecutorError::Limits)?;
         self.prepare_workspace(&request.workspace)?;
         let pull_started = std::time::Instant::now();
         let rootfs = match job_root(
