@@ -305,3 +305,67 @@ async fn fetch_from_async_context_via_spawn_blocking() {
     .unwrap();
     assert_eq!(yaml.as_deref(), Some(PIPELINE_V1.as_bytes()));
 }
+
+/// Runs `fetch` on a thread and gives up waiting after `within`: a fetch that hangs fails the
+/// test instead of hanging it.
+fn fetch_within(
+    cache: SourceCache,
+    url: String,
+    within: std::time::Duration,
+) -> Result<(), SourceError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = cache
+            .fetch(&url, &["+refs/heads/main:refs/heads/main".to_string()])
+            .map(|_| ());
+        let _ = tx.send(result);
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("the fetch still hangs after {within:?}"))
+}
+
+/// Issue 19: a Git server that accepts the connection and then sends nothing cannot hold a
+/// fetch (and with it a run, the builder's loop or the reconciler's) forever.
+#[test]
+fn a_git_server_that_stalls_fails_the_fetch_at_the_read_timeout() {
+    use airlock_pipeline::source::FetchLimits;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming() {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let tmp = TempDir::new().unwrap();
+    let limits = FetchLimits {
+        read_timeout: std::time::Duration::from_secs(1),
+        ..FetchLimits::default()
+    };
+    let cache = SourceCache::new(tmp.path().join("cache")).with_limits(limits);
+    let err = fetch_within(
+        cache,
+        format!("git://127.0.0.1:{port}/sample"),
+        std::time::Duration::from_secs(30),
+    )
+    .expect_err("a silent server");
+    assert!(
+        err.to_string()
+            .contains("the git server sent nothing for 1s"),
+        "{err}"
+    );
+
+    // And one that sends more than a fetch may take is cut off (the real daemon, a tiny cap);
+    // control: the same fetch within the default bounds.
+    let fx = Fixture::new();
+    let small = FetchLimits {
+        max_bytes: 512,
+        ..FetchLimits::default()
+    };
+    let cache = SourceCache::new(fx.tmp.path().join("capped")).with_limits(small);
+    let err = fetch_within(cache, fx.url.clone(), std::time::Duration::from_secs(30))
+        .expect_err("over the byte cap");
+    assert!(err.to_string().contains("more than 512 bytes"), "{err}");
+    let cache = SourceCache::new(fx.tmp.path().join("plain"));
+    fetch_within(cache, fx.url.clone(), std::time::Duration::from_secs(30)).expect("fetches");
+}

@@ -2,14 +2,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gix::bstr::ByteSlice as _;
 use gix::remote::fetch::refmap::SpecIndex;
 use sha2::{Digest as _, Sha256};
 
 use super::error::{describe, redact_url, strip_userinfo};
-use super::{CommitId, Mirror, SourceCache, SourceError, is_full_hex_id, validate_ref_name};
+use super::{
+    CommitId, FetchLimits, Mirror, SourceCache, SourceError, is_full_hex_id, validate_ref_name,
+};
 
 /// Refspecs used when a bare commit id is asked for: every place a CI commit usually lives.
 const ALL_REFS: [&str; 3] = [
@@ -24,7 +27,16 @@ const FETCH_LOCK: &str = "airlock-fetch.lock";
 impl SourceCache {
     /// A cache whose mirrors live under `root` (created on first fetch).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        SourceCache { root: root.into() }
+        SourceCache {
+            root: root.into(),
+            limits: FetchLimits::default(),
+        }
+    }
+
+    /// The same cache with other fetch bounds.
+    pub fn with_limits(mut self, limits: FetchLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The cache's root directory.
@@ -220,7 +232,7 @@ impl SourceCache {
             let (daemon_url, version) = remote
                 .sanitized_url_and_version(gix::remote::Direction::Fetch)
                 .map_err(|err| connect_error(describe(&err, url)))?;
-            let transport = connect_git_daemon(&daemon_url, version)
+            let transport = connect_git_daemon(&daemon_url, version, &self.limits)
                 .map_err(|err| connect_error(describe(&err, url)))?;
             remote.to_connection_with_transport(transport)
         } else {
@@ -283,12 +295,32 @@ impl SourceCache {
             return Ok((mirror, matched));
         }
 
-        let outcome = prepare
-            .receive(gix::progress::Discard, &AtomicBool::new(false))
-            .map_err(|err| SourceError::Fetch {
-                url: safe_url.clone(),
-                message: describe(&err, url),
-            })?;
+        // The pack transfer is interrupted at the deadline, whatever the transport.
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let (done, watch) = std::sync::mpsc::channel::<()>();
+        let timer = {
+            let (interrupt, deadline) = (Arc::clone(&interrupt), self.limits.deadline);
+            std::thread::spawn(move || {
+                if watch.recv_timeout(deadline) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                    interrupt.store(true, Ordering::SeqCst);
+                }
+            })
+        };
+        let received = prepare.receive(gix::progress::Discard, &interrupt);
+        drop(done);
+        let _ = timer.join();
+        let outcome = received.map_err(|err| SourceError::Fetch {
+            url: safe_url.clone(),
+            message: if interrupt.load(Ordering::SeqCst) {
+                format!(
+                    "stopped after {}: {}",
+                    humantime::format_duration(self.limits.deadline),
+                    describe(&err, url)
+                )
+            } else {
+                describe(&err, url)
+            },
+        })?;
         let objects = match &outcome.status {
             gix::remote::fetch::Status::Change {
                 write_pack_bundle, ..
@@ -324,6 +356,7 @@ impl SourceCache {
 fn connect_git_daemon(
     url: &gix::Url,
     version: gix::protocol::transport::Protocol,
+    limits: &FetchLimits,
 ) -> std::io::Result<Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>> {
     use std::net::{TcpStream, ToSocketAddrs as _};
     // Credentials are never sent over git://; refuse them as gix does rather than drop them.
@@ -342,10 +375,17 @@ fn connect_git_daemon(
     // gix's own timeout for this connect.
     let read = TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5))?;
     read.set_nodelay(true)?;
+    // A server that stops sending (or reading) fails the fetch instead of holding it.
+    read.set_read_timeout(Some(limits.read_timeout))?;
+    read.set_write_timeout(Some(limits.read_timeout))?;
     let write = read.try_clone()?;
     Ok(Box::new(
         gix::protocol::transport::client::git::blocking_io::Connection::new(
-            QuickAckReader(read),
+            QuickAckReader {
+                socket: read,
+                read: 0,
+                limits: *limits,
+            },
             write,
             version,
             url.path.clone(),
@@ -356,15 +396,48 @@ fn connect_git_daemon(
     ))
 }
 
-/// The read half of a git daemon connection; see [`connect_git_daemon`].
-struct QuickAckReader(std::net::TcpStream);
+/// The read half of a git daemon connection (see [`connect_git_daemon`]), counting what the
+/// server sends against [`FetchLimits::max_bytes`] and naming a read timeout as one.
+struct QuickAckReader {
+    socket: std::net::TcpStream,
+    read: u64,
+    limits: FetchLimits,
+}
 
 impl std::io::Read for QuickAckReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // Best effort: failing only brings the delayed ACK back.
         #[cfg(target_os = "linux")]
-        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
-        self.0.read(buf)
+        let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
+        let n = match self.socket.read(buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the git server sent nothing for {}",
+                        humantime::format_duration(self.limits.read_timeout)
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        self.read = self.read.saturating_add(n as u64);
+        if self.read > self.limits.max_bytes {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "the git server sent more than {} bytes in one fetch",
+                    self.limits.max_bytes
+                ),
+            ));
+        }
+        Ok(n)
     }
 }
 

@@ -113,6 +113,37 @@ pub struct CommitSummary {
 #[derive(Debug, Clone)]
 pub struct SourceCache {
     root: PathBuf,
+    limits: FetchLimits,
+}
+
+/// Bounds on one fetch: the Git server is as untrusted as the commits it serves (a forge, or
+/// whatever URL a project names), and a fetch that never ends holds a run, the builder's loop
+/// or the reconciler's forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Longest wait for the server to send anything (`git://`: each read and write).
+    pub read_timeout: std::time::Duration,
+    /// Longest a whole fetch's pack transfer may take (every transport).
+    pub deadline: std::time::Duration,
+    /// Most bytes the server may send in one fetch (`git://`).
+    pub max_bytes: u64,
+}
+
+/// Longest silence from a Git server by default.
+pub const DEFAULT_FETCH_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Longest pack transfer by default.
+pub const DEFAULT_FETCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// Most bytes of one fetch by default: 8 GiB.
+pub const DEFAULT_FETCH_MAX_BYTES: u64 = 8 << 30;
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            read_timeout: DEFAULT_FETCH_READ_TIMEOUT,
+            deadline: DEFAULT_FETCH_DEADLINE,
+            max_bytes: DEFAULT_FETCH_MAX_BYTES,
+        }
+    }
 }
 
 /// An opened repository: a bare mirror, or any local repository opened with [`Mirror::open`].
