@@ -135,7 +135,7 @@ pub(super) async fn trigger_run(
     let result = async {
         require_admin(&state, &headers)?;
         let project = from_path(project)?;
-        let body = limited_body(body).await?;
+        let body = limited_body(body, state.config.file.http.read_timeout.0).await?;
         let request: TriggerRequest = serde_json::from_slice(&body)
             .map_err(|e| Refusal::malformed(format!("expected {{\"ref\": \"refs/...\"}}: {e}")))?;
         let project = state

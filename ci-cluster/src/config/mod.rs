@@ -64,6 +64,9 @@ pub struct ConfigFile {
     /// The most one job may ask for in its pipeline file.
     #[serde(default)]
     pub limits: LimitsFile,
+    /// Bounds on HTTP clients (the webhook port is open to anyone).
+    #[serde(default)]
+    pub http: HttpFile,
     /// Projects served.
     #[serde(default)]
     pub projects: Vec<ProjectFile>,
@@ -71,6 +74,35 @@ pub struct ConfigFile {
 
 fn default_concurrency() -> usize {
     2
+}
+
+/// `[http]`: bounds on clients of the server's port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Connections open at once; one more is closed at accept. Default 512.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time for a request's headers, and then its body, to arrive; also how long an idle
+    /// connection is kept. Default 30s.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+}
+
+fn default_max_connections() -> usize {
+    512
+}
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+impl Default for HttpFile {
+    fn default() -> Self {
+        HttpFile {
+            max_connections: default_max_connections(),
+            read_timeout: default_read_timeout(),
+        }
+    }
 }
 
 /// `[limits]`: the most one job may ask for (a pipeline file is written by whoever opens a

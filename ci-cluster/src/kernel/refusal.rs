@@ -1,6 +1,8 @@
 //! Refusals: every request the server turns away gets a JSON `{"error": reason, "message": ...}`
 //! and stores nothing. Shared by the webhooks, the API and the web UI.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -83,17 +85,25 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> Refusal {
     )
 }
 
-/// Reads the body with the size limit applied while reading.
-pub(crate) async fn limited_body(body: Body) -> Result<Bytes, Refusal> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body larger than {MAX_BODY_BYTES} bytes"),
-            )
-        })
+/// Reads the body with the size limit applied while reading, within `read_timeout` (a client
+/// sending a byte a minute must not hold the request).
+pub(crate) async fn limited_body(body: Body, read_timeout: Duration) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body larger than {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(_) => Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the body did not arrive within {}",
+                humantime::format_duration(read_timeout)
+            ),
+        )),
+    }
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.

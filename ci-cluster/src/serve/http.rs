@@ -18,9 +18,6 @@ use crate::intake::{self, Intake, IntakeError};
 use crate::kernel::{AppState, Refusal, limited_body, refuse_delivery, store_event};
 use crate::secret::Secret;
 
-/// Largest webhook or API body accepted; checked while reading, before parsing.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -42,7 +39,7 @@ async fn handle_hook(
     parse: impl FnOnce(&Secret, &[u8]) -> Result<Intake, IntakeError>,
 ) -> Response {
     let result = async {
-        let body = limited_body(body).await?;
+        let body = limited_body(body, state.config.file.http.read_timeout.0).await?;
         let configured = match forge {
             Forge::Github => state.config.github.as_ref(),
             Forge::Gitlab => state.config.gitlab.as_ref(),

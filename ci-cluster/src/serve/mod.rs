@@ -2,6 +2,7 @@
 //! sandbox, reports out, pass records into the one-way outbox.
 
 pub mod http;
+mod listen;
 mod records;
 mod reports;
 mod runner;
@@ -182,9 +183,11 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     );
     tracing::info!(%addr, "listening");
     let shutdown = stop.clone();
-    axum::serve(listener, http::router(state.clone()))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let limits = listen::HttpLimits {
+        max_connections: state.config.file.http.max_connections,
+        read_timeout: state.config.file.http.read_timeout.0,
+    };
+    listen::serve(listener, http::router(state.clone()), limits, shutdown).await?;
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -13,6 +13,7 @@ mod github_gitlab;
 mod recovery;
 mod refusals;
 mod schedules_manual;
+mod slow_clients;
 
 use std::path::PathBuf;
 

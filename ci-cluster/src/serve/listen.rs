@@ -1,0 +1,101 @@
+//! The HTTP server loop: what `axum::serve` does, plus the bounds an open port on the internet
+//! needs. Anyone can connect to the webhook port, so a client that sends its headers a byte a
+//! minute, or opens connections and sends nothing, must not hold memory and tasks without end.
+//!
+//! - at most `[http] max_connections` connections at once; one over it is closed at accept;
+//! - a request's headers must arrive within `[http] read_timeout` (hyper's header read
+//!   timeout, which needs a timer: `axum::serve` sets none), and an idle keep-alive connection
+//!   is closed after the same time;
+//! - a body is read within the same time (see [`crate::kernel::limited_body`]).
+//!
+//! Long-lived responses (the live log stream) are not cut: the bound is on what the client
+//! sends, not on how long it reads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The bounds on clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections open at once.
+    pub max_connections: usize,
+    /// Time for a request's headers (and, in the handlers, its body) to arrive.
+    pub read_timeout: Duration,
+}
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `stop`, then lets requests in flight finish (at most
+/// [`SHUTDOWN_GRACE`]).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, say: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop.cancelled() => break,
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "too many connections; closed at accept");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let closing = closing.clone();
+        connections.spawn(async move {
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.read_timeout);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace; closing them");
+    }
+    Ok(())
+}
