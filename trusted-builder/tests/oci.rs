@@ -7,7 +7,7 @@ use flate2::read::GzDecoder;
 use oci_support::*;
 use std::collections::BTreeMap;
 use std::io::Read;
-use trusted_builder::oci::{MEDIA_TYPE_LAYER_GZIP, OciError, assemble};
+use trusted_builder::oci::{MEDIA_TYPE_LAYER_GZIP, OciError, Registry, RegistryConfig, assemble};
 
 #[tokio::test]
 async fn scratch_image_round_trips_with_normalized_layer_and_config() {
@@ -258,7 +258,7 @@ async fn tampered_base_blob_is_refused() {
         "{err}"
     );
     let err = registry
-        .fetch_blob(&base_repo, &layer_digest)
+        .fetch_blob(&base_repo, &layer_digest, u64::MAX)
         .await
         .expect_err("tampered blob");
     assert!(matches!(err, OciError::DigestMismatch { .. }), "{err}");
@@ -312,4 +312,91 @@ fn unsafe_paths_and_missing_outputs_are_refused() {
         assemble(&inputs(&scratch_image(), &resolve, -1), None),
         Err(OciError::InvalidEpoch(-1))
     ));
+}
+
+/// Issue 19: a base image's registry is named by the pipeline file, so the builder reads from
+/// it only bounded amounts: a manifest through a capped stream (oci-client read it whole), a
+/// blob no further than the size it was asked for.
+#[tokio::test]
+async fn a_base_registry_cannot_make_the_builder_hold_more_than_it_asked_for() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    init();
+    // An endless manifest: chunks of 1 MiB until the client leaves (or 256 MiB).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b' '; 1 << 20];
+                for _ in 0..256 {
+                    let framed =
+                        [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                    if socket.write_all(&framed).await.is_err() {
+                        return;
+                    }
+                    counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let registry = Registry::new(&RegistryConfig {
+        insecure: vec![host.clone()],
+    })
+    .expect("client");
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let err = registry
+        .fetch_manifest(&format!("{host}/library/base"), &digest)
+        .await
+        .expect_err("an endless manifest");
+    assert!(
+        err.to_string().contains("larger than 4194304 bytes"),
+        "{err}"
+    );
+    assert!(
+        sent.load(Ordering::SeqCst) < 64 << 20,
+        "the registry sent {} MiB",
+        sent.load(Ordering::SeqCst) >> 20
+    );
+    server.abort();
+
+    // A blob asked for by its declared size is cut off there (a real registry); control: the
+    // same blob at its size.
+    let reg = TestRegistry::start();
+    let registry = insecure(&reg);
+    let dir = outputs();
+    let resolve = resolver(dir.path());
+    let image = publish(
+        BaseImage::Scratch,
+        &[("share/readme.txt", "/etc/base-release")],
+    );
+    let assembled = assemble(&inputs(&image, &resolve, EPOCH), None).expect("assemble");
+    let repo = format!("{}/library/base", reg.host);
+    registry
+        .push(&format!("{repo}:1"), &assembled)
+        .await
+        .expect("push");
+    let layer = &assembled.parsed_manifest().expect("manifest").layers[0];
+    let err = registry
+        .fetch_blob(&repo, &layer.digest, layer.size - 1)
+        .await
+        .expect_err("past the size asked for");
+    assert!(err.to_string().contains("more than the"), "{err}");
+    let data = registry
+        .fetch_blob(&repo, &layer.digest, layer.size)
+        .await
+        .expect("at its size");
+    assert_eq!(data.len() as u64, layer.size);
 }

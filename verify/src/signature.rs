@@ -155,7 +155,9 @@ async fn fetch_tag(
                 ),
             });
         }
-        let data = registry.fetch_blob(repository, &descriptor.digest).await?;
+        let data = registry
+            .fetch_blob(repository, &descriptor.digest, descriptor.size)
+            .await?;
         out.push(FetchedLayer { descriptor, data });
     }
     Ok(Some(out))

@@ -22,8 +22,9 @@ const MAX_TOKEN_BYTES: usize = 64 << 10;
 const MAX_REASON_BYTES: usize = 300;
 
 /// An anonymous HTTP client for manifests: HTTPS except for the registries listed as insecure.
+/// Used for job images here and by `airlock-verify` for base images and signatures.
 #[derive(Debug, Clone)]
-pub(super) struct ManifestClient {
+pub struct ManifestClient {
     http: reqwest::Client,
     insecure: Vec<String>,
 }
@@ -46,7 +47,8 @@ pub(super) fn registry_err(registry: &str, reason: impl std::fmt::Display) -> Im
 }
 
 impl ManifestClient {
-    pub(super) fn new(
+    /// A client with these timeouts for each connect and each read.
+    pub fn new(
         insecure: &[String],
         connect_timeout: Duration,
         read_timeout: Duration,
@@ -77,6 +79,27 @@ impl ManifestClient {
             image.path(),
             digest.to_string(),
         );
+        self.fetch(&reference, accept, max).await?.ok_or_else(|| {
+            registry_err(
+                image.registry(),
+                format!("manifest {digest}: 404 Not Found"),
+            )
+        })
+    }
+
+    /// The manifest `reference` names (by digest or tag): at most `max` bytes, never more read;
+    /// `None` when the registry answers 404. The caller checks a digest.
+    pub async fn fetch(
+        &self,
+        reference: &Reference,
+        accept: &[&str],
+        max: usize,
+    ) -> Result<Option<Vec<u8>>, ImageError> {
+        let digest = reference
+            .digest()
+            .or(reference.tag())
+            .unwrap_or("latest")
+            .to_string();
         let host = reference.resolve_registry().to_string();
         let scheme = if self.insecure.contains(&host) {
             "http"
@@ -99,6 +122,9 @@ impl ManifestClient {
             let token = self.token(&challenge, &host).await?;
             response = self.get(&url, accept, Some(&token), &host).await?;
         }
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !response.status().is_success() {
             let status = response.status();
             let text = read_capped(response, MAX_REASON_BYTES, &what, &host)
@@ -110,7 +136,7 @@ impl ManifestClient {
                 format!("{what}: {status} {}", text.trim()),
             ));
         }
-        read_capped(response, max, &what, &host).await
+        read_capped(response, max, &what, &host).await.map(Some)
     }
 
     async fn get(

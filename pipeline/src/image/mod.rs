@@ -15,7 +15,7 @@
 //! builder only from its own registry (a mirror: same path, same digest).
 
 pub mod cache;
-mod capped;
+pub mod capped;
 pub mod fetch;
 pub mod manifest;
 pub mod reference;

@@ -129,14 +129,19 @@ pub async fn pull(
     .expect("json");
     let config = serde_json::from_slice(
         &registry
-            .fetch_blob(repo, &manifest.config.digest)
+            .fetch_blob(repo, &manifest.config.digest, manifest.config.size)
             .await
             .expect("config"),
     )
     .expect("json");
     let mut layers = Vec::new();
     for l in &manifest.layers {
-        layers.push(registry.fetch_blob(repo, &l.digest).await.expect("layer"));
+        layers.push(
+            registry
+                .fetch_blob(repo, &l.digest, l.size)
+                .await
+                .expect("layer"),
+        );
     }
     (manifest, config, layers)
 }

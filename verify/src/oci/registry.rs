@@ -35,9 +35,59 @@ pub struct RegistryConfig {
     pub insecure: Vec<String>,
 }
 
-/// A registry client (anonymous access).
+/// Largest manifest read (by digest or tag); real ones are a few KiB.
+pub const MAX_MANIFEST_BYTES: usize = airlock_pipeline::image::manifest::MAX_MANIFEST_BYTES;
+/// Largest base-image layer held (base layers are assembled in memory).
+pub const MAX_BASE_LAYER_BYTES: u64 = 1 << 30;
+/// Largest base image in all (its layers).
+pub const MAX_BASE_BYTES: u64 = 2 << 30;
+/// Each connect to a registry.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Each read from a registry.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A registry client (anonymous access). A base image's registry is named by the pipeline
+/// file, so everything read is bounded while it is read: manifests through a capped stream
+/// (oci-client reads them whole), blobs cut off past their declared size, every connect and
+/// read under a timeout.
 pub struct Registry {
     client: Client,
+    manifests: airlock_pipeline::image::capped::ManifestClient,
+}
+
+/// Bytes arriving into memory, refused past `max`.
+struct CappedBuffer {
+    data: Vec<u8>,
+    max: u64,
+}
+
+impl tokio::io::AsyncWrite for CappedBuffer {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.data.len() as u64 + buf.len() as u64 > self.max {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("more than the {} bytes expected", self.max),
+            )));
+        }
+        self.data.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }
 
 impl std::fmt::Debug for Registry {
@@ -52,6 +102,13 @@ pub fn parse_reference(reference: &str) -> Result<Reference, OciError> {
         reference: reference.to_owned(),
         reason: e.to_string(),
     })
+}
+
+fn capped_err(reference: &Reference, err: airlock_pipeline::image::ImageError) -> OciError {
+    OciError::Registry {
+        registry: reference.resolve_registry().to_owned(),
+        reason: err.to_string(),
+    }
 }
 
 fn registry_err(reference: &Reference, err: OciDistributionError) -> OciError {
@@ -72,23 +129,6 @@ fn registry_err(reference: &Reference, err: OciDistributionError) -> OciError {
     }
 }
 
-/// True when the registry said the manifest does not exist (distribution
-/// answers 404 with `MANIFEST_UNKNOWN`; oci-client reports that several ways).
-fn is_not_found(err: &OciDistributionError) -> bool {
-    use oci_client::errors::OciErrorCode;
-    match err {
-        OciDistributionError::ImageManifestNotFoundError(_) => true,
-        OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
-            matches!(
-                e.code,
-                OciErrorCode::ManifestUnknown | OciErrorCode::NotFound
-            )
-        }),
-        _ => false,
-    }
-}
-
 impl Registry {
     /// A client that uses plain HTTP exactly for `config.insecure`.
     pub fn new(config: &RegistryConfig) -> Result<Self, OciError> {
@@ -97,13 +137,24 @@ impl Registry {
             // One PUT per blob instead of 4 MiB PATCH chunks: a 100 MB layer
             // was 25 round trips (see benches/assemble_push_sign.rs).
             use_monolithic_push: true,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
             ..ClientConfig::default()
         };
         let client = Client::try_from(client_config).map_err(|e| OciError::Registry {
             registry: "(client setup)".into(),
             reason: e.to_string(),
         })?;
-        Ok(Self { client })
+        let manifests = airlock_pipeline::image::capped::ManifestClient::new(
+            &config.insecure,
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+        )
+        .map_err(|e| OciError::Registry {
+            registry: "(client setup)".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self { client, manifests })
     }
 
     async fn anonymous(&self, reference: &Reference) {
@@ -175,15 +226,17 @@ impl Registry {
             return Err(OciError::UnpinnedBase(digest.to_owned()));
         }
         let reference = parse_reference(&format!("{repository}@{digest}"))?;
-        self.anonymous(&reference).await;
-        let (body, _) = self
-            .client
-            .pull_manifest_raw(&reference, &RegistryAuth::Anonymous, ACCEPTED_MANIFESTS)
+        let body = self
+            .manifests
+            .fetch(&reference, ACCEPTED_MANIFESTS, MAX_MANIFEST_BYTES)
             .await
-            .map_err(|e| registry_err(&reference, e))?;
-        // oci-client checks too, but this is the trust boundary: check here.
+            .map_err(|e| capped_err(&reference, e))?
+            .ok_or_else(|| OciError::Registry {
+                registry: reference.resolve_registry().to_owned(),
+                reason: format!("{}: manifest not found", reference.whole()),
+            })?;
         verify_digest(&reference.whole(), digest, &body)?;
-        Ok(body.to_vec())
+        Ok(body)
     }
 
     /// Fetches the manifest `repository:tag`, or None when the tag does not
@@ -196,40 +249,45 @@ impl Registry {
         tag: &str,
     ) -> Result<Option<(Vec<u8>, String)>, OciError> {
         let reference = parse_reference(&format!("{repository}:{tag}"))?;
-        self.anonymous(&reference).await;
-        match self
-            .client
-            .pull_manifest_raw(
+        let body = self
+            .manifests
+            .fetch(
                 &reference,
-                &RegistryAuth::Anonymous,
                 // cosign itself writes `.sig` manifests with the Docker type.
                 &[MEDIA_TYPE_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST],
+                MAX_MANIFEST_BYTES,
             )
             .await
-        {
-            Ok((body, _)) => {
-                let digest = super::sha256_digest(&body);
-                Ok(Some((body.to_vec(), digest)))
-            }
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(registry_err(&reference, e)),
-        }
+            .map_err(|e| capped_err(&reference, e))?;
+        Ok(body.map(|body| {
+            let digest = super::sha256_digest(&body);
+            (body, digest)
+        }))
     }
 
-    /// Fetches a blob of `repository` by digest and checks its bytes hash to it.
-    pub async fn fetch_blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>, OciError> {
+    /// Fetches a blob of `repository` by digest, at most `max` bytes (reading stops there),
+    /// and checks its bytes hash to it.
+    pub async fn fetch_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        max: u64,
+    ) -> Result<Vec<u8>, OciError> {
         if !is_sha256_digest(digest) {
             return Err(OciError::UnpinnedBase(digest.to_owned()));
         }
         let reference = parse_reference(&format!("{repository}@{digest}"))?;
         self.anonymous(&reference).await;
-        let mut out = Vec::new();
+        let mut out = CappedBuffer {
+            data: Vec::new(),
+            max,
+        };
         self.client
             .pull_blob(&reference, digest, &mut out)
             .await
             .map_err(|e| registry_err(&reference, e))?;
-        verify_digest(&format!("{repository} blob"), digest, &out)?;
-        Ok(out)
+        verify_digest(&format!("{repository} blob"), digest, &out.data)?;
+        Ok(out.data)
     }
 
     /// Assembles `inputs.image`, fetching and verifying its pinned base first.
@@ -265,7 +323,13 @@ impl Registry {
                 what: "base manifest",
                 reason: e.to_string(),
             })?;
-        let config_bytes = self.fetch_blob(repository, &manifest.config.digest).await?;
+        let config_bytes = self
+            .fetch_blob(
+                repository,
+                &manifest.config.digest,
+                MAX_MANIFEST_BYTES as u64,
+            )
+            .await?;
         let config: Value =
             serde_json::from_slice(&config_bytes).map_err(|e| OciError::Malformed {
                 what: "base config",
@@ -281,9 +345,29 @@ impl Registry {
                 reason: format!("{} layers but {diff_ids} diff_ids", manifest.layers.len()),
             });
         }
+        let declared = manifest
+            .layers
+            .iter()
+            .fold(0u64, |sum, l| sum.saturating_add(l.size));
+        if declared > MAX_BASE_BYTES
+            || manifest
+                .layers
+                .iter()
+                .any(|l| l.size > MAX_BASE_LAYER_BYTES)
+        {
+            return Err(OciError::Malformed {
+                what: "base image",
+                reason: format!(
+                    "layers of {declared} bytes (at most {MAX_BASE_LAYER_BYTES} each and {MAX_BASE_BYTES} in all)"
+                ),
+            });
+        }
         let mut layers = Vec::with_capacity(manifest.layers.len());
         for layer in &manifest.layers {
-            let data = self.fetch_blob(repository, &layer.digest).await?;
+            // Cut off past the declared size: that is all the size check below allows.
+            let data = self
+                .fetch_blob(repository, &layer.digest, layer.size)
+                .await?;
             let size = data.len() as u64;
             if size != layer.size {
                 return Err(OciError::Malformed {
