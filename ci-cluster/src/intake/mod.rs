@@ -320,7 +320,7 @@ fn check_repository(name: &str, field: &str) -> Result<(), IntakeError> {
 /// Text for people (titles, author names): the first line, trimmed, without
 /// control characters, at most 200 characters, so that a payload cannot put
 /// line breaks or terminal escapes into logs and UIs.
-fn display_text(s: &str) -> String {
+pub(crate) fn display_text(s: &str) -> String {
     let line = s.lines().next().unwrap_or("").trim();
     line.chars().filter(|c| !c.is_control()).take(200).collect()
 }

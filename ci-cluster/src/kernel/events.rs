@@ -108,9 +108,11 @@ pub async fn manual_event(
     let (commit, title) =
         tokio::task::spawn_blocking(move || -> anyhow::Result<(String, String)> {
             let (mirror, commit) = sources.fetch_rev(&url, &r)?;
+            // The commit's author wrote the subject: the same one clean line of at most 200
+            // characters as a forge's title.
             let title = mirror
                 .commit_summary(&commit)
-                .map(|s| s.subject)
+                .map(|s| crate::intake::display_text(&s.subject))
                 .unwrap_or_default();
             Ok((commit.to_string(), title))
         })

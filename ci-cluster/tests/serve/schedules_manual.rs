@@ -42,6 +42,25 @@ fn manual_runs_need_the_admin_token() {
         server.wait_final_within(1, Duration::from_secs(90))["run"]["status"],
         "passed"
     );
+
+    // Issue 19: the title of a manual run is the commit's subject, written by its author: one
+    // clean line of at most 200 characters, as a forge's title is.
+    let subject = format!("{}\u{1b}]0;owned\u{7}", "long ".repeat(100));
+    let commit = world.repo.commit(&subject);
+    world.push(&commit, "refs/heads/long");
+    let (status, reply) = post(
+        &url,
+        &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+        br#"{"ref": "refs/heads/long"}"#,
+    );
+    assert_eq!(status, 202, "{reply}");
+    let run = reply["run"].as_i64().expect("run");
+    let title = server.run(run)["run"]["title"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(title.chars().count(), 200, "{title:?}");
+    assert!(!title.chars().any(char::is_control), "{title:?}");
 }
 
 #[test]

@@ -385,15 +385,11 @@ fn read_record(builder: &BuilderView, name: &str) -> Result<PassRecord, String> 
         let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
         keys.push(parse_public_key_hex(&text).map_err(|e| format!("{}: {e}", p.display()))?);
     }
-    let path = builder.outbox_dir.join(name);
-    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > record::MAX_RECORD_BYTES as u64 {
-        return Err(format!(
-            "{} is larger than a pass record may be",
-            path.display()
-        ));
-    }
-    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // The outbox is written by the untrusted CI: read the way the builder reads it (no link
+    // followed, no FIFO waited on, the size capped while reading).
+    let bytes = record::DirOutbox::new(&builder.outbox_dir)
+        .read(name)
+        .map_err(|e| format!("{}: {e}", builder.outbox_dir.join(name).display()))?;
     record::open(&bytes, &keys).map_err(|e| e.to_string())
 }
 
@@ -417,4 +413,39 @@ fn compare_outputs(record: &PassRecord, statement: &Statement) -> Vec<String> {
         .filter(|o| declared.get(&o.path) != Some(&o.sha256))
         .map(|o| o.path.clone())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Issue 19: the outbox is the untrusted CI's; the trace reads it as the builder does.
+    #[test]
+    fn a_record_name_that_is_a_link_or_a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = dir.path().join("outbox");
+        std::fs::create_dir(&outbox).unwrap();
+        let view = BuilderView {
+            data_dir: dir.path().to_path_buf(),
+            outbox_dir: outbox.clone(),
+            origin_keys: Vec::new(),
+            registry: Default::default(),
+        };
+        std::fs::write(dir.path().join("secret"), b"host file").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret"), outbox.join("linked.json")).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(outbox.join("fifo.json"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        for name in ["linked.json", "fifo.json"] {
+            let err = read_record(&view, name).unwrap_err();
+            assert!(err.contains(name), "{err}");
+        }
+        // Control: a regular file is read (and then refused as a record: it is not one).
+        std::fs::write(outbox.join("plain.json"), b"{}").unwrap();
+        let err = read_record(&view, "plain.json").unwrap_err();
+        assert!(!err.contains("No such file"), "{err}");
+    }
 }
