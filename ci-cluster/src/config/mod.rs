@@ -518,6 +518,14 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        let record_max = airlock_pipeline::record::MAX_OUTPUTS;
+        if file.artifacts.max_job_outputs > record_max {
+            // A job with more outputs would pass, yet no pass record could carry them.
+            return Err(invalid(format!(
+                "artifacts.max_job_outputs = {} is more than a pass record can carry ({record_max})",
+                file.artifacts.max_job_outputs
+            )));
+        }
         let mut names = std::collections::HashSet::new();
         for p in &file.projects {
             if !names.insert(p.name.as_str()) {
@@ -775,6 +783,21 @@ schedules = [{{ cron = "0 3 * * *", ref = "refs/heads/main" }}]
             e.to_string().contains("ci.toml") && e.to_string().contains("line 1"),
             "{e}"
         );
+        let e = Config::parse(
+            Path::new("ci.toml"),
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/x\"\n[artifacts]\nmax_job_outputs = 1001\n",
+        )
+        .expect_err("more outputs than a record carries");
+        assert!(
+            e.to_string()
+                .contains("more than a pass record can carry (1000)"),
+            "{e}"
+        );
+        Config::parse(
+            Path::new("ci.toml"),
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/x\"\n[artifacts]\nmax_job_outputs = 1000\n",
+        )
+        .expect("at the record's limit");
         let missing = example(dir.path()).replace("[forges.gerrit]", "[forges.gitlab_typo]");
         assert!(Config::parse(Path::new("ci.toml"), &missing).is_err());
         let e = Config::parse(

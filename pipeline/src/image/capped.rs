@@ -161,6 +161,9 @@ impl ManifestClient {
 
     /// An anonymous pull token from the challenge's realm.
     async fn token(&self, challenge: &BearerChallenge, host: &str) -> Result<String, ImageError> {
+        check_realm(&challenge.realm, host)
+            .await
+            .map_err(|why| registry_err(host, why))?;
         let mut query = Vec::new();
         if let Some(service) = &challenge.service {
             query.push(("service", service.as_str()));
@@ -200,6 +203,69 @@ impl ManifestClient {
                     format!("token answer from {} holds no token", challenge.realm),
                 )
             })
+    }
+}
+
+/// Whether the runner may ask `realm` for a token on behalf of the registry at `host`. The
+/// registry is the job's choice, so its challenge must not turn the runner (which sits on the
+/// host's network, not the sandbox's) into a client of internal services: a realm on the
+/// registry's own host is fine (the runner already talks to it); any other must be HTTPS and
+/// resolve only to public addresses (Docker Hub's `auth.docker.io`, say). A name that resolves
+/// to a public address here and another one at connect time (DNS rebinding) is not covered.
+async fn check_realm(realm: &str, host: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(realm).map_err(|e| format!("token realm '{realm}': {e}"))?;
+    let realm_host = url.host_str().unwrap_or_default();
+    let registry_host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    if realm_host.eq_ignore_ascii_case(registry_host) {
+        return Ok(());
+    }
+    if url.scheme() != "https" {
+        return Err(format!(
+            "token realm '{realm}' is on another host than the registry and not HTTPS"
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<std::net::IpAddr> = tokio::net::lookup_host((realm_host, port))
+        .await
+        .map_err(|e| format!("token realm '{realm}': {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    if addresses.is_empty() || !addresses.iter().all(is_public) {
+        return Err(format!(
+            "token realm '{realm}' is on another host than the registry and resolves to a non-public address"
+        ));
+    }
+    Ok(())
+}
+
+/// An address on the public internet: not loopback, private, link-local, shared (CGNAT),
+/// unique-local, multicast, documentation or unspecified.
+fn is_public(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        std::net::IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(&std::net::IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
     }
 }
 

@@ -25,12 +25,18 @@ enum Answer {
     Declared { len: u64 },
     /// 401 with a bearer challenge unless the request carries `Bearer good-token`; the realm
     /// (`/token` on the same server) answers the token.
-    Token { body: Vec<u8> },
+    Token {
+        body: Vec<u8>,
+        /// Another realm to name in the challenge than this server's `/token`.
+        realm: Option<String>,
+    },
 }
 
 struct Registry {
     host: String,
     sent: Arc<AtomicU64>,
+    /// Connections accepted.
+    connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -45,9 +51,17 @@ async fn serve(answer: Answer) -> Registry {
     let host = listener.local_addr().unwrap().to_string();
     let sent = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&sent);
-    let realm = format!("http://{host}/token");
+    let connections = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::clone(&connections);
+    let realm = match &answer {
+        Answer::Token {
+            realm: Some(realm), ..
+        } => realm.clone(),
+        _ => format!("http://{host}/token"),
+    };
     let task = tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::Relaxed);
             let answer = answer.clone();
             let counter = Arc::clone(&counter);
             let realm = realm.clone();
@@ -65,7 +79,12 @@ async fn serve(answer: Answer) -> Registry {
             });
         }
     });
-    Registry { host, sent, task }
+    Registry {
+        host,
+        sent,
+        connections,
+        task,
+    }
 }
 
 async fn respond(
@@ -104,7 +123,7 @@ async fn respond(
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n{{}}");
             socket.write_all(head.as_bytes()).await
         }
-        Answer::Token { body } => {
+        Answer::Token { body, .. } => {
             if request.starts_with("GET /token?") {
                 assert!(request.contains("service=test-registry"), "{request}");
                 assert!(
@@ -189,9 +208,61 @@ async fn bodies_up_to_the_cap_are_read_whole() {
 async fn an_anonymous_bearer_token_is_fetched_from_the_realm() {
     let registry = serve(Answer::Token {
         body: b"{\"schemaVersion\":2}".to_vec(),
+        realm: None,
     })
     .await;
     assert_eq!(fetch(&registry).await.unwrap(), b"{\"schemaVersion\":2}");
+}
+
+/// Issue 19: a registry's challenge must not make the runner a client of internal services.
+#[tokio::test]
+async fn a_token_realm_on_another_internal_host_is_never_asked() {
+    // The "internal service" would hand out a token: it is never asked.
+    let body = b"{\"schemaVersion\":2}".to_vec();
+    let internal = serve(Answer::Token {
+        body: body.clone(),
+        realm: None,
+    })
+    .await;
+    let realm = format!(
+        "http://localhost:{}/token",
+        internal.host.rsplit_once(':').unwrap().1
+    );
+    let registry = serve(Answer::Token {
+        body,
+        realm: Some(realm.clone()),
+    })
+    .await;
+    let err = fetch(&registry).await.expect_err("realm on another host");
+    assert!(err.to_string().contains("not HTTPS"), "{err}");
+    assert_eq!(internal.connections.load(Ordering::Relaxed), 0);
+    for (realm, host, allowed) in [
+        // Control: the registry's own host, whatever its scheme.
+        ("http://127.0.0.1:5000/token", "127.0.0.1:5000", true),
+        // Another host over plain HTTP, an internal address over HTTPS, a metadata service.
+        (realm.as_str(), "127.0.0.1:5000", false),
+        ("https://127.0.0.2/token", "127.0.0.1:5000", false),
+        ("https://169.254.169.254/latest", "registry.example", false),
+        ("https://10.1.2.3/token", "registry.example", false),
+        ("https://[::1]/token", "registry.example", false),
+    ] {
+        let result = check_realm(realm, host).await;
+        assert_eq!(result.is_ok(), allowed, "{realm} for {host}: {result:?}");
+    }
+    for public in ["8.8.8.8", "2606:4700::1111"] {
+        assert!(is_public(&public.parse().unwrap()), "{public}");
+    }
+    for private in [
+        "100.64.0.1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "fd00::1",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+        "0.0.0.0",
+    ] {
+        assert!(!is_public(&private.parse().unwrap()), "{private}");
+    }
 }
 
 #[test]
