@@ -518,6 +518,11 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        if file.http.max_connections == 0 {
+            return Err(invalid(
+                "http.max_connections = 0 would refuse every connection".into(),
+            ));
+        }
         let record_max = airlock_pipeline::record::MAX_OUTPUTS;
         if file.artifacts.max_job_outputs > record_max {
             // A job with more outputs would pass, yet no pass record could carry them.

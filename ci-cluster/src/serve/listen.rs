@@ -3,10 +3,14 @@
 //! minute, or opens connections and sends nothing, must not hold memory and tasks without end.
 //!
 //! - at most `[http] max_connections` connections at once; one over it is closed at accept;
-//! - a request's headers must arrive within `[http] read_timeout` (hyper's header read
-//!   timeout, which needs a timer: `axum::serve` sets none), and an idle keep-alive connection
-//!   is closed after the same time;
-//! - a body is read within the same time (see [`crate::kernel::limited_body`]).
+//! - HTTP/1 only, one request per connection (no keep-alive): HTTP/2 would multiply what one
+//!   connection may hold, and hyper's header timer does not run while a keep-alive connection
+//!   idles between requests;
+//! - the request's headers must arrive within `[http] read_timeout` from the moment the
+//!   connection is served, whether or not a byte came (hyper's header read timeout, which needs
+//!   a timer: `axum::serve` sets none, and its HTTP/1-or-2 detection reads the first bytes with
+//!   no timeout at all);
+//! - the body is read within the same time (see [`crate::kernel::limited_body`]).
 //!
 //! Long-lived responses (the live log stream) are not cut: the bound is on what the client
 //! sends, not on how long it reads.
@@ -15,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -44,6 +48,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // Refusals are logged at most once a second, with how many there were.
+    let (mut refused, mut refusals_logged) = (0u64, std::time::Instant::now());
     let connections = TaskTracker::new();
     let closing = CancellationToken::new();
     loop {
@@ -60,19 +66,22 @@ pub async fn serve(
             () = stop.cancelled() => break,
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(%peer, max = limits.max_connections, "too many connections; closed at accept");
             drop(stream);
+            refused += 1;
+            if refusals_logged.elapsed() >= Duration::from_secs(1) {
+                tracing::warn!(%peer, refused, max = limits.max_connections, "too many connections; closed at accept");
+                (refused, refusals_logged) = (0, std::time::Instant::now());
+            }
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
         let closing = closing.clone();
         connections.spawn(async move {
-            let mut builder = Builder::new(TokioExecutor::new());
-            builder
-                .http1()
+            let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.read_timeout);
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                .header_read_timeout(limits.read_timeout)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -95,7 +104,8 @@ pub async fn serve(
         .await
         .is_err()
     {
-        tracing::warn!("connections still open after the shutdown grace; closing them");
+        // Returning drops the runtime's hold on them: the process is ending.
+        tracing::warn!("connections still open after the shutdown grace are abandoned");
     }
     Ok(())
 }

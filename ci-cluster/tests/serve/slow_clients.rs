@@ -58,16 +58,41 @@ fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
     // Control: an ordinary request is answered.
     assert!(healthz(&server).starts_with("HTTP/1.1 200"), "control");
 
-    // Headers a byte at a time, then nothing: closed at the read timeout.
-    let mut slow_headers = connect(&server);
-    slow_headers
-        .write_all(b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n")
+    // Part of the headers, then nothing; and nothing at all: both closed at the read timeout
+    // (3 s here; the client waits 20).
+    for (what, sent) in [
+        (
+            "unfinished headers",
+            &b"POST /hooks/github HTTP/1.1\r\nHost: x\r\n"[..],
+        ),
+        ("a silent client", &b""[..]),
+    ] {
+        let started = std::time::Instant::now();
+        let mut stream = connect(&server);
+        stream.write_all(sent).expect("write");
+        let (_, closed) = read_until_closed(&mut stream);
+        assert!(closed, "{what}: still connected");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: closed only after {:?}",
+            started.elapsed()
+        );
+    }
+    // HTTP/2 (prior knowledge) is not spoken: one connection, one request.
+    let mut h2 = connect(&server);
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .expect("write");
-    let (_, closed) = read_until_closed(&mut slow_headers);
-    assert!(
-        closed,
-        "a client that never finishes its headers is still connected"
-    );
+    let (reply, closed) = read_until_closed(&mut h2);
+    assert!(closed && !reply.contains("HTTP/2"), "{reply:?}");
+    // And a second request on one connection is not read.
+    let mut twice = connect(&server);
+    twice
+        .write_all(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .expect("write");
+    let (reply, _) = read_until_closed(&mut twice);
+    assert_eq!(reply.matches("HTTP/1.1 200").count(), 1, "{reply}");
 
     // A body announced and never sent: 408 at the read timeout, nothing stored.
     let mut slow_body = connect(&server);
