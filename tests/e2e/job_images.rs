@@ -438,7 +438,8 @@ fn entry_name(image: &PushedImage) -> String {
 
 /// Issue 19: a layer that inflates far beyond its compressed size is stopped at the entry that
 /// would take the host below its disk reserve (on a real ext4 filesystem), nothing of it is
-/// cached, and jobs go on: the cache makes room by removing unused images, never one in use.
+/// cached, and jobs go on. The cache makes room by removing unused images when that can make
+/// the room (not when it cannot: a bomb does not empty it), never one a running job uses.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_decompression_bomb_stops_at_the_hosts_reserve_and_the_cache_makes_room() {
     if !nix::unistd::geteuid().is_root() {
@@ -452,8 +453,8 @@ async fn a_decompression_bomb_stops_at_the_hosts_reserve_and_the_cache_makes_roo
         c.images.insecure = vec![registry.host.clone()];
         c.host_reserve.bytes = 96 << 20;
     });
-    let run = |image: &PushedImage, name: &str| {
-        let mut job = SandboxJob::new("test -e /zeros && cat /etc/airlock-image");
+    let run = |image: &PushedImage, name: &str, script: &str| {
+        let mut job = SandboxJob::new(script);
         job.image = Some(ImageRef::parse(&image.reference).unwrap());
         let at = disk.dir.path().join(name);
         async move {
@@ -461,25 +462,29 @@ async fn a_decompression_bomb_stops_at_the_hosts_reserve_and_the_cache_makes_roo
             (done, log.to_text())
         }
     };
+    const PROBE: &str = "test -e /zeros && cat /etc/airlock-image";
 
     // Control: 40 MiB unpacked fits beside the reserve.
     let small = image_with_zeros(&registry, "small", 40).await;
-    let (done, log) = run(&small, "small").await;
+    let (done, log) = run(&small, "small", PROBE).await;
     assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{log}");
     assert_eq!(cache_entries(&cache), [entry_name(&small)]);
 
     // 200 MiB from a layer of about 2 MiB: the declared sizes pass every first check.
     let bomb = image_with_zeros(&registry, "bomb", 200).await;
     assert!(bomb.layer_bytes < 4 << 20, "{} bytes", bomb.layer_bytes); // busybox, mostly
-    let (done, log) = run(&bomb, "bomb").await;
+    let (done, log) = run(&bomb, "bomb", PROBE).await;
     let err = done.expect_err("the bomb is refused");
     assert!(
         err.to_string().contains("below its reserve of 96.0 MiB")
             && err.to_string().contains("'zeros'"),
         "{err}\n{log}"
     );
-    // The small image was not in use: it went first, to make room, before the bomb was refused.
-    assert_eq!(cache_entries(&cache), Vec::<String>::new(), "{log}");
+    // Removing `small` could not have made 200 MiB of room: it is kept.
+    assert_eq!(cache_entries(&cache), [entry_name(&small)], "{log}");
+    // What the bomb wrote is gone once its temporary directory is (and the journal commits).
+    let fs = std::fs::File::open(disk.dir.path()).unwrap();
+    nix::unistd::syncfs(&fs).unwrap();
     let free = HostReserve::free_bytes(disk.dir.path()).unwrap();
     assert!(
         free >= 96 << 20,
@@ -487,22 +492,36 @@ async fn a_decompression_bomb_stops_at_the_hosts_reserve_and_the_cache_makes_roo
         free >> 20
     );
 
-    // The host is not wedged: the next job pulls and runs.
-    let (done, log) = run(&small, "again").await;
+    // An image that fits only once `small` (unused) is gone: the cache makes the room.
+    let fits_without_small = ((free - (96 << 20)) >> 20) + 15;
+    let medium = image_with_zeros(&registry, "medium", fits_without_small).await;
+    let (done, log) = run(&medium, "medium", PROBE).await;
     assert_eq!(done.unwrap().reason, ExitReason::Exited(0), "{log}");
+    assert_eq!(cache_entries(&cache), [entry_name(&medium)], "{log}");
 
-    // An image in use is never what goes: with `small` pinned by a running job, the bomb is
-    // refused without touching it.
-    let mut holder = SandboxJob::new("sleep 5");
-    holder.image = Some(ImageRef::parse(&small.reference).unwrap());
-    let at = disk.dir.path().join("holder");
-    let holding = holder.run_in(&at, exec);
-    let bombing = async {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        run(&bomb, "bomb-again").await
-    };
-    let ((held, _), (done, log)) = tokio::join!(holding, bombing);
-    assert_eq!(held.unwrap().reason, ExitReason::Exited(0));
+    // An image in use is never what goes: while a job runs on `medium`, an image that would
+    // need its room is refused and `medium` stays.
+    let mut holder = SandboxJob::new("touch started; while [ ! -e go ]; do sleep 0.1; done");
+    holder.image = Some(ImageRef::parse(&medium.reference).unwrap());
+    let holder_ws = disk.dir.path().join("holder/ws");
+    let holding = tokio::spawn({
+        let at = disk.dir.path().join("holder");
+        let exec = executor(&cache, |c| {
+            c.images.insecure = vec![registry.host.clone()];
+            c.host_reserve.bytes = 96 << 20;
+        });
+        async move { holder.run_in(&at, &exec).await.0 }
+    });
+    while !holder_ws.join("started").exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let other = image_with_zeros(&registry, "other", fits_without_small).await;
+    let (done, log) = run(&other, "other", PROBE).await;
     assert!(done.is_err(), "{log}");
-    assert_eq!(cache_entries(&cache), [entry_name(&small)], "{log}");
+    assert_eq!(cache_entries(&cache), [entry_name(&medium)], "{log}");
+    std::fs::write(holder_ws.join("go"), "").unwrap();
+    assert_eq!(
+        holding.await.unwrap().unwrap().reason,
+        ExitReason::Exited(0)
+    );
 }

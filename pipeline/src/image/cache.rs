@@ -178,8 +178,8 @@ impl ImageCache {
         // A write that does not fit first prunes unused entries (never one in use): a full
         // cache must not refuse every later pull.
         let (dir, limits) = (settings.cache_dir.clone(), cache_limits(&settings));
-        let reclaim: Reclaim = Box::new(move |room: &dyn Fn() -> bool| {
-            let pruned = retention::prune(&dir, limits, unpacked_size, room);
+        let reclaim: Reclaim = Box::new(move |short: u64, room: &dyn Fn() -> bool| {
+            let pruned = retention::prune(&dir, limits, unpacked_size, room, short);
             if pruned.entries > 0 {
                 tracing::info!(
                     entries = pruned.entries,
@@ -213,7 +213,13 @@ impl ImageCache {
     /// Prunes stale entries and the least recently used over the cache's size, and more while
     /// `room()` says no. Entries in use (here or in another process) stay.
     fn prune_now(&self, room: impl Fn() -> bool) -> retention::Pruned {
-        retention::prune(&self.settings.cache_dir, self.limits(), unpacked_size, room)
+        retention::prune(
+            &self.settings.cache_dir,
+            self.limits(),
+            unpacked_size,
+            room,
+            0,
+        )
     }
 
     /// [`Self::prune_now`] on a blocking thread (removing an image is many unlinks), logged.
@@ -222,9 +228,14 @@ impl ImageCache {
         let limits = self.limits();
         let space = Arc::clone(&self.space);
         let pruned = tokio::task::spawn_blocking(move || {
-            retention::prune(&dir, limits, unpacked_size, || {
-                need.is_none_or(|bytes| space.check(bytes, "").is_ok())
-            })
+            let short = need.map_or(0, |bytes| space.shortfall(bytes).unwrap_or(0));
+            retention::prune(
+                &dir,
+                limits,
+                unpacked_size,
+                || need.is_none_or(|bytes| space.check(bytes, "").is_ok()),
+                short,
+            )
         })
         .await
         .unwrap_or_default();

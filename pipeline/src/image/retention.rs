@@ -96,8 +96,20 @@ fn entries(cache_dir: &Path, size_of: impl Fn(&[u8]) -> Option<u64>) -> Vec<Entr
     found
 }
 
+/// Whether the entry at `dir` is in use right now (a job holds its shared lock).
+fn in_use(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join("image.json")) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err()
+}
+
+/// Names of entries being removed: unique within the process (prunes may run at once).
+static DOOMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Removes the entry at `dir` unless it is in use; `Ok(false)` when it is.
-fn remove_entry(cache_dir: &Path, dir: &Path, serial: usize) -> std::io::Result<bool> {
+fn remove_entry(cache_dir: &Path, dir: &Path) -> std::io::Result<bool> {
+    let serial = DOOMED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let file = File::open(dir.join("image.json"))?;
     let lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(lock) => lock,
@@ -116,18 +128,28 @@ fn remove_entry(cache_dir: &Path, dir: &Path, serial: usize) -> std::io::Result<
 
 /// Removes entries unused for longer than `limits.max_unused`, then the least recently used
 /// until the cache holds at most `limits.max_bytes` and `room()` says there is room (it is
-/// asked again after each removal). Entries in use stay.
+/// asked again after each removal). Entries in use stay. `shortfall` is how many bytes the
+/// room is short of: when the unused entries together hold less, none is removed for room
+/// (one image larger than the disk must not empty every project's cache, every time).
 pub(super) fn prune(
     cache_dir: &Path,
     limits: CacheLimits,
     size_of: impl Fn(&[u8]) -> Option<u64>,
     room: impl Fn() -> bool,
+    shortfall: u64,
 ) -> Pruned {
     let found = entries(cache_dir, size_of);
     let mut total: u64 = found.iter().map(|e| e.bytes).sum();
+    let reclaimable: u64 = found
+        .iter()
+        .filter(|e| !in_use(&e.dir))
+        .map(|e| e.bytes)
+        .sum();
+    let prune_for_room = shortfall == 0 || reclaimable >= shortfall;
+    let room = || !prune_for_room || room();
     let now = SystemTime::now();
     let mut pruned = Pruned::default();
-    for (serial, entry) in found.iter().enumerate() {
+    for entry in &found {
         let stale = now
             .duration_since(entry.last_used)
             .is_ok_and(|unused| unused > limits.max_unused);
@@ -135,7 +157,7 @@ pub(super) fn prune(
             // Sorted oldest first: nothing later is staler.
             break;
         }
-        match remove_entry(cache_dir, &entry.dir, serial) {
+        match remove_entry(cache_dir, &entry.dir) {
             Ok(true) => {
                 pruned.entries += 1;
                 pruned.bytes += entry.bytes;
@@ -189,7 +211,7 @@ mod tests {
             max_unused: 30 * DAY,
         };
         assert_eq!(
-            prune(cache.path(), generous, size, || true),
+            prune(cache.path(), generous, size, || true, 0),
             Pruned::default()
         );
         assert!(old.exists() && mid.exists() && new.exists());
@@ -197,7 +219,7 @@ mod tests {
         // marked it used, so that is `new`.
         let (pin, json) = pin_entry(&mid).unwrap();
         assert_eq!(json, b"100");
-        let pruned = prune(cache.path(), limits, size, || true);
+        let pruned = prune(cache.path(), limits, size, || true, 0);
         assert_eq!(
             pruned,
             Pruned {
@@ -212,7 +234,7 @@ mod tests {
             max_bytes: 0,
             max_unused: 7 * DAY,
         };
-        let pruned = prune(cache.path(), nothing, size, || true);
+        let pruned = prune(cache.path(), nothing, size, || true, 0);
         assert_eq!(
             pruned,
             Pruned {
@@ -222,9 +244,13 @@ mod tests {
             }
         );
         assert!(mid.exists());
-        // Unpinned, it goes when room is needed, though within every other limit.
+        // Unpinned, it goes when room is needed, though within every other limit; but not when
+        // removing it could never make the room asked for.
         drop(pin);
-        let pruned = prune(cache.path(), limits, size, || !mid.exists());
+        let pruned = prune(cache.path(), limits, size, || !mid.exists(), 101);
+        assert_eq!(pruned.entries, 0);
+        assert!(mid.exists());
+        let pruned = prune(cache.path(), limits, size, || !mid.exists(), 100);
         assert_eq!(pruned.entries, 1);
         assert!(!mid.exists());
         let leftovers: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
@@ -238,7 +264,7 @@ mod tests {
         let meta_path = dir.join("image.json");
         // Opened, then pruned before the lock is taken; a new entry appears at the same path.
         let opened = File::open(&meta_path).unwrap();
-        assert!(remove_entry(cache.path(), &dir, 0).unwrap());
+        assert!(remove_entry(cache.path(), &dir).unwrap());
         let dir = entry(cache.path(), "gone", 1, Duration::ZERO);
         assert!(pin_opened(opened, &meta_path).is_none());
         // Control: opened after, it pins.

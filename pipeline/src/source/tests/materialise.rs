@@ -156,7 +156,7 @@ fn source_materialise_refuses_hostile_trees() {
 
 /// Issue 19: a checkout is bounded in entries, bytes per file, bytes in all and by the host's
 /// reserve, all checked while the tree is planned, before anything is written. The main tree
-/// has 6 entries and files of 6, 14 and 18 bytes (38 in all).
+/// has 6 entries, files of 6, 14 and 18 bytes and a link whose target is 10 (48 in all).
 #[test]
 fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
     use crate::source::TreeLimits;
@@ -165,7 +165,7 @@ fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
     let fits = TreeLimits {
         max_entries: 6,
         max_file_bytes: 18,
-        max_total_bytes: 38,
+        max_total_bytes: 48,
         reserve_bytes: 0,
     };
     let cases = [
@@ -185,10 +185,10 @@ fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
         ),
         (
             TreeLimits {
-                max_total_bytes: 37,
+                max_total_bytes: 47,
                 ..fits
             },
-            "its files come to more than 37 bytes",
+            "its files come to more than 47 bytes",
         ),
         (
             TreeLimits {
@@ -216,6 +216,22 @@ fn source_materialise_refuses_trees_over_their_limits_and_writes_nothing() {
         .materialise_limited(&id(&up.main), tmp.path(), &fits)
         .unwrap();
     assert_eq!((stats.files, stats.bytes), (4, 48));
+
+    // A link target longer than a path can be is refused before it is loaded.
+    let long = "a/".repeat(2100);
+    let target = git_with_input(
+        &up.dir,
+        &["hash-object", "-w", "--stdin"],
+        Some(long.as_bytes()),
+    );
+    let tree = hostile_tree(&up.dir, &[("120000", b"deep", &target)]);
+    let commit = git(&up.dir, &["commit-tree", "-m", "long link", &tree]);
+    let tmp = TempDir::new().unwrap();
+    let err = mirror.materialise(&id(&commit), tmp.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("longer than a path can be"),
+        "{err}"
+    );
 }
 
 /// Issue 19: names in a commit are carried as bytes (Git stores bytes): a non-UTF-8 name is
