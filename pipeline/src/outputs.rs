@@ -162,6 +162,17 @@ impl OutputLimits {
         }
     }
 
+    /// Gives `files` back to the run's count: the attempt that took them kept nothing.
+    pub fn give_back(&self, files: usize) {
+        if let Some(run) = &self.max_run_files {
+            let _ = run
+                .used
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                    Some(used.saturating_sub(files))
+                });
+        }
+    }
+
     /// An error once the deadline has passed; `done` of `total` files were handled.
     pub fn check_deadline(&self, done: usize, total: usize) -> Result<(), OutputError> {
         match self.deadline {
@@ -330,7 +341,7 @@ pub enum OutputError {
     },
     /// An output pattern covers more of the workspace than is ever listed.
     #[error(
-        "output '{pattern}' covers more than {max} entries of the workspace; name a narrower directory or pattern"
+        "the output patterns look at more than {max} entries of the workspace (at '{pattern}'); name narrower directories or patterns"
     )]
     WalkTooLarge {
         /// The pattern.
@@ -410,15 +421,22 @@ pub fn collect_limited(
     if let Some(run) = &limits.max_run_files {
         run.take(found.len())?;
     }
-    let max = limits.max_file.as_ref();
-    let mut files = Vec::with_capacity(found.len());
-    for (done, (rel, _)) in found.iter().enumerate() {
-        limits.check_deadline(done, found.len())?;
-        files.push(digest_file(root, rel, max)?);
+    let digested = (|| {
+        let max = limits.max_file.as_ref();
+        let mut files = Vec::with_capacity(found.len());
+        for (done, (rel, _)) in found.iter().enumerate() {
+            limits.check_deadline(done, found.len())?;
+            files.push(digest_file(root, rel, max)?);
+        }
+        // Again with the sizes actually read: a file may have grown since its metadata was read.
+        check_sizes(files.iter().map(|f| (f.path.as_str(), f.size)), limits)?;
+        Ok(files)
+    })();
+    if digested.is_err() {
+        // Nothing of this attempt is kept: its count goes back to the run (a retry takes it again).
+        limits.give_back(found.len());
     }
-    // Again with the sizes actually read: a file may have grown since its metadata was read.
-    check_sizes(files.iter().map(|f| (f.path.as_str(), f.size)), limits)?;
-    Ok(files)
+    digested
 }
 
 fn check_sizes<'a>(
@@ -466,6 +484,8 @@ fn check_sizes<'a>(
 /// Every regular file the patterns name, with its size from its metadata.
 fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, OutputError> {
     let mut found: Vec<(String, u64)> = Vec::new();
+    // One budget for all the patterns together: each glob walks from the root.
+    let mut budget = MAX_WALK_ENTRIES;
     for pattern in patterns {
         let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
         if has_glob_meta(pattern) {
@@ -478,13 +498,9 @@ fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, Outp
                 })?
                 .compile_matcher();
             let mut any = false;
-            for (rel, size) in walk_files(
-                root,
-                Path::new(""),
-                Some(&matcher),
-                pattern,
-                MAX_WALK_ENTRIES,
-            )? {
+            for (rel, size) in
+                walk_files(root, Path::new(""), Some(&matcher), pattern, &mut budget)?
+            {
                 if matcher.is_match(&rel) {
                     any = true;
                     found.push((rel, size));
@@ -503,9 +519,7 @@ fn find(root: &TreeRoot, patterns: &[String]) -> Result<Vec<(String, u64)>, Outp
                 Err(e) => return Err(OutputError::from_tree(pattern, e)),
             };
             match meta.kind {
-                EntryKind::Dir => {
-                    found.extend(walk_files(root, &rel, None, pattern, MAX_WALK_ENTRIES)?)
-                }
+                EntryKind::Dir => found.extend(walk_files(root, &rel, None, pattern, &mut budget)?),
                 EntryKind::File => found.push((rel.display().to_string(), meta.size)),
                 EntryKind::Symlink => return Err(OutputError::Symlink(pattern.into())),
                 EntryKind::Other => return Err(OutputError::NotAFile(pattern.into())),
@@ -535,16 +549,17 @@ fn walk_files(
     sub: &Path,
     glob: Option<&globset::GlobMatcher>,
     pattern: &str,
-    max_entries: usize,
+    budget: &mut usize,
 ) -> Result<Vec<(String, u64)>, OutputError> {
     let mut out = Vec::new();
-    let entries = root.walk_at_most(sub, max_entries).map_err(|e| match e {
-        TreeError::TooManyEntries { max, .. } => OutputError::WalkTooLarge {
+    let entries = root.walk_at_most(sub, *budget).map_err(|e| match e {
+        TreeError::TooManyEntries { .. } => OutputError::WalkTooLarge {
             pattern: pattern.into(),
-            max,
+            max: MAX_WALK_ENTRIES,
         },
         e => OutputError::from_tree(pattern, e),
     })?;
+    *budget = budget.saturating_sub(entries.len());
     for entry in entries {
         let Some(rel_text) = entry.rel.to_str().map(str::to_string) else {
             // Only an entry that would be collected (or refused) matters; under a glob the
@@ -941,11 +956,19 @@ mod tests {
         let files = collect_limited(&root, &["many/**".into()], &OutputLimits::unlimited())
             .expect("50 files");
         assert_eq!(files.len(), 50);
-        let err = super::walk_files(&root, Path::new(""), None, "many/**", 10).expect_err("bound");
+        let err =
+            super::walk_files(&root, Path::new(""), None, "many/**", &mut 10).expect_err("bound");
         assert_eq!(
             err.to_string(),
-            "output 'many/**' covers more than 10 entries of the workspace; name a narrower directory or pattern"
+            format!(
+                "the output patterns look at more than {MAX_WALK_ENTRIES} entries of the workspace (at 'many/**'); name narrower directories or patterns"
+            )
         );
+        // The budget is shared: what one pattern walked, the next cannot.
+        let mut budget = 60;
+        super::walk_files(&root, Path::new(""), None, "many", &mut budget).expect("52 entries");
+        assert_eq!(budget, 8);
+        super::walk_files(&root, Path::new(""), None, "many", &mut budget).expect_err("8 left");
     }
 
     #[test]
@@ -953,14 +976,24 @@ mod tests {
         let d = ws();
         let root = TreeRoot::open(d.path()).expect("open");
         let mut limits = OutputLimits::unlimited();
+        limits.max_run_files = Some(RunOutputCount::new(CountLimit::new(10, "run")));
+        let used = |limits: &OutputLimits| {
+            limits
+                .max_run_files
+                .as_ref()
+                .map(|r| r.used.load(Ordering::SeqCst))
+        };
         limits.deadline = Some(Instant::now() + std::time::Duration::from_secs(3600));
         assert!(collect_limited(&root, &["dist".into()], &limits).is_ok());
+        let taken = used(&limits);
         limits.deadline = Some(Instant::now());
         let err = collect_limited(&root, &["dist".into()], &limits).expect_err("late");
         assert!(
             matches!(err, OutputError::OutOfTime { done: 0, .. }),
             "{err}"
         );
+        // The late attempt's files went back to the run's count.
+        assert_eq!(used(&limits), taken);
     }
 
     #[test]

@@ -355,6 +355,36 @@ fn a_git_server_that_stalls_fails_the_fetch_at_the_read_timeout() {
         "{err}"
     );
 
+    // One that trickles a byte at a time, each within the read timeout, ends at the deadline.
+    let trickle = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let trickle_port = trickle.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for socket in trickle.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            std::thread::spawn(move || {
+                use std::io::Write as _;
+                // A pkt-line of 4096 bytes announced, its body a byte every 300 ms.
+                let _ = socket.write_all(b"1004");
+                while socket.write_all(b"a").is_ok() {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+            });
+        }
+    });
+    let limits = FetchLimits {
+        read_timeout: std::time::Duration::from_secs(1),
+        deadline: std::time::Duration::from_secs(2),
+        ..FetchLimits::default()
+    };
+    let cache = SourceCache::new(tmp.path().join("trickle")).with_limits(limits);
+    let err = fetch_within(
+        cache,
+        format!("git://127.0.0.1:{trickle_port}/sample"),
+        std::time::Duration::from_secs(30),
+    )
+    .expect_err("a trickling server");
+    assert!(err.to_string().contains("took longer than 2s"), "{err}");
+
     // And one that sends more than a fetch may take is cut off (the real daemon, a tiny cap);
     // control: the same fetch within the default bounds.
     let fx = Fixture::new();

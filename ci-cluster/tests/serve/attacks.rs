@@ -86,7 +86,7 @@ jobs:
   stall:
     image: {stall}/stall@sha256:{zeros}
     run: "true"
-    timeout: 20s
+    timeout: 40s
   bomb:
     image: {bomb}
     run: "true"
@@ -116,7 +116,7 @@ jobs:
     let honest_run = reply["run"].as_i64().expect("run id");
     let served = server.wait_final_within(honest_run, Duration::from_secs(120));
     assert_eq!(served["run"]["status"], "passed", "{served}");
-    // Served while the attacks were still going (the stalled pull holds its job for 20 s).
+    // Served while the attacks were still going (the stalled pull holds its job for 40 s, while the honest run needs a few).
     let attacking = server.run(attack);
     assert_eq!(attacking["run"]["status"], "running", "{attacking}");
 

@@ -511,16 +511,19 @@ impl<E: Executor> JobTask<E> {
             // the first file is stored.
             let root = TreeRoot::open(&workspace).map_err(|e| (JobState::Failed, e.to_string()))?;
             let files = outputs::collect_limited(&root, &patterns, &limits).map_err(failed)?;
-            for (done, f) in files.iter().enumerate() {
+            let stored = files.iter().enumerate().try_for_each(|(done, f)| {
                 limits.check_deadline(done, files.len()).map_err(failed)?;
-                store.put(&root, f).map_err(|e| {
+                store.put(&root, f).map(drop).map_err(|e| {
                     (
                         JobState::Failed,
                         format!("storing output '{}': {e}", f.path),
                     )
-                })?;
+                })
+            });
+            if stored.is_err() {
+                limits.give_back(files.len());
             }
-            Ok(files)
+            stored.map(|()| files)
         })
         .await
         .map_err(|e| (JobState::Error, e.to_string()))?

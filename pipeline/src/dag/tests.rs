@@ -606,9 +606,9 @@ async fn the_runs_output_count_is_capped_across_its_jobs() {
 /// has run out by then times out instead of hashing on after it.
 #[tokio::test]
 async fn outputs_are_collected_within_the_jobs_timeout() {
-    const SLOW: &str = "version: 1\njobs:\n  slow: {run: x, timeout: 300ms, outputs: [dist]}\n";
+    const SLOW: &str = "version: 1\njobs:\n  slow: {run: x, timeout: 3s, outputs: [dist]}\n";
     // The scripted executor does not enforce timeouts: the script "passes" after its delay.
-    for (delay_ms, passes) in [(0, true), (500, false)] {
+    for (delay_ms, passes) in [(0, true), (3500, false)] {
         let script = Script {
             delay_ms,
             files: &[("dist/1", 1), ("dist/2", 1)],

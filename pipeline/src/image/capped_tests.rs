@@ -30,6 +30,8 @@ enum Answer {
         /// Another realm to name in the challenge than this server's `/token`.
         realm: Option<String>,
     },
+    /// 302 to `to`.
+    Redirect { to: String },
 }
 
 struct Registry {
@@ -121,6 +123,10 @@ async fn respond(
         }
         Answer::Declared { len } => {
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n{{}}");
+            socket.write_all(head.as_bytes()).await
+        }
+        Answer::Redirect { to } => {
+            let head = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n");
             socket.write_all(head.as_bytes()).await
         }
         Answer::Token { body, .. } => {
@@ -236,6 +242,17 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
     let err = fetch(&registry).await.expect_err("realm on another host");
     assert!(err.to_string().contains("not HTTPS"), "{err}");
     assert_eq!(internal.connections.load(Ordering::Relaxed), 0);
+    // Nor by a redirect: only the host asked is followed to.
+    let redirecting = serve(Answer::Redirect {
+        to: format!(
+            "http://localhost:{}/v2/img/manifests/x",
+            internal.host.rsplit_once(':').unwrap().1
+        ),
+    })
+    .await;
+    let err = fetch(&redirecting).await.expect_err("redirect elsewhere");
+    assert!(err.to_string().contains("302"), "{err}");
+    assert_eq!(internal.connections.load(Ordering::Relaxed), 0);
     for (realm, host, allowed) in [
         // Control: the registry's own host, whatever its scheme.
         ("http://127.0.0.1:5000/token", "127.0.0.1:5000", true),
@@ -259,6 +276,12 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
         "fd00::1",
         "fe80::1",
         "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "2002:a00:1::",
+        "fec0::1",
+        "240.0.0.1",
+        "198.18.0.1",
+        "192.0.0.8",
         "0.0.0.0",
     ] {
         assert!(!is_public(&private.parse().unwrap()), "{private}");

@@ -385,6 +385,9 @@ fn connect_git_daemon(
                 socket: read,
                 read: 0,
                 limits: *limits,
+                // The whole conversation, handshake included (the pack transfer's own
+                // interrupt starts later): a server trickling a byte a minute ends here.
+                deadline: std::time::Instant::now() + limits.deadline,
             },
             write,
             version,
@@ -402,6 +405,7 @@ struct QuickAckReader {
     socket: std::net::TcpStream,
     read: u64,
     limits: FetchLimits,
+    deadline: std::time::Instant,
 }
 
 impl std::io::Read for QuickAckReader {
@@ -409,6 +413,15 @@ impl std::io::Read for QuickAckReader {
         // Best effort: failing only brings the delayed ACK back.
         #[cfg(target_os = "linux")]
         let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
+        if std::time::Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the fetch took longer than {}",
+                    humantime::format_duration(self.limits.deadline)
+                ),
+            ));
+        }
         let n = match self.socket.read(buf) {
             Ok(n) => n,
             Err(e)
