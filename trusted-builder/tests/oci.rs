@@ -400,3 +400,37 @@ async fn a_base_registry_cannot_make_the_builder_hold_more_than_it_asked_for() {
         .expect("at its size");
     assert_eq!(data.len() as u64, layer.size);
 }
+
+/// Issue 19: per-read timeouts alone let a base registry trickle forever; the whole base image
+/// has a deadline.
+#[tokio::test]
+async fn a_base_image_that_never_arrives_ends_at_the_deadline() {
+    init();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let registry = Registry::new(&RegistryConfig {
+        insecure: vec![host.clone()],
+    })
+    .expect("client")
+    .with_base_deadline(std::time::Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let err = registry
+        .fetch_base(
+            &format!("{host}/library/base"),
+            &format!("sha256:{}", "b".repeat(64)),
+        )
+        .await
+        .err()
+        .expect("a silent registry");
+    assert!(err.to_string().contains("not fetched within 1s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    server.abort();
+}

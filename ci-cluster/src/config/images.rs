@@ -19,6 +19,10 @@ pub struct ImagesFile {
     /// Registries (`HOST:PORT`) reached over plain HTTP; every other one over HTTPS.
     #[serde(default)]
     pub insecure: Vec<String>,
+    /// Registries on private or local addresses jobs may name (HTTPS); any other a job names
+    /// must resolve to public addresses only.
+    #[serde(default)]
+    pub private_registries: Vec<String>,
     /// Pull every image from this registry instead of the one the job names (same path, same
     /// digest), e.g. a pull-through cache.
     #[serde(default)]
@@ -59,6 +63,7 @@ impl Default for ImagesFile {
         ImagesFile {
             cache_dir: default_cache_dir(),
             insecure: Vec::new(),
+            private_registries: Vec::new(),
             mirror: None,
             host_mode: default_host_mode(),
             max_unpacked_size: default_max_unpacked_size(),
@@ -75,6 +80,7 @@ impl ImagesFile {
             cache_dir: self.cache_dir.clone(),
             mirror: self.mirror.clone(),
             insecure: self.insecure.clone(),
+            private_registries: self.private_registries.clone(),
             max_unpacked_bytes: self.max_unpacked_size.0,
             max_cache_bytes: self.max_cache_size.0,
             max_unused: self.max_unused.0,

@@ -40,6 +40,10 @@ pub struct ImageSettings {
     pub require_mirror: bool,
     /// Registries (`host[:port]`) reached over plain HTTP; all others over HTTPS.
     pub insecure: Vec<String>,
+    /// Registries on private or local addresses that jobs may name (over HTTPS). Any other
+    /// registry a job names must resolve to public addresses only: the runner pulling it sits
+    /// on the host's network. The mirror and the `insecure` registries are allowed as well.
+    pub private_registries: Vec<String>,
     /// Largest unpacked size of one image (regular files, all layers).
     pub max_unpacked_bytes: u64,
     /// Most entries in one image (all layers).
@@ -77,6 +81,7 @@ impl Default for ImageSettings {
             mirror: None,
             require_mirror: false,
             insecure: Vec::new(),
+            private_registries: Vec::new(),
             max_unpacked_bytes: DEFAULT_MAX_UNPACKED_BYTES,
             max_entries: 1_000_000,
             reserve_bytes: 0,
@@ -150,7 +155,12 @@ impl ImageCache {
     /// processes no longer running left behind.
     pub fn new(settings: ImageSettings) -> Result<Self, ImageError> {
         use std::os::unix::fs::DirBuilderExt as _;
-        for registry in settings.mirror.iter().chain(&settings.insecure) {
+        for registry in settings
+            .mirror
+            .iter()
+            .chain(&settings.insecure)
+            .chain(&settings.private_registries)
+        {
             check_registry_name(registry)?;
         }
         std::fs::DirBuilder::new()
@@ -280,6 +290,7 @@ impl ImageCache {
             return Ok(rootfs);
         }
         let source = self.source_of(image)?;
+        self.check_reachable(&source).await?;
         let lock = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
             pulls
@@ -347,6 +358,46 @@ impl ImageCache {
         }
         let dir = &self.settings.cache_dir;
         self.space.check(need, &what).map_err(io_err(dir))
+    }
+
+    /// A registry the job chose must be on the public internet, unless this runner's settings
+    /// name it (mirror, insecure or private registries).
+    async fn check_reachable(&self, source: &ImageRef) -> Result<(), ImageError> {
+        let registry = source.registry();
+        let s = &self.settings;
+        if s.mirror.as_deref() == Some(registry)
+            || s.insecure.iter().any(|r| r == registry)
+            || s.private_registries.iter().any(|r| r == registry)
+        {
+            return Ok(());
+        }
+        let reference = oci_client::Reference::with_digest(
+            registry.to_string(),
+            source.path(),
+            source.digest().to_string(),
+        );
+        let resolved = reference.resolve_registry();
+        let (host, port) = match resolved.rsplit_once(':') {
+            Some((host, port)) if port.parse::<u16>().is_ok() => {
+                (host, port.parse::<u16>().unwrap_or(443))
+            }
+            _ => (resolved, 443),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let public = super::address::resolves_public(host, port)
+            .await
+            .map_err(|e| ImageError::io(format!("registry {registry}"), e))?;
+        if public {
+            Ok(())
+        } else {
+            Err(ImageError::Unsupported {
+                what: format!("registry {registry}"),
+                reason: "it is on a private or local address; this runner pulls only from \
+                         public registries and those its settings list ([images] insecure, \
+                         mirror or private_registries)"
+                    .into(),
+            })
+        }
     }
 
     /// Where `image` is pulled from: the mirror if one is set, else the registry it names
@@ -599,6 +650,39 @@ mod tests {
             let err = check_trusted_dir(&cache).expect_err("someone else's cache");
             assert!(err.to_string().contains("uid 4321"), "{err}");
         }
+    }
+
+    /// Issue 19: a job's registry on a private or local address is refused unless the runner's
+    /// settings name it (before anything is sent to it).
+    #[tokio::test]
+    async fn a_registry_on_a_private_address_is_refused_unless_listed() {
+        let temp = tempfile::tempdir().unwrap();
+        let image =
+            ImageRef::parse(&format!("127.0.0.2:5999/x@sha256:{}", "a".repeat(64))).unwrap();
+        let log = LogSink::new("t", 1 << 20, None);
+        let cache = ImageCache::new(ImageSettings {
+            cache_dir: temp.path().join("a"),
+            ..ImageSettings::default()
+        })
+        .unwrap();
+        let err = cache.ensure(&image, &log).await.unwrap_err();
+        assert!(
+            err.to_string().contains("private or local address"),
+            "{err}"
+        );
+        // Control: listed, it is tried (and, nothing listening, fails to connect instead).
+        let cache = ImageCache::new(ImageSettings {
+            cache_dir: temp.path().join("b"),
+            private_registries: vec!["127.0.0.2:5999".into()],
+            ..ImageSettings::default()
+        })
+        .unwrap();
+        let err = cache.ensure(&image, &log).await.unwrap_err();
+        assert!(
+            !err.to_string().contains("private or local address"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("127.0.0.2:5999"), "{err}");
     }
 
     #[test]

@@ -267,7 +267,10 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
         assert_eq!(result.is_ok(), allowed, "{realm} for {host}: {result:?}");
     }
     for public in ["8.8.8.8", "2606:4700::1111"] {
-        assert!(is_public(&public.parse().unwrap()), "{public}");
+        assert!(
+            crate::image::address::is_public(&public.parse().unwrap()),
+            "{public}"
+        );
     }
     for private in [
         "100.64.0.1",
@@ -284,7 +287,10 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
         "192.0.0.8",
         "0.0.0.0",
     ] {
-        assert!(!is_public(&private.parse().unwrap()), "{private}");
+        assert!(
+            !crate::image::address::is_public(&private.parse().unwrap()),
+            "{private}"
+        );
     }
 }
 

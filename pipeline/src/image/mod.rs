@@ -14,6 +14,7 @@
 //! Both planes use this: the CI cluster pulls from the registry the job names, the trusted
 //! builder only from its own registry (a mirror: same path, same digest).
 
+pub mod address;
 pub mod cache;
 pub mod capped;
 pub mod fetch;

@@ -53,7 +53,13 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 pub struct Registry {
     client: Client,
     manifests: airlock_pipeline::image::capped::ManifestClient,
+    /// How long a whole base image may take to fetch (per-read timeouts alone let a registry
+    /// trickle a byte a minute).
+    base_deadline: std::time::Duration,
 }
+
+/// How long a whole base image may take to fetch by default.
+pub const DEFAULT_BASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Bytes arriving into memory, refused past `max`.
 struct CappedBuffer {
@@ -154,7 +160,17 @@ impl Registry {
             registry: "(client setup)".into(),
             reason: e.to_string(),
         })?;
-        Ok(Self { client, manifests })
+        Ok(Self {
+            client,
+            manifests,
+            base_deadline: DEFAULT_BASE_DEADLINE,
+        })
+    }
+
+    /// The same client with another deadline for fetching a base image.
+    pub fn with_base_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.base_deadline = deadline;
+        self
     }
 
     async fn anonymous(&self, reference: &Reference) {
@@ -308,6 +324,18 @@ impl Registry {
     /// linux/amd64 if needed), config and layers, each verified against the
     /// digest that references it, so the whole chain hangs off the pin.
     pub async fn fetch_base(&self, repository: &str, digest: &str) -> Result<BaseParts, OciError> {
+        tokio::time::timeout(self.base_deadline, self.fetch_base_now(repository, digest))
+            .await
+            .map_err(|_| OciError::Registry {
+                registry: repository.to_owned(),
+                reason: format!(
+                    "base image {digest} not fetched within {}",
+                    humantime::format_duration(self.base_deadline)
+                ),
+            })?
+    }
+
+    async fn fetch_base_now(&self, repository: &str, digest: &str) -> Result<BaseParts, OciError> {
         let mut manifest_bytes = self.fetch_manifest(repository, digest).await?;
         if let Some(platform_digest) = select_platform(&manifest_bytes)? {
             manifest_bytes = self.fetch_manifest(repository, &platform_digest).await?;
