@@ -8,6 +8,7 @@ pub mod env;
 pub mod error_chain;
 pub mod events;
 pub mod executor;
+pub mod http_server;
 pub mod image;
 pub mod jsonl;
 pub mod log;

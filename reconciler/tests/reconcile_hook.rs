@@ -7,7 +7,7 @@ mod reconcile_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_reconciler::reconcile::hook::hook_router;
+use airlock_reconciler::reconcile::hook::serve_hook;
 use airlock_reconciler::reconcile::run::{Reconciler, serve_loop};
 use airlock_verify::secret::Secret;
 use reconcile_support::*;
@@ -45,10 +45,21 @@ async fn the_hook_syncs_at_once_and_refuses_strangers() {
     let reconciler = Reconciler::open(config).await.unwrap();
 
     let wake = Arc::new(Notify::new());
-    let app = hook_router(wake.clone(), Some(Secret::new("s3cret-hook-token")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The server loop `reconcile` runs, with a short read timeout for the silent client below.
+    let limits = airlock_pipeline::http_server::HttpLimits {
+        max_connections: 8,
+        read_timeout: Duration::from_secs(2),
+    };
+    let server_stop = CancellationToken::new();
+    tokio::spawn(serve_hook(
+        listener,
+        wake.clone(),
+        Some(Secret::new("s3cret-hook-token")),
+        limits,
+        server_stop.clone(),
+    ));
 
     let (tx, mut syncs) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
@@ -86,6 +97,15 @@ async fn the_hook_syncs_at_once_and_refuses_strangers() {
         (trigger.as_str(), synced.as_str()),
         ("hook", commit.as_str())
     );
+    // Issue 19: a client that connects and sends nothing is closed at the read timeout.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "a silent client is still connected: {closed:?}"
+    );
     stop.cancel();
+    server_stop.cancel();
     looping.await.unwrap();
 }

@@ -2,7 +2,6 @@
 //! sandbox, reports out, pass records into the one-way outbox.
 
 pub mod http;
-mod listen;
 mod records;
 mod reports;
 mod runner;
@@ -183,11 +182,12 @@ pub async fn serve(config: Config, stop: CancellationToken) -> anyhow::Result<()
     );
     tracing::info!(%addr, "listening");
     let shutdown = stop.clone();
-    let limits = listen::HttpLimits {
+    let limits = airlock_pipeline::http_server::HttpLimits {
         max_connections: state.config.file.http.max_connections,
         read_timeout: state.config.file.http.read_timeout.0,
     };
-    listen::serve(listener, http::router(state.clone()), limits, shutdown).await?;
+    airlock_pipeline::http_server::serve(listener, http::router(state.clone()), limits, shutdown)
+        .await?;
     while tasks.join_next().await.is_some() {}
     Ok(())
 }

@@ -45,7 +45,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// The hook router: `POST /hooks/env` wakes the loop. Public for tests.
+/// The hook's port may be reachable by more than the forge: the same bounds as the CI's port
+/// (HTTP/1, one request per connection, headers within 30 s), 64 connections at once.
+pub const HOOK_LIMITS: airlock_pipeline::http_server::HttpLimits =
+    airlock_pipeline::http_server::HttpLimits {
+        max_connections: 64,
+        read_timeout: std::time::Duration::from_secs(30),
+    };
+
+/// Serves the hook on `listener` within `limits` until `stop`.
+pub async fn serve_hook(
+    listener: tokio::net::TcpListener,
+    wake: Arc<Notify>,
+    token: Option<Secret>,
+    limits: airlock_pipeline::http_server::HttpLimits,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    airlock_pipeline::http_server::serve(listener, hook_router(wake, token), limits, stop).await
+}
+
+/// The hook router: `POST /hooks/env` wakes the loop.
 pub fn hook_router(wake: Arc<Notify>, token: Option<Secret>) -> axum::Router {
     axum::Router::new()
         .route("/hooks/env", post(hook))

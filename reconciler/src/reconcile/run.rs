@@ -16,7 +16,7 @@ use super::config::{ReconcilerConfig, TargetKind};
 use super::desired::{DesiredState, read_desired};
 use super::execute::execute_namespace;
 use super::history::{self, SYNC_RECORD_VERSION, SyncRecord};
-use super::hook::hook_router;
+use super::hook::{HOOK_LIMITS, serve_hook};
 use super::inventory::{Inventory, Member};
 use super::manifest::ObjectKey;
 use super::plan::{NamespacePlan, SyncContext, plan_environment};
@@ -353,13 +353,10 @@ pub async fn run(config_path: &Path, once: bool) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("could not listen on {listen}"))?;
-        let app = hook_router(wake.clone(), token);
-        let stopped = stop.clone();
+        let (wake, stopped) = (wake.clone(), stop.clone());
         eprintln!("airlock-reconciler reconcile: hook on http://{listen}/hooks/env");
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
+            let _ = serve_hook(listener, wake, token, HOOK_LIMITS, stopped).await;
         });
     }
     // serve_loop returns only once `stop` is cancelled, when this task is done too.

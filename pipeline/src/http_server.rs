@@ -1,16 +1,19 @@
-//! The HTTP server loop: what `axum::serve` does, plus the bounds an open port on the internet
-//! needs. Anyone can connect to the webhook port, so a client that sends its headers a byte a
-//! minute, or opens connections and sends nothing, must not hold memory and tasks without end.
+//! The HTTP server loop of `ci-cluster serve` and the reconciler's hook: what `axum::serve`
+//! does, plus the bounds an open port needs. Anyone can connect to the webhook port, so a
+//! client that sends its headers a byte a minute, or opens connections and sends nothing, must
+//! not hold memory and tasks without end.
 //!
-//! - at most `[http] max_connections` connections at once; one over it is closed at accept;
+//! - at most [`HttpLimits::max_connections`] connections at once; one over it is closed at
+//!   accept;
 //! - HTTP/1 only, one request per connection (no keep-alive): HTTP/2 would multiply what one
 //!   connection may hold, and hyper's header timer does not run while a keep-alive connection
 //!   idles between requests;
-//! - the request's headers must arrive within `[http] read_timeout` from the moment the
+//! - the request's headers must arrive within [`HttpLimits::read_timeout`] from the moment the
 //!   connection is served, whether or not a byte came (hyper's header read timeout, which needs
 //!   a timer: `axum::serve` sets none, and its HTTP/1-or-2 detection reads the first bytes with
 //!   no timeout at all);
-//! - the body is read within the same time (see [`crate::kernel::limited_body`]).
+//! - the body must then be read within the same time by the handler (the CI's
+//!   `limited_body`; the hook reads at most 64 KiB).
 //!
 //! Long-lived responses (the live log stream) are not cut: the bound is on what the client
 //! sends, not on how long it reads.
@@ -18,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -39,14 +42,28 @@ pub struct HttpLimits {
 /// How long shutdown waits for requests in flight.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `stop`, then lets requests in flight finish (at most
-/// [`SHUTDOWN_GRACE`]).
-pub async fn serve(
+/// A boxed error, as hyper takes them.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves `service` (an axum `Router`, say) on `listener` until `stop`, then lets requests in
+/// flight finish (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: HttpLimits,
     stop: CancellationToken,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     // Refusals are logged at most once a second, with how many there were.
     let (mut refused, mut refusals_logged) = (0u64, std::time::Instant::now());
@@ -74,7 +91,7 @@ pub async fn serve(
             }
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(service.clone());
         let closing = closing.clone();
         connections.spawn(async move {
             let conn = http1::Builder::new()
