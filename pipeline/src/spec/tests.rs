@@ -360,3 +360,23 @@ fn show_messages() {
         }
     }
 }
+
+/// Issue 19: the job count is a bound of its own, proven at the limit (passes) and one past
+/// it (refused, naming it). (Nesting cannot go deep here: the schema refuses a nested value
+/// first; the depth budget is proven where nesting is accepted, in environment manifests.)
+#[test]
+fn job_count_is_bounded() {
+    let jobs = |n: usize| {
+        let mut text = String::from("version: 1\njobs:\n");
+        for i in 0..n {
+            text.push_str(&format!("  j{i}: {{run: x}}\n"));
+        }
+        text
+    };
+    parse("at.yaml", jobs(10_000).as_bytes()).expect("10000 jobs");
+    let d = parse("over.yaml", jobs(10_001).as_bytes()).expect_err("10001 jobs");
+    assert!(
+        d.to_string().contains("10001 jobs; the limit is 10000"),
+        "{d}"
+    );
+}

@@ -253,6 +253,15 @@ mod tests {
         let dup = parse_documents("a: 1\na: 2\n").unwrap_err();
         assert!(dup.contains("line 2"), "{dup}");
     }
+
+    /// Issue 19: manifests accept any nesting, so the YAML depth budget (64) is what bounds it.
+    #[test]
+    fn nesting_deeper_than_the_budget_is_refused() {
+        let nested = |depth: usize| format!("a: {}1{}\n", "[".repeat(depth), "]".repeat(depth));
+        parse_documents(&nested(60)).expect("60 levels");
+        let err = parse_documents(&nested(200)).unwrap_err();
+        assert!(err.to_lowercase().contains("depth"), "{err}");
+    }
 }
 
 #[cfg(test)]

@@ -296,6 +296,35 @@ fn intake_display_text_is_one_clean_line() {
     assert_eq!(super::display_text(&"x".repeat(1000)).len(), 200);
 }
 
+/// Issue 19: each field a forge sends has its own bound, proven at the limit (accepted) and one
+/// past it (refused).
+#[test]
+fn intake_field_lengths_are_bounded_at_their_limits() {
+    use axum::http::{HeaderMap, HeaderValue};
+    let header = |value: String| {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-delivery", HeaderValue::from_str(&value).expect("header"));
+        headers
+    };
+    assert!(super::id_header(&header("d".repeat(200)), "x-delivery").is_ok());
+    assert!(super::id_header(&header("d".repeat(201)), "x-delivery").is_err());
+
+    let at_ref = format!("refs/heads/{}", "r".repeat(1024 - "refs/heads/".len()));
+    assert!(super::check_ref(&at_ref, "ref").is_ok());
+    assert!(super::check_ref(&format!("{at_ref}r"), "ref").is_err());
+
+    let repo = |n: usize| format!("org/{}", "p".repeat(n - "org/".len()));
+    assert!(super::check_repository(&repo(512), "repository").is_ok());
+    assert!(super::check_repository(&repo(513), "repository").is_err());
+
+    let number = |text: &str| super::opt_uint(&serde_json::json!({ "n": text }), "n");
+    assert_eq!(
+        number(&"9".repeat(19)).ok().flatten(),
+        Some(9_999_999_999_999_999_999)
+    );
+    assert!(number(&"1".repeat(20)).is_err());
+}
+
 #[test]
 fn intake_forge_times_in_the_formats_forges_send() {
     let time = |s: &str| super::opt_time_ms(&serde_json::json!({ "t": s }), "t");
