@@ -116,6 +116,7 @@ async fn round(name: &str, out_dir: &Path, data: &[u8], key: &FileKey, round_no:
     let reg = airlock_tests::registry::TestRegistry::start();
     let registry = Registry::new(&RegistryConfig {
         insecure: vec![reg.host.clone()],
+        ..Default::default()
     })
     .expect("client");
     let repository = format!("{}/bench/{name}-{round_no}", reg.host);

@@ -87,7 +87,11 @@ async fn plain_http_only_for_registries_listed_as_insecure() {
     // Listed under another name: still HTTPS for 127.0.0.1:PORT.
     let port = reg.host.rsplit(':').next().expect("port");
     for insecure in [vec![], vec![format!("localhost:{port}")]] {
-        let strict = Registry::new(&RegistryConfig { insecure }).expect("client");
+        let strict = Registry::new(&RegistryConfig {
+            insecure,
+            ..Default::default()
+        })
+        .expect("client");
         let err = strict
             .push(&format!("{repo}:v1"), &assembled)
             .await

@@ -192,6 +192,7 @@ image_repository = "{repository}"
     // In the registry: the image under its tag, its .sig and .att, the artifacts.
     let registry = Registry::new(&RegistryConfig {
         insecure: vec![reg.host.clone()],
+        ..Default::default()
     })
     .unwrap();
     for tag in [

@@ -380,7 +380,10 @@ pub async fn verify_with_key_file(
         ))
     })?;
     let key = PublicKey::from_pem(&pem)?;
-    let registry = Registry::new(&crate::oci::RegistryConfig { insecure })?;
+    let registry = Registry::new(&crate::oci::RegistryConfig {
+        insecure,
+        ..Default::default()
+    })?;
     verify_image(&registry, image, &key).await
 }
 

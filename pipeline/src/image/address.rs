@@ -51,11 +51,97 @@ pub fn is_public(ip: &std::net::IpAddr) -> bool {
 }
 
 /// Whether `host` resolves (now) to public addresses only, and to at least one. A name that
-/// resolves differently at connect time (DNS rebinding) is not covered.
+/// resolves differently at connect time is caught by [`PublicOnlyResolver`] on the requests
+/// themselves.
 pub async fn resolves_public(host: &str, port: u16) -> std::io::Result<bool> {
     let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
         .await?
         .map(|a| a.ip())
         .collect();
     Ok(!addresses.is_empty() && addresses.iter().all(is_public))
+}
+
+/// Registries (`host[:port]`) the runner may reach on private or local addresses: the ones its
+/// settings name (`insecure`, `private_registries`, the mirror). Everything else a job's
+/// registry makes the runner fetch (the registry, its token realm, a redirect) must be public.
+#[derive(Debug, Clone, Default)]
+pub struct PrivateAllowed {
+    entries: std::sync::Arc<Vec<String>>,
+}
+
+impl PrivateAllowed {
+    /// Allows these `host[:port]` entries.
+    pub fn new(entries: impl IntoIterator<Item = String>) -> Self {
+        PrivateAllowed {
+            entries: std::sync::Arc::new(entries.into_iter().collect()),
+        }
+    }
+
+    /// Whether some entry names `host` (whatever its port): for names being resolved, which
+    /// come without one.
+    fn allows_name(&self, host: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e == host || e.rsplit_once(':').is_some_and(|(h, _)| h == host))
+    }
+
+    /// Whether `url`'s host and port are named (an entry without a port names every port).
+    fn allows(&self, url: &reqwest::Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        self.entries.iter().any(|e| match e.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => h == host && p == port.to_string(),
+            _ => e == host,
+        })
+    }
+
+    /// An error when `url` names a private or local IP address that is not allowed. Names are
+    /// checked when they are resolved ([`PublicOnlyResolver`]).
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        if is_public(&ip) || self.allows(url) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{url} is on a private or local address this runner does not reach for a registry"
+            ))
+        }
+    }
+}
+
+/// Resolves names for registry requests, refusing one that resolves to a private or local
+/// address unless it is allowed: checked at connect time, so a name that changes its answer
+/// (DNS rebinding) is caught too.
+#[derive(Debug, Clone)]
+pub struct PublicOnlyResolver {
+    allowed: PrivateAllowed,
+}
+
+impl PublicOnlyResolver {
+    /// A resolver allowing `allowed` on private addresses.
+    pub fn new(allowed: PrivateAllowed) -> Self {
+        PublicOnlyResolver { allowed }
+    }
+}
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let allowed = self.allowed.allows_name(&host);
+        Box::pin(async move {
+            let addresses: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if !allowed && !addresses.iter().all(|a| is_public(&a.ip())) {
+                return Err(format!(
+                    "{host} resolves to a private or local address this runner does not reach for a registry"
+                )
+                .into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }

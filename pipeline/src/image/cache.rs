@@ -184,7 +184,13 @@ impl ImageCache {
                 }
             }
         }
-        let client = RegistryClient::new(&settings.insecure)?;
+        let private: Vec<String> = settings
+            .private_registries
+            .iter()
+            .chain(&settings.mirror)
+            .cloned()
+            .collect();
+        let client = RegistryClient::new(&settings.insecure, &private)?;
         // A write that does not fit first prunes unused entries (never one in use): a full
         // cache must not refuse every later pull.
         let (dir, limits) = (settings.cache_dir.clone(), cache_limits(&settings));

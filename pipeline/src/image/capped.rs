@@ -14,6 +14,7 @@ use oci_client::Reference;
 
 use crate::error_chain::error_chain;
 
+use super::address::{PrivateAllowed, PublicOnlyResolver};
 use super::{ImageError, ImageRef};
 
 /// Largest token answer read (real ones are a few KiB).
@@ -27,6 +28,8 @@ const MAX_REASON_BYTES: usize = 300;
 pub struct ManifestClient {
     http: reqwest::Client,
     insecure: Vec<String>,
+    /// What may be reached on private addresses (see [`super::address`]).
+    allowed: PrivateAllowed,
 }
 
 /// A registry error whose reason is cut to [`MAX_REASON_BYTES`] (it may quote a response body).
@@ -47,28 +50,46 @@ pub(super) fn registry_err(registry: &str, reason: impl std::fmt::Display) -> Im
 }
 
 impl ManifestClient {
-    /// A client with these timeouts for each connect and each read.
+    /// A client with these timeouts for each connect and each read; only the `insecure`
+    /// registries may be on private addresses.
     pub fn new(
         insecure: &[String],
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<Self, ImageError> {
+        Self::with_private(insecure, &[], connect_timeout, read_timeout)
+    }
+
+    /// [`Self::new`], with `private` registries (HTTPS) allowed on private addresses too.
+    pub fn with_private(
+        insecure: &[String],
+        private: &[String],
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<Self, ImageError> {
+        let allowed = PrivateAllowed::new(insecure.iter().chain(private).cloned());
+        let redirects = allowed.clone();
         let http = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .read_timeout(read_timeout)
-            // A manifest or token is served by the host asked, so a redirect is followed only
-            // on that host (scheme, host and port): a registry the job chose must not send the
-            // runner on to an internal address. A short chain at most.
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            // Every name is resolved through the guard, at connect time: a registry, realm or
+            // redirect target on a private address is refused unless the settings name it.
+            .dns_resolver(std::sync::Arc::new(PublicOnlyResolver::new(
+                allowed.clone(),
+            )))
+            // A redirect stays on its origin, or goes to HTTPS (blob storage); never to a
+            // private address the settings do not name. A short chain at most.
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
                 let first = attempt.previous().first().cloned();
                 let same_origin = first.is_some_and(|first| {
                     first.scheme() == attempt.url().scheme()
                         && first.host_str() == attempt.url().host_str()
                         && first.port_or_known_default() == attempt.url().port_or_known_default()
                 });
+                let allowed = redirects.check_url(attempt.url()).is_ok();
                 if attempt.previous().len() > 3 {
                     attempt.error("more than 3 redirects")
-                } else if same_origin {
+                } else if allowed && (same_origin || attempt.url().scheme() == "https") {
                     attempt.follow()
                 } else {
                     attempt.stop()
@@ -79,6 +100,7 @@ impl ManifestClient {
         Ok(ManifestClient {
             http,
             insecure: insecure.to_vec(),
+            allowed,
         })
     }
 
@@ -116,6 +138,56 @@ impl ManifestClient {
             .or(reference.tag())
             .unwrap_or("latest")
             .to_string();
+        let (url, host) = self.url(reference, "manifests", &digest);
+        let what = format!("manifest {digest}");
+        let response = self.authorized_get(&url, accept, &host).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = success(response, &what, &host).await?;
+        read_capped(response, max, &what, &host).await.map(Some)
+    }
+
+    /// Streams the blob `digest` of `reference`'s repository into `out`, at most `max` bytes
+    /// (reading stops there); returns its size and `sha256:<hex>` for the caller to check.
+    pub async fn blob<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        reference: &Reference,
+        digest: &str,
+        max: u64,
+        out: &mut W,
+    ) -> Result<(u64, String), ImageError> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt as _;
+        let (url, host) = self.url(reference, "blobs", digest);
+        let what = format!("blob {digest}");
+        let response = self.authorized_get(&url, &["*/*"], &host).await?;
+        let mut response = success(response, &what, &host).await?;
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(ImageError::TooLarge { what, max });
+        }
+        let mut hasher = sha2::Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| registry_err(&host, format!("{what}: {}", error_chain(&e))))?
+        {
+            total = total.saturating_add(chunk.len() as u64);
+            if total > max {
+                return Err(ImageError::TooLarge { what, max });
+            }
+            hasher.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| ImageError::io(&what, e))?;
+        }
+        out.flush().await.map_err(|e| ImageError::io(&what, e))?;
+        Ok((total, format!("sha256:{}", hex::encode(hasher.finalize()))))
+    }
+
+    /// `scheme://registry/v2/<repository>/<kind>/<digest or tag>` and the registry's host.
+    fn url(&self, reference: &Reference, kind: &str, tail: &str) -> (String, String) {
         let host = reference.resolve_registry().to_string();
         let scheme = if self.insecure.contains(&host) {
             "http"
@@ -123,11 +195,20 @@ impl ManifestClient {
             "https"
         };
         let url = format!(
-            "{scheme}://{host}/v2/{}/manifests/{digest}",
+            "{scheme}://{host}/v2/{}/{kind}/{tail}",
             reference.repository()
         );
-        let what = format!("manifest {digest}");
-        let mut response = self.get(&url, accept, None, &host).await?;
+        (url, host)
+    }
+
+    /// GET `url`; on a bearer challenge, once more with an anonymous token from its realm.
+    async fn authorized_get(
+        &self,
+        url: &str,
+        accept: &[&str],
+        host: &str,
+    ) -> Result<reqwest::Response, ImageError> {
+        let response = self.get(url, accept, None, host).await?;
         if response.status() == reqwest::StatusCode::UNAUTHORIZED
             && let Some(challenge) = response
                 .headers()
@@ -135,24 +216,10 @@ impl ManifestClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(BearerChallenge::parse)
         {
-            let token = self.token(&challenge, &host).await?;
-            response = self.get(&url, accept, Some(&token), &host).await?;
+            let token = self.token(&challenge, host).await?;
+            return self.get(url, accept, Some(&token), host).await;
         }
-        if response.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = read_capped(response, MAX_REASON_BYTES, &what, &host)
-                .await
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            return Err(registry_err(
-                &host,
-                format!("{what}: {status} {}", text.trim()),
-            ));
-        }
-        read_capped(response, max, &what, &host).await.map(Some)
+        Ok(response)
     }
 
     async fn get(
@@ -162,9 +229,13 @@ impl ManifestClient {
         token: Option<&str>,
         host: &str,
     ) -> Result<reqwest::Response, ImageError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| registry_err(host, e))?;
+        self.allowed
+            .check_url(&parsed)
+            .map_err(|why| registry_err(host, why))?;
         let mut request = self
             .http
-            .get(url)
+            .get(parsed)
             .header(reqwest::header::ACCEPT, accept.join(", "));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -177,8 +248,7 @@ impl ManifestClient {
 
     /// An anonymous pull token from the challenge's realm.
     async fn token(&self, challenge: &BearerChallenge, host: &str) -> Result<String, ImageError> {
-        check_realm(&challenge.realm, host)
-            .await
+        check_realm(&challenge.realm, host, &self.allowed)
             .map_err(|why| registry_err(host, why))?;
         let mut query = Vec::new();
         if let Some(service) = &challenge.service {
@@ -225,14 +295,21 @@ impl ManifestClient {
 /// Whether the runner may ask `realm` for a token on behalf of the registry at `host`. The
 /// registry is the job's choice, so its challenge must not turn the runner (which sits on the
 /// host's network, not the sandbox's) into a client of internal services: a realm on the
-/// registry's own host is fine (the runner already talks to it); any other must be HTTPS and
-/// resolve only to public addresses (Docker Hub's `auth.docker.io`, say). A name that resolves
-/// to a public address here and another one at connect time (DNS rebinding) is not covered.
-async fn check_realm(realm: &str, host: &str) -> Result<(), String> {
+/// registry's own host and port is fine (the runner already talks to it); any other must be
+/// HTTPS, and is refused at connect time if its name resolves to a private address (or now, if
+/// it is one) that the settings do not allow.
+fn check_realm(realm: &str, host: &str, allowed: &PrivateAllowed) -> Result<(), String> {
     let url = reqwest::Url::parse(realm).map_err(|e| format!("token realm '{realm}': {e}"))?;
-    let realm_host = url.host_str().unwrap_or_default();
-    let registry_host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    if realm_host.eq_ignore_ascii_case(registry_host) {
+    let realm_origin = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(0)
+    );
+    let registry_origin = match host.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => host.to_string(),
+        _ => format!("{host}:{}", url.port_or_known_default().unwrap_or(0)),
+    };
+    if realm_origin.eq_ignore_ascii_case(&registry_origin) {
         return Ok(());
     }
     if url.scheme() != "https" {
@@ -240,16 +317,27 @@ async fn check_realm(realm: &str, host: &str) -> Result<(), String> {
             "token realm '{realm}' is on another host than the registry and not HTTPS"
         ));
     }
-    let port = url.port_or_known_default().unwrap_or(443);
-    let public = super::address::resolves_public(realm_host, port)
-        .await
-        .map_err(|e| format!("token realm '{realm}': {e}"))?;
-    if !public {
-        return Err(format!(
-            "token realm '{realm}' is on another host than the registry and resolves to a non-public address"
-        ));
+    allowed.check_url(&url)
+}
+
+/// A response that is a success, or the error naming its status and the start of its text.
+async fn success(
+    response: reqwest::Response,
+    what: &str,
+    host: &str,
+) -> Result<reqwest::Response, ImageError> {
+    if response.status().is_success() {
+        return Ok(response);
     }
-    Ok(())
+    let status = response.status();
+    let text = read_capped(response, MAX_REASON_BYTES, what, host)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    Err(registry_err(
+        host,
+        format!("{what}: {status} {}", text.trim()),
+    ))
 }
 
 /// Reads `response`'s body, refusing it as soon as it is known to exceed `max` bytes: by its

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::*;
 use crate::image::ImageRef;
+use crate::image::address::PrivateAllowed;
 
 const CAP: usize = 4 << 20;
 
@@ -253,6 +254,53 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
     let err = fetch(&redirecting).await.expect_err("redirect elsewhere");
     assert!(err.to_string().contains("302"), "{err}");
     assert_eq!(internal.connections.load(Ordering::Relaxed), 0);
+    // Over HTTPS a redirect or realm may leave the origin, but a name resolving to a private
+    // address is refused when it is resolved, before any connection.
+    let port = internal.host.rsplit_once(':').unwrap().1.to_string();
+    let redirecting = serve(Answer::Redirect {
+        to: format!("https://localhost:{port}/v2/img/manifests/x"),
+    })
+    .await;
+    let err = fetch(&redirecting)
+        .await
+        .expect_err("https redirect to localhost");
+    assert!(
+        err.to_string().contains("private or local address"),
+        "{err}"
+    );
+    let registry = serve(Answer::Token {
+        body: b"{}".to_vec(),
+        realm: Some(format!("https://localhost:{port}/token")),
+    })
+    .await;
+    let err = fetch(&registry)
+        .await
+        .expect_err("https realm on localhost");
+    assert!(
+        err.to_string().contains("private or local address"),
+        "{err}"
+    );
+    // Blobs go the same way (once, oci-client fetched their tokens from any realm).
+    let mut sink = Vec::new();
+    let reference = Reference::with_digest(
+        registry.host.clone(),
+        "img".into(),
+        format!("sha256:{}", "a".repeat(64)),
+    );
+    let err = client(&registry.host)
+        .blob(
+            &reference,
+            &format!("sha256:{}", "a".repeat(64)),
+            1 << 20,
+            &mut sink,
+        )
+        .await
+        .expect_err("blob realm on localhost");
+    assert!(
+        err.to_string().contains("private or local address"),
+        "{err}"
+    );
+    assert_eq!(internal.connections.load(Ordering::Relaxed), 0);
     for (realm, host, allowed) in [
         // Control: the registry's own host, whatever its scheme.
         ("http://127.0.0.1:5000/token", "127.0.0.1:5000", true),
@@ -262,8 +310,10 @@ async fn a_token_realm_on_another_internal_host_is_never_asked() {
         ("https://169.254.169.254/latest", "registry.example", false),
         ("https://10.1.2.3/token", "registry.example", false),
         ("https://[::1]/token", "registry.example", false),
+        // A name is checked when it is resolved, at connect time.
+        ("https://auth.docker.io/token", "registry-1.docker.io", true),
     ] {
-        let result = check_realm(realm, host).await;
+        let result = check_realm(realm, host, &PrivateAllowed::default());
         assert_eq!(result.is_ok(), allowed, "{realm} for {host}: {result:?}");
     }
     for public in ["8.8.8.8", "2606:4700::1111"] {
@@ -316,7 +366,8 @@ async fn the_registry_client_reads_manifests_through_the_cap() {
     // What a job's image pull does: before the cap was applied while reading, this read all
     // 256 MiB into the runner's memory and only then refused it.
     let registry = serve(Answer::Endless { limit: 256 << 20 }).await;
-    let client = crate::image::RegistryClient::new(std::slice::from_ref(&registry.host)).unwrap();
+    let client =
+        crate::image::RegistryClient::new(std::slice::from_ref(&registry.host), &[]).unwrap();
     let err = client.resolve(&image(&registry.host)).await.unwrap_err();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let sent = registry.sent.load(Ordering::Relaxed);

@@ -4,12 +4,7 @@
 
 use std::path::Path;
 
-use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::OciDescriptor;
-use oci_client::{Client, Reference};
-use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncWriteExt as _;
+use oci_client::Reference;
 
 use super::{ImageError, ImageRef};
 
@@ -22,9 +17,10 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// An anonymous registry client: HTTPS, except plain HTTP for the registries listed as insecure
-/// (so a typo'd name fails the TLS handshake instead of silently downgrading).
+/// (so a typo'd name fails the TLS handshake instead of silently downgrading). Manifests and
+/// blobs alike are read through [`super::capped::ManifestClient`]: capped while read, and never
+/// from (or redirected or challenged to) a private address the settings do not name.
 pub struct RegistryClient {
-    client: Client,
     manifests: super::capped::ManifestClient,
 }
 
@@ -35,23 +31,18 @@ impl std::fmt::Debug for RegistryClient {
 }
 
 impl RegistryClient {
-    /// A client using plain HTTP exactly for `insecure` (`host[:port]`).
-    pub fn new(insecure: &[String]) -> Result<Self, ImageError> {
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
-            // A registry that accepts and then stalls must not hold a runner: these bound each
-            // connect and each read; the job's timeout bounds the whole pull.
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config).map_err(|e| ImageError::Registry {
-            registry: "(client setup)".into(),
-            reason: e.to_string(),
-        })?;
-        let manifests =
-            super::capped::ManifestClient::new(insecure, CONNECT_TIMEOUT, READ_TIMEOUT)?;
-        Ok(RegistryClient { client, manifests })
+    /// A client using plain HTTP exactly for `insecure` (`host[:port]`); only those and the
+    /// `private` registries may be on private or local addresses.
+    pub fn new(insecure: &[String], private: &[String]) -> Result<Self, ImageError> {
+        // A registry that accepts and then stalls must not hold a runner: these bound each
+        // connect and each read; the job's timeout bounds the whole pull.
+        let manifests = super::capped::ManifestClient::with_private(
+            insecure,
+            private,
+            CONNECT_TIMEOUT,
+            READ_TIMEOUT,
+        )?;
+        Ok(RegistryClient { manifests })
     }
 
     fn reference(image: &ImageRef, digest: &str) -> Reference {
@@ -60,12 +51,6 @@ impl RegistryClient {
             image.path(),
             digest.to_string(),
         )
-    }
-
-    fn registry_err(image: &ImageRef, err: impl std::error::Error) -> ImageError {
-        // The useful part (a TLS failure, a refused connection) is often several sources deep;
-        // the text may quote the registry's response body, so it is cut to one short line.
-        super::capped::registry_err(image.registry(), crate::error_chain::error_chain(&err))
     }
 
     /// The manifest `digest` of `image`'s repository, checked to hash to it. Read through a
@@ -127,37 +112,8 @@ impl RegistryClient {
         out: &mut W,
     ) -> Result<u64, ImageError> {
         let reference = Self::reference(image, digest);
-        let descriptor = OciDescriptor {
-            digest: digest.to_string(),
-            size: i64::try_from(size).unwrap_or(i64::MAX),
-            ..OciDescriptor::default()
-        };
-        let mut stream = self
-            .client
-            .pull_blob_stream(&reference, &descriptor)
-            .await
-            .map_err(|e| Self::registry_err(image, e))?;
-        let mut hasher = Sha256::new();
-        let mut total = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Self::registry_err(image, e))?;
-            total += chunk.len() as u64;
-            // The manifest declared the size: more is a hostile or broken registry.
-            if total > size {
-                return Err(ImageError::TooLarge {
-                    what: format!("blob {digest} (declared {size} bytes)"),
-                    max: size,
-                });
-            }
-            hasher.update(&chunk);
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| ImageError::io(format!("blob {digest}"), e))?;
-        }
-        out.flush()
-            .await
-            .map_err(|e| ImageError::io(format!("blob {digest}"), e))?;
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        // The manifest declared the size: more is a hostile or broken registry (cut off there).
+        let (total, actual) = self.manifests.blob(&reference, digest, size, out).await?;
         if actual != digest {
             return Err(ImageError::DigestMismatch {
                 what: format!("blob of {}", image.repository()),

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use crate::reconcile::admission::{judge, load_public_keys};
 use crate::reconcile::config::ReconcilerConfig;
 use crate::reconcile::history;
-use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::oci::Registry;
 use airlock_verify::rego::RegoPolicy;
 use airlock_verify::signature as verify;
 
@@ -208,10 +208,7 @@ pub async fn promote(
     let (repository, digest) = verify::parse_image(&request.image).map_err(anyhow::Error::from)?;
     let keys = load_public_keys(&config.trusted_keys).map_err(anyhow::Error::msg)?;
     let policy = load_policy(config.promotion_policy.as_deref()).map_err(anyhow::Error::from)?;
-    let registry = Registry::new(&RegistryConfig {
-        insecure: config.registry.insecure.clone(),
-    })
-    .map_err(anyhow::Error::from)?;
+    let registry = Registry::new(&config.registry.config()).map_err(anyhow::Error::from)?;
     let verified = match verify::fetch(&registry, &repository, &digest).await {
         Ok(fetched) => judge(&fetched, &keys),
         Err(e) => {

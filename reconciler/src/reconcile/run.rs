@@ -23,7 +23,7 @@ use super::plan::{NamespacePlan, SyncContext, plan_environment};
 use super::target::kubernetes::KubernetesTarget;
 use super::target::podman::PodmanTarget;
 use super::target::{Deleted, Health, Observed, Target, TargetError};
-use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::oci::Registry;
 
 /// The target of one environment.
 pub enum AnyTarget {
@@ -135,9 +135,7 @@ impl Reconciler {
             .with_context(|| format!("could not create {}", config.data_dir.display()))?;
         let keys = load_public_keys(&config.trusted_keys).map_err(anyhow::Error::msg)?;
         let policy = AdmissionPolicy::load(config.admission_policy.as_deref())?;
-        let registry = Registry::new(&RegistryConfig {
-            insecure: config.registry.insecure.clone(),
-        })?;
+        let registry = Registry::new(&config.registry.config())?;
         let last = history::read_last(&config.data_dir, 1)
             .with_context(|| format!("could not read {}", history::HISTORY_FILE))?
             .pop();

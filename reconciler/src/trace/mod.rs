@@ -22,7 +22,7 @@ use crate::reconcile::config::ReconcilerConfig;
 use crate::reconcile::history;
 use airlock_verify::audit::DECISIONS_FILE;
 use airlock_verify::audit::{self, Decision, Entry};
-use airlock_verify::oci::{Registry, RegistryConfig};
+use airlock_verify::oci::Registry;
 use airlock_verify::provenance::{BYPRODUCT_CI_OUTPUT_PREFIX, Statement};
 use airlock_verify::signature::{self as verify, PublicKey};
 
@@ -184,11 +184,14 @@ pub async fn trace(image: &str, sources: &Sources) -> anyhow::Result<Trace> {
     }
     let keys =
         crate::reconcile::admission::load_public_keys(&key_paths).map_err(anyhow::Error::msg)?;
-    let mut insecure = sources.builder.registry.insecure.clone();
+    let mut settings = sources.builder.registry.config();
     if let Some(rc) = &sources.reconciler {
-        insecure.extend(rc.registry.insecure.iter().cloned());
+        settings
+            .insecure
+            .extend(rc.registry.insecure.iter().cloned());
+        settings.private.extend(rc.registry.private.iter().cloned());
     }
-    let registry = Registry::new(&RegistryConfig { insecure })?;
+    let registry = Registry::new(&settings)?;
     match verify::fetch(&registry, &repository, &digest).await {
         Err(e) => {
             t.signature = Err(e.to_string());

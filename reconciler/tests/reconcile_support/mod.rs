@@ -114,6 +114,7 @@ impl World {
         let registry = TestRegistry::start();
         let client = Registry::new(&RegistryConfig {
             insecure: vec![registry.host.clone()],
+            ..Default::default()
         })
         .expect("client");
         let env_bare = init_bare(dir.path(), "environments");

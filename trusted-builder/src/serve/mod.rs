@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::{AuditLog, Decision};
 use crate::intake::{BuiltState, Intake, IntakePolicy, IntakeSettings, Subject};
-use crate::oci::{Registry, RegistryConfig};
+use crate::oci::Registry;
 use crate::rebuild::Rebuilder;
 use crate::sign::AnySigner;
 
@@ -139,9 +139,7 @@ impl Server {
             }
         }
         let rebuilder = Rebuilder::new(Arc::new(executor), &config.work_dir);
-        let registry = Registry::new(&RegistryConfig {
-            insecure: config.registry.insecure.clone(),
-        })?;
+        let registry = Registry::new(&config.registry.config())?;
         let signer = config
             .signing
             .open()

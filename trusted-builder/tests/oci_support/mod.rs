@@ -83,6 +83,7 @@ pub fn inputs<'a>(
 pub fn insecure(reg: &TestRegistry) -> Registry {
     Registry::new(&RegistryConfig {
         insecure: vec![reg.host.clone()],
+        ..Default::default()
     })
     .expect("client")
 }

@@ -32,6 +32,21 @@ pub struct RegistrySection {
     /// Registries (HOST:PORT) reached over plain HTTP.
     #[serde(default)]
     pub insecure: Vec<String>,
+    /// Registries (HOST[:PORT]) on private or local addresses reached over HTTPS (the builder's
+    /// own, say). Any other registry (a base image's, named by a pipeline file) must resolve to
+    /// public addresses only, as must its token realm and redirects.
+    #[serde(default)]
+    pub private: Vec<String>,
+}
+
+impl RegistrySection {
+    /// The client settings.
+    pub fn config(&self) -> RegistryConfig {
+        RegistryConfig {
+            insecure: self.insecure.clone(),
+            private: self.private.clone(),
+        }
+    }
 }
 
 /// Media type of an OCI image manifest.

@@ -33,6 +33,9 @@ const ACCEPTED_MANIFESTS: &[&str] = &[
 pub struct RegistryConfig {
     /// `host[:port]` of registries reached over plain HTTP. Everything else is HTTPS.
     pub insecure: Vec<String>,
+    /// `host[:port]` of registries on private addresses reached over HTTPS; every other one
+    /// (and `insecure` aside) must resolve to public addresses only.
+    pub private: Vec<String>,
 }
 
 /// Largest manifest read (by digest or tag); real ones are a few KiB.
@@ -60,41 +63,6 @@ pub struct Registry {
 
 /// How long a whole base image may take to fetch by default.
 pub const DEFAULT_BASE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Bytes arriving into memory, refused past `max`.
-struct CappedBuffer {
-    data: Vec<u8>,
-    max: u64,
-}
-
-impl tokio::io::AsyncWrite for CappedBuffer {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.data.len() as u64 + buf.len() as u64 > self.max {
-            return std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                format!("more than the {} bytes expected", self.max),
-            )));
-        }
-        self.data.extend_from_slice(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,8 +119,9 @@ impl Registry {
             registry: "(client setup)".into(),
             reason: e.to_string(),
         })?;
-        let manifests = airlock_pipeline::image::capped::ManifestClient::new(
+        let manifests = airlock_pipeline::image::capped::ManifestClient::with_private(
             &config.insecure,
+            &config.private,
             CONNECT_TIMEOUT,
             READ_TIMEOUT,
         )
@@ -282,7 +251,8 @@ impl Registry {
     }
 
     /// Fetches a blob of `repository` by digest, at most `max` bytes (reading stops there),
-    /// and checks its bytes hash to it.
+    /// and checks its bytes hash to it. Read through the capped client, not oci-client: its
+    /// token flow would ask any realm the registry names.
     pub async fn fetch_blob(
         &self,
         repository: &str,
@@ -293,17 +263,13 @@ impl Registry {
             return Err(OciError::UnpinnedBase(digest.to_owned()));
         }
         let reference = parse_reference(&format!("{repository}@{digest}"))?;
-        self.anonymous(&reference).await;
-        let mut out = CappedBuffer {
-            data: Vec::new(),
-            max,
-        };
-        self.client
-            .pull_blob(&reference, digest, &mut out)
+        let mut out = Vec::new();
+        self.manifests
+            .blob(&reference, digest, max, &mut out)
             .await
-            .map_err(|e| registry_err(&reference, e))?;
-        verify_digest(&format!("{repository} blob"), digest, &out.data)?;
-        Ok(out.data)
+            .map_err(|e| capped_err(&reference, e))?;
+        verify_digest(&format!("{repository} blob"), digest, &out)?;
+        Ok(out)
     }
 
     /// Assembles `inputs.image`, fetching and verifying its pinned base first.
