@@ -10,3 +10,4 @@ pub mod registry;
 pub mod repo_paths;
 pub mod sample;
 pub mod sandbox;
+pub mod security_claims;
