@@ -11,3 +11,4 @@ pub mod repo_paths;
 pub mod sample;
 pub mod sandbox;
 pub mod security_claims;
+pub mod sockets;

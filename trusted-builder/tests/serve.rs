@@ -402,6 +402,10 @@ image_repository = "127.0.0.1:1/svc"
         child.try_wait().unwrap().is_none(),
         "serve exited on its own"
     );
+    // Issue 26: no listening socket in the process itself, not only in what it prints
+    // (`sockets::listening` sees one in a control: airlock_tests' own unit test).
+    let listening = airlock_tests::sockets::listening(child.id());
+    assert!(listening.is_empty(), "the builder listens: {listening:?}");
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
