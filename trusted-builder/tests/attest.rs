@@ -452,3 +452,37 @@ fn statement_versions_are_checked_on_read() {
     assert!(st.has_subject_digest(&format!("sha256:{}", "a".repeat(64))));
     assert!(!st.has_subject_digest(&format!("sha256:{}", "b".repeat(64))));
 }
+
+/// Issue 26: a signature names the repository as well as the digest. The same image (same
+/// digest) in another repository must not borrow it: an attacker copying a signed image and its
+/// signature to a repository a namespace trusts would otherwise pass.
+#[tokio::test]
+async fn a_signature_for_the_same_digest_in_another_repository_is_refused() {
+    init();
+    let reg = TestRegistry::start();
+    let registry = insecure(&reg);
+    let repo = format!("{}/demo/app", reg.host);
+    let elsewhere = format!("{}/demo/elsewhere", reg.host);
+    let k = keys();
+    let good = push_image(&registry, &repo, EPOCH).await;
+    assert_eq!(
+        push_image(&registry, &elsewhere, EPOCH).await,
+        good,
+        "same content, same digest"
+    );
+    sign_image(&registry, &k.key, &repo, &good, None)
+        .await
+        .unwrap();
+    let fetched = fetch(&registry, &repo, &good).await.unwrap();
+    let signatures = fetched.signatures.as_deref().expect("signed");
+    let key = PublicKey::from_pem(&k.pem).unwrap();
+    // Control: for the repository it was made for, the signature verifies.
+    trusted_builder::verify::verify_signatures(signatures, &key, &repo, &good).unwrap();
+    let err = trusted_builder::verify::verify_signatures(signatures, &key, &elsewhere, &good)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("names repository")
+            || format!("{err:?}").contains("names repository"),
+        "{err:?}"
+    );
+}
