@@ -41,7 +41,9 @@ fn read(path: PathBuf) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-const PROBE: &str = "cat /etc/airlock-image > marker\n\
+// Each line runs whatever the one before found (under `sh -eu` a failing `cat` would end the
+// probe before the toolchain check it guards).
+const PROBE: &str = "cat /etc/airlock-image > marker 2>/dev/null || echo 'no image marker' > marker\n\
     if [ -e /usr/bin/gcc ]; then echo 'the host toolchain is visible'; exit 1; fi\n\
     echo \"$PATH\" > path";
 
@@ -78,13 +80,19 @@ async fn a_job_runs_in_the_image_it_names_and_the_second_start_is_cached() {
         "{text}"
     );
 
-    // Control: the same probe in host mode sees the host (its gcc, no image marker).
+    // Control: the same probe in host mode sees the host (its gcc, no image marker). Issue 26:
+    // it once failed at its first line, so the toolchain check it stands for never ran.
     let (done, log) = SandboxJob::new(PROBE)
         .run_in(&work.path().join("host"), &exec)
         .await;
     let text = log.to_text();
     assert_ne!(done.unwrap().reason, ExitReason::Exited(0), "{text}");
     assert!(text.contains("host mode"), "{text}");
+    assert!(text.contains("the host toolchain is visible"), "{text}");
+    assert_eq!(
+        read(work.path().join("host/ws/marker")),
+        "no image marker\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
