@@ -305,32 +305,54 @@ async fn job_ignoring_sigterm_is_killed_at_timeout_with_its_children() {
 
 #[tokio::test]
 async fn cgroups_are_removed_after_the_job() {
-    let work = work_dir();
-    let (exec, _) = SandboxJob::new("true").run(work.path()).await;
-    assert_eq!(exec.reason, ExitReason::Exited(0));
-    let mut leftovers = Vec::new();
-    for controller in ["memory", "pids", "cpu"] {
+    use airlock_pipeline::executor::CgroupSupport;
+    // This process's cgroups named for a job of this test binary, in every controller.
+    let job_cgroups = || {
+        let mut found = Vec::new();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        let rel = own
-            .lines()
-            .find_map(|l| {
-                let parts: Vec<&str> = l.splitn(3, ':').collect();
-                (parts.len() == 3 && parts[1].split(',').any(|c| c == controller))
-                    .then(|| parts[2].to_string())
-            })
-            .unwrap_or_default();
-        let dir = std::path::Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(rel.trim_start_matches('/'));
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            for e in entries.flatten() {
+        for controller in ["memory", "pids", "cpu"] {
+            let rel = own
+                .lines()
+                .find_map(|l| {
+                    let parts: Vec<&str> = l.splitn(3, ':').collect();
+                    (parts.len() == 3 && parts[1].split(',').any(|c| c == controller))
+                        .then(|| parts[2].to_string())
+                })
+                .unwrap_or_default();
+            let dir = std::path::Path::new("/sys/fs/cgroup")
+                .join(controller)
+                .join(rel.trim_start_matches('/'));
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
                 if name.starts_with(&format!("airlock-test-{}-", std::process::id())) {
-                    leftovers.push(e.path());
+                    found.push(e.path());
                 }
             }
         }
+        found
+    };
+    let work = work_dir();
+    let ws = work.path().join("ws");
+    let job = tokio::spawn({
+        let work = work.path().to_path_buf();
+        async move {
+            SandboxJob::new("touch started; while [ ! -e done ]; do sleep 0.05; done")
+                .run(&work)
+                .await
+        }
+    });
+    while !ws.join("started").exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Issue 26: while the job runs, its cgroups exist (else "none left" proves nothing).
+    let during = job_cgroups();
+    std::fs::write(ws.join("done"), "").expect("done");
+    let (exec, _) = job.await.expect("job");
+    assert_eq!(exec.reason, ExitReason::Exited(0));
+    if CgroupSupport::detect() != CgroupSupport::Unavailable {
+        assert!(!during.is_empty(), "the running job had no cgroup");
+    }
+    let leftovers = job_cgroups();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
