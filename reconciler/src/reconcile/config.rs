@@ -340,6 +340,18 @@ allowed_sources = ["git://127.0.0.1/svc"]
         assert!(c.podman.tls_verify);
     }
 
+    /// Issue 26: the hook never listens unauthenticated.
+    #[test]
+    fn a_hook_without_a_token_is_refused() {
+        let listening = format!("listen = \"127.0.0.1:0\"\n{BASE}");
+        let e = ReconcilerConfig::parse(&listening, Path::new("/")).unwrap_err();
+        assert!(e.contains("hook_token is not"), "{e}");
+        // Control: with a token it is accepted.
+        let with_token =
+            format!("listen = \"127.0.0.1:0\"\nhook_token = {{ file = \"hook.token\" }}\n{BASE}");
+        ReconcilerConfig::parse(&with_token, Path::new("/")).unwrap();
+    }
+
     #[test]
     fn refuses_typos_empty_keys_bad_names_and_shared_podman_namespaces() {
         let typo = BASE
