@@ -48,6 +48,19 @@ fn admin_cancel_and_rerun_need_the_admin_token() {
             assert!(!reply.to_string().contains(ADMIN_TOKEN), "{reply}");
         }
     }
+    // Issue 26: without the token, a run that does not exist answers exactly as one that does:
+    // the caller learns nothing, not even whether it exists. (Control, below: with the token,
+    // the missing run is a 404.)
+    let missing_cancel = server.url("/api/v1/runs/999999/cancel");
+    let (status, reply) = request("POST", &missing_cancel, &forged[0], b"");
+    let (status_existing, reply_existing) = request("POST", &cancel, &forged[0], b"");
+    assert_eq!(
+        (status, &reply),
+        (status_existing, &reply_existing),
+        "{reply}"
+    );
+    let (status, _) = request("POST", &missing_cancel, &admin(), b"");
+    assert_eq!(status, 404);
     // Nothing changed: still running, no cancel flag, no new run.
     std::thread::sleep(Duration::from_secs(1));
     let run = server.run(sleeping);
