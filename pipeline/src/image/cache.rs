@@ -691,6 +691,29 @@ mod tests {
         assert!(err.to_string().contains("127.0.0.2:5999"), "{err}");
     }
 
+    /// Issue 26: what a crashed pull left is removed when the cache is next opened; a pull of
+    /// a process still running is left alone.
+    #[test]
+    fn leftovers_of_crashed_pulls_are_removed_and_live_ones_kept() {
+        let temp = tempfile::tempdir().unwrap();
+        let cache_dir = temp.path().join("cache");
+        std::fs::create_dir(&cache_dir).unwrap();
+        // A pid that is not running (beyond any pid_max) and this process's own.
+        let dead = cache_dir.join(".tmp-0123456789abcdef-4999999-Xy12");
+        let live = cache_dir.join(format!(".tmp-0123456789abcdef-{}-Ab34", std::process::id()));
+        for dir in [&dead, &live] {
+            std::fs::create_dir_all(dir.join("rootfs/usr")).unwrap();
+            std::fs::write(dir.join("rootfs/usr/file"), "x").unwrap();
+        }
+        ImageCache::new(ImageSettings {
+            cache_dir: cache_dir.clone(),
+            ..ImageSettings::default()
+        })
+        .unwrap();
+        assert!(!dead.exists(), "a dead pull's leftovers stayed");
+        assert!(live.exists(), "a running pull's directory was removed");
+    }
+
     #[test]
     fn registries_are_host_and_port_only() {
         for good in [

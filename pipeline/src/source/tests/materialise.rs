@@ -260,3 +260,62 @@ fn source_materialise_carries_non_utf8_names_as_bytes() {
         "hello\n"
     );
 }
+
+/// Issue 26: a committed link may climb with `..` only before any name: after a name, that name
+/// could itself be a link and `..` would climb from wherever it points.
+#[test]
+fn source_materialise_refuses_dotdot_after_a_name_in_a_link_target() {
+    let up = Upstream::new();
+    let mirror = Mirror::open(&up.dir).unwrap();
+    let blob = git(&up.dir, &["rev-parse", "HEAD:README.md"]);
+    let link = |target: &str| {
+        git_with_input(
+            &up.dir,
+            &["hash-object", "-w", "--stdin"],
+            Some(target.as_bytes()),
+        )
+    };
+    // `d/l -> x/../README.md`: lexically inside, but `x` could be a link.
+    let sub = hostile_tree(
+        &up.dir,
+        &[
+            ("100644", b"x", &blob),
+            ("120000", b"l", &link("x/../README.md")),
+        ],
+    );
+    let tree = hostile_tree(
+        &up.dir,
+        &[("100644", b"README.md", &blob), ("40000", b"d", &sub)],
+    );
+    let commit = git(
+        &up.dir,
+        &["commit-tree", "-m", "dotdot after a name", &tree],
+    );
+    let tmp = TempDir::new().unwrap();
+    let err = mirror.materialise(&id(&commit), tmp.path()).unwrap_err();
+    assert!(err.to_string().contains("'..' after a name"), "{err}");
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // Control: the same destination reached with `..` first is a plain in-tree link.
+    let sub = hostile_tree(
+        &up.dir,
+        &[
+            ("100644", b"x", &blob),
+            ("120000", b"l", &link("../README.md")),
+        ],
+    );
+    let tree = hostile_tree(
+        &up.dir,
+        &[("100644", b"README.md", &blob), ("40000", b"d", &sub)],
+    );
+    let commit = git(&up.dir, &["commit-tree", "-m", "dotdot first", &tree]);
+    let tmp = TempDir::new().unwrap();
+    mirror.materialise(&id(&commit), tmp.path()).unwrap();
+    assert_eq!(
+        fs::read_link(tmp.path().join("d/l")).unwrap(),
+        Path::new("../README.md")
+    );
+}
