@@ -4,7 +4,7 @@
 # on 127.0.0.1). Installs what it needs first.
 #
 # It runs from a fresh clone of this checkout (with your uncommitted and new files laid over
-# it) in an empty temporary directory, so nothing beside the repository can be read: a test
+# it) in an empty private directory, so nothing beside the repository can be read: a test
 # that only passes because of a file outside the repository fails here, not in a user's
 # clone. The build is shared with the checkout's own target directory (CARGO_TARGET_DIR,
 # default ./target) and fuzz/target, so a second run rebuilds only Airlock's own crates.
@@ -17,7 +17,13 @@ if [ -z "${AIRLOCK_TEST_CLONE:-}" ]; then
     # Any file that points at a path above the repository root fails here, named.
     cargo run -q -p airlock-tests --bin check-repo-paths -- "$ROOT"
 
-    PARENT=$(mktemp -d "${TMPDIR:-/tmp}/airlock-test-clone.XXXXXX")
+    # Always the same path: cargo keys a crate's build by its source path, so a new temporary
+    # name on every run left a full set of Airlock's artifacts behind each time (the shared
+    # target directory grew by gigabytes per run; 71 GB here before this). Private to this user;
+    # two runs at once by one user would share it.
+    PARENT="${TMPDIR:-/tmp}/airlock-test-clone-$(id -u)"
+    rm -rf "$PARENT"
+    mkdir -m 700 "$PARENT"
     trap 'rm -rf "$PARENT"' EXIT
     trap 'exit 130' INT TERM
     CLONE="$PARENT/airlock"
