@@ -50,17 +50,6 @@ pub fn is_public(ip: &std::net::IpAddr) -> bool {
     }
 }
 
-/// Whether `host` resolves (now) to public addresses only, and to at least one. A name that
-/// resolves differently at connect time is caught by [`PublicOnlyResolver`] on the requests
-/// themselves.
-pub async fn resolves_public(host: &str, port: u16) -> std::io::Result<bool> {
-    let addresses: Vec<IpAddr> = tokio::net::lookup_host((host, port))
-        .await?
-        .map(|a| a.ip())
-        .collect();
-    Ok(!addresses.is_empty() && addresses.iter().all(is_public))
-}
-
 /// Registries (`host[:port]`) the runner may reach on private or local addresses: the ones its
 /// settings name (`insecure`, `private_registries`, the mirror). Everything else a job's
 /// registry makes the runner fetch (the registry, its token realm, a redirect) must be public.

@@ -296,7 +296,6 @@ impl ImageCache {
             return Ok(rootfs);
         }
         let source = self.source_of(image)?;
-        self.check_reachable(&source).await?;
         let lock = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|e| e.into_inner());
             pulls
@@ -364,46 +363,6 @@ impl ImageCache {
         }
         let dir = &self.settings.cache_dir;
         self.space.check(need, &what).map_err(io_err(dir))
-    }
-
-    /// A registry the job chose must be on the public internet, unless this runner's settings
-    /// name it (mirror, insecure or private registries).
-    async fn check_reachable(&self, source: &ImageRef) -> Result<(), ImageError> {
-        let registry = source.registry();
-        let s = &self.settings;
-        if s.mirror.as_deref() == Some(registry)
-            || s.insecure.iter().any(|r| r == registry)
-            || s.private_registries.iter().any(|r| r == registry)
-        {
-            return Ok(());
-        }
-        let reference = oci_client::Reference::with_digest(
-            registry.to_string(),
-            source.path(),
-            source.digest().to_string(),
-        );
-        let resolved = reference.resolve_registry();
-        let (host, port) = match resolved.rsplit_once(':') {
-            Some((host, port)) if port.parse::<u16>().is_ok() => {
-                (host, port.parse::<u16>().unwrap_or(443))
-            }
-            _ => (resolved, 443),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let public = super::address::resolves_public(host, port)
-            .await
-            .map_err(|e| ImageError::io(format!("registry {registry}"), e))?;
-        if public {
-            Ok(())
-        } else {
-            Err(ImageError::Unsupported {
-                what: format!("registry {registry}"),
-                reason: "it is on a private or local address; this runner pulls only from \
-                         public registries and those its settings list ([images] insecure, \
-                         mirror or private_registries)"
-                    .into(),
-            })
-        }
     }
 
     /// Where `image` is pulled from: the mirror if one is set, else the registry it names

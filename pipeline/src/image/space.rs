@@ -77,11 +77,6 @@ impl SpaceLedger {
         })
     }
 
-    /// The reserve this ledger keeps.
-    pub fn reserve(&self) -> u64 {
-        self.reserve
-    }
-
     /// Claims `bytes` for `what` (a blob, an entry's path), or says why there is no room. When
     /// they do not fit, unused cache entries are pruned first (once) if that makes room.
     pub fn claim(self: &Arc<Self>, bytes: u64, what: &str) -> io::Result<SpaceClaim> {
